@@ -1,0 +1,52 @@
+/*
+ * http_client.h - service-to-service HTTP calls over libcurl.
+ *
+ * A pool owns a fixed set of curl easy handles created at start-up. A call
+ * borrows one, runs the request on it and gives it back, so connections to
+ * each peer stay open (keep-alive) and are reused by later calls: no call
+ * opens a connection unless the pool's handle has none to that host.
+ * Response bodies are capped at HTTP_CLIENT_BODY_MAX. Thread safe.
+ */
+#ifndef MSG_HTTP_CLIENT_H
+#define MSG_HTTP_CLIENT_H
+
+#include <stddef.h>
+
+typedef struct hc_pool hc_pool;
+
+typedef enum {
+    HC_OK = 0,      /* a response arrived (any status) */
+    HC_CONNECT,     /* could not connect: the peer is down */
+    HC_TIMEOUT,     /* no complete answer in time: outcome unknown */
+    HC_TOO_LARGE,   /* response over the cap */
+    HC_ERROR,       /* anything else (allocation, protocol) */
+} hc_err;
+
+const char *hc_strerror(hc_err err);
+
+typedef struct hc_response {
+    long status;
+    char *body; /* NUL terminated, owned: hc_response_free */
+    size_t len;
+} hc_response;
+
+void hc_response_free(hc_response *r);
+
+/* size handles; timeout_ms per call (connect timeout HOP_CONNECT_TIMEOUT_MS).
+ * NULL on failure. */
+hc_pool *hc_pool_new(int size, long timeout_ms);
+void hc_pool_free(hc_pool *p);
+
+/* One header line for a call, e.g. "X-Ring-Epoch: 3". */
+typedef struct hc_headers {
+    const char *lines[6];
+    int n;
+} hc_headers;
+
+/* method "GET" or "POST"; body may be NULL (GET). On HC_OK, *out holds the
+ * response and the caller frees it; on error *out is empty. */
+hc_err hc_request(hc_pool *p, const char *method, const char *url,
+                  const hc_headers *headers, const char *body, size_t len,
+                  hc_response *out);
+
+#endif

@@ -1,0 +1,117 @@
+/*
+ * http_server.h - the HTTP server glue every service uses, over
+ * libmicrohttpd.
+ *
+ * A service declares a route table and a context pointer; the server reads
+ * bodies (413 on Content-Length over HTTP_BODY_MAX before reading, and
+ * again if a chunked body grows past it), matches routes (404 unknown
+ * path, 405 known path with another method), runs the handler, writes the
+ * reply, counts it in the metrics and logs one JSON line per request.
+ * /healthz, /readyz and /metrics are served for every service.
+ *
+ * Handlers never touch libmicrohttpd: they get an hs_request and fill an
+ * hs_reply. They run on server threads and may block (service-to-service
+ * calls); the threading model is chosen by hs_config.threads.
+ */
+#ifndef MSG_HTTP_SERVER_H
+#define MSG_HTTP_SERVER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "metrics.h"
+
+#define HS_MAX_PARAMS 4
+#define HS_REQUEST_ID_MAX 64
+
+typedef struct hs_request {
+    const char *method;
+    const char *path;              /* without the query string */
+    const char *params[HS_MAX_PARAMS]; /* "{}" segments of the pattern */
+    size_t nparams;
+    const char *body; /* NUL terminated; NULL when empty */
+    size_t body_len;
+    char request_id[HS_REQUEST_ID_MAX]; /* X-Request-Id or generated */
+    void *ctx;                          /* the service context */
+    void *conn;                         /* opaque: use hs_query/hs_header */
+} hs_request;
+
+/* What a handler answers. Exactly one of json / text is used. The server
+ * frees json (json_decref) and text (free) after sending. */
+typedef struct hs_reply {
+    int status;
+    json_t *json;
+    char *text;
+    size_t text_len;
+    const char *content_type; /* default application/json, or
+                                 application/problem+json when problem */
+    int retry_after_s;        /* > 0 adds Retry-After */
+} hs_reply;
+
+typedef void (*hs_handler)(hs_request *req, hs_reply *rep);
+
+/* pattern: literal segments and "{}" for a parameter, e.g.
+ * "/v1/users/{}/conversations". name labels metrics and logs. */
+typedef struct hs_route {
+    const char *method;
+    const char *pattern;
+    hs_handler handler;
+    const char *name;
+} hs_route;
+
+/* Readiness probe: returns true when dependencies answer. May block
+ * briefly. */
+typedef bool (*hs_ready_fn)(void *ctx);
+
+typedef struct hs_config {
+    const char *service; /* "gateway", ... for logs and metrics */
+    const char *bind;    /* "127.0.0.1" */
+    int port;
+    int threads; /* 0: a thread per connection; N: epoll thread pool */
+    const hs_route *routes;
+    size_t nroutes;
+    hs_ready_fn ready;
+    void *ctx;
+    metrics_t *metrics; /* borrowed; the service may add its own series */
+} hs_config;
+
+typedef struct hs_server hs_server;
+
+/* Starts listening. Returns NULL (and logs why) on failure. Calls
+ * hs_block_signals first, so the server's threads inherit a mask in which
+ * SIGTERM/SIGINT are blocked and only hs_wait_for_signal receives them.
+ * cfg->routes, cfg->service and cfg->metrics are borrowed for the life of
+ * the server. Port 0 picks a free port (see hs_port). */
+hs_server *hs_start(const hs_config *cfg);
+/* The port the server listens on (the chosen one when cfg->port was 0). */
+int hs_port(const hs_server *s);
+/* Graceful stop: stops accepting, waits up to grace_ms for in-flight
+ * requests, closes. NULL is a no-op. */
+void hs_stop(hs_server *s, int grace_ms);
+
+/* Query parameter (percent-decoded) or header value; NULL when absent. The
+ * string lives as long as the request. */
+const char *hs_query(const hs_request *req, const char *key);
+const char *hs_header(const hs_request *req, const char *key);
+
+/* Reply helpers: the only places where reply bodies are shaped. */
+void hs_reply_json(hs_reply *rep, int status, json_t *body /* stolen */);
+/* RFC 9457 problem+json: type is "about:blank" unless given. */
+void hs_reply_problem(hs_reply *rep, int status, const char *title,
+                      const char *detail);
+/* Copies a body received from another service through unchanged. */
+void hs_reply_raw(hs_reply *rep, int status, const char *content_type,
+                  const char *body, size_t len);
+
+/* Blocks SIGTERM/SIGINT in the calling thread and ignores SIGPIPE. Call
+ * it first in main, before any thread starts, so every thread inherits the
+ * mask. Idempotent. */
+void hs_block_signals(void);
+/* Blocks SIGTERM/SIGINT in the calling thread (call first in main, before
+ * any thread starts) and waits for one of them. Returns the signal, or -1
+ * if sigwait failed. */
+int hs_wait_for_signal(void);
+
+#endif

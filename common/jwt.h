@@ -1,0 +1,39 @@
+/*
+ * jwt.h - HS256 JSON Web Tokens: the public API's authentication.
+ *
+ * A token is header.payload.signature, base64url without padding. Only
+ * alg HS256 is accepted. Claims used: sub (the user id as a decimal
+ * string without leading zeros) and exp (seconds since the epoch,
+ * required; JWT_LEEWAY_S of clock skew tolerated). nbf, when present, is
+ * honoured with the same leeway. The signature is compared in constant
+ * time. HMAC and base64 come from OpenSSL's libcrypto.
+ *
+ * Pure functions: no I/O, no global state, safe from any thread.
+ */
+#ifndef MSG_JWT_H
+#define MSG_JWT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    JWT_OK = 0,
+    JWT_MALFORMED, /* not three base64url parts, bad JSON, bad claims */
+    JWT_BAD_ALG,   /* alg is not HS256 */
+    JWT_BAD_SIGNATURE,
+    JWT_EXPIRED, /* exp in the past (beyond leeway), or nbf in the future */
+} jwt_err;
+
+const char *jwt_strerror(jwt_err err);
+
+/* Verifies token[0..len) with secret at time now (seconds). On JWT_OK
+ * stores the user id of the sub claim in *user_id. */
+jwt_err jwt_verify(const char *secret, const char *token, size_t len,
+                   int64_t now, int64_t *user_id);
+
+/* Writes a signed token for user_id expiring at exp into out (NUL
+ * terminated). Returns the length, or -1 if cap is too small. */
+int jwt_sign(const char *secret, int64_t user_id, int64_t exp, char *out,
+             size_t cap);
+
+#endif

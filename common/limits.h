@@ -1,0 +1,83 @@
+/*
+ * limits.h - every limit, timeout and key prefix of the project, in one
+ * place, each with its unit and the reason for its value. Code that
+ * enforces a limit includes this header; docs quote it from here.
+ */
+#ifndef MSG_LIMITS_H
+#define MSG_LIMITS_H
+
+/* Message content, in bytes after JSON decoding (SPEC 4): 65,535 is the
+ * largest accepted; 65,536 or more answers 413. */
+#define MSG_CONTENT_MAX 65535
+
+/* client_message_id: 1 to 64 printable ASCII characters (0x20-0x7E). */
+#define MSG_CMID_MAX 64
+
+/* Largest user id: 2^53-1, so ids survive a round trip through a JSON
+ * double in any client. */
+#define MSG_USER_ID_MAX 9007199254740991LL
+
+/* Snippet of the last message in a conversation: code points, not bytes. */
+#define MSG_SNIPPET_CODEPOINTS 100
+
+/* Request bodies above this many bytes are refused with 413, checked on
+ * Content-Length before the body is read and again while it is read. */
+#define HTTP_BODY_MAX (1024 * 1024)
+
+/* Bodies of internal responses read by the HTTP client: a message list
+ * page of 100 messages of 64 KiB each, JSON-escaped (worst case 6x for
+ * control characters), plus room. */
+#define HTTP_CLIENT_BODY_MAX (48 * 1024 * 1024)
+
+/* List paging (SPEC 4). */
+#define LIST_PAGE_SIZE_DEFAULT 20
+#define LIST_PAGE_SIZE_MAX 100
+/* Deepest page offset accepted: page * page_size beyond this is refused
+ * with 400 rather than scanning a mailbox from the top (OFFSET cost). */
+#define LIST_OFFSET_MAX 100000
+
+/* JWT: at most this much clock skew is tolerated on exp (SPEC 4). */
+#define JWT_LEEWAY_S 60
+/* Longest Authorization header value accepted. */
+#define JWT_TOKEN_MAX 4096
+
+/* Ring: virtual tokens per cache node by default (SPEC 6). */
+#define RING_VNODES_DEFAULT 128
+#define RING_NODES_MAX 64
+
+/* Message ids: 41 bits of milliseconds since ID_EPOCH_MS, 10 bits of node
+ * id, 12 bits of sequence within the millisecond. */
+#define ID_EPOCH_MS 1577836800000LL /* 2020-01-01T00:00:00Z */
+#define ID_NODE_BITS 10
+#define ID_SEQ_BITS 12
+#define ID_NODE_MAX ((1 << ID_NODE_BITS) - 1)
+
+/* Hot mailbox in Redis: how many conversations and how many messages per
+ * conversation a cache node keeps for each owned user. Page 0 of the
+ * largest page size fits, deeper pages read storage. */
+#define HOT_CONVS_MAX 100
+#define HOT_MSGS_MAX 100
+
+/* Writes of one user are serialised by one of this many mutexes on the
+ * owner node (striped by user id): enough that unrelated users rarely
+ * share one, small enough to allocate at start-up. */
+#define USER_LOCK_STRIPES 4096
+
+/* Service-to-service calls. */
+#define HOP_CONNECT_TIMEOUT_MS 500
+#define HOP_TIMEOUT_MS 5000
+/* How many times the gateway refreshes the ring and retries a call that a
+ * cache node refused as misdirected (stale epoch or not the owner). */
+#define GATEWAY_RING_RETRIES 3
+
+/* Outbox: a recipient copy queued at send time is first retried by the
+ * background worker this long after it was written, so the inline
+ * delivery normally removes it first. Then at this interval. */
+#define OUTBOX_FIRST_RETRY_MS 3000
+#define OUTBOX_RETRY_MS 1000
+#define OUTBOX_CLAIM_BATCH 100
+
+/* Graceful shutdown: in-flight requests get this long to finish. */
+#define SHUTDOWN_GRACE_MS 10000
+
+#endif

@@ -1,0 +1,254 @@
+/*
+ * ringview.c - cached ring with reference counting and background
+ * refresh. See ringview.h.
+ *
+ * Rings are kept in a short list of entries {ring, refs}. The current one
+ * is entries' head. An entry that is no longer current is freed when its
+ * last reference is released. All list and counter changes happen under
+ * v->lock; fetching happens outside it, serialised by v->fetch_lock so
+ * concurrent refreshers share one request.
+ */
+#include "ringview.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+typedef struct rv_entry {
+    ring_t *ring;
+    int refs;
+    struct rv_entry *next;
+} rv_entry;
+
+struct ringview {
+    char url[256];
+    hc_pool *pool;
+    metrics_t *metrics;
+    ringview_changed_fn changed;
+    void *changed_arg;
+
+    pthread_mutex_t lock; /* guards current, retired, last_ok_ms */
+    rv_entry *current;
+    rv_entry *retired; /* no longer current, still referenced */
+    int64_t last_ok_ms;
+
+    pthread_mutex_t fetch_lock; /* one fetch at a time */
+    uint64_t fetches;           /* completed fetches, under fetch_lock */
+
+    pthread_t thread;
+    bool running;
+    int interval_ms;
+    pthread_mutex_t stop_lock;
+    pthread_cond_t stop_cond;
+    bool stopping;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+ringview *ringview_new(const char *router_url, hc_pool *pool,
+                       metrics_t *metrics, ringview_changed_fn changed,
+                       void *arg)
+{
+    ringview *v = calloc(1, sizeof(*v));
+    if (!v)
+        return NULL;
+    snprintf(v->url, sizeof(v->url), "%s/internal/ring", router_url);
+    v->pool = pool;
+    v->metrics = metrics;
+    v->changed = changed;
+    v->changed_arg = arg;
+    pthread_mutex_init(&v->lock, NULL);
+    pthread_mutex_init(&v->fetch_lock, NULL);
+    pthread_mutex_init(&v->stop_lock, NULL);
+    pthread_cond_init(&v->stop_cond, NULL);
+    return v;
+}
+
+static void free_entries(rv_entry *e)
+{
+    while (e) {
+        rv_entry *next = e->next;
+        ring_free(e->ring);
+        free(e);
+        e = next;
+    }
+}
+
+void ringview_free(ringview *v)
+{
+    if (!v)
+        return;
+    if (v->running) {
+        pthread_mutex_lock(&v->stop_lock);
+        v->stopping = true;
+        pthread_cond_signal(&v->stop_cond);
+        pthread_mutex_unlock(&v->stop_lock);
+        pthread_join(v->thread, NULL);
+    }
+    free_entries(v->current);
+    free_entries(v->retired);
+    pthread_mutex_destroy(&v->lock);
+    pthread_mutex_destroy(&v->fetch_lock);
+    pthread_mutex_destroy(&v->stop_lock);
+    pthread_cond_destroy(&v->stop_cond);
+    free(v);
+}
+
+/* Installs r as current if its epoch is newer. Takes ownership of r.
+ * Called under fetch_lock, so installs never race each other and the
+ * current entry cannot be retired during the change callback. */
+static void install(ringview *v, ring_t *r)
+{
+    rv_entry *e = calloc(1, sizeof(*e));
+    pthread_mutex_lock(&v->lock);
+    v->last_ok_ms = now_ms();
+    rv_entry *old = v->current;
+    if (!e || (old && old->ring->epoch >= r->epoch)) {
+        pthread_mutex_unlock(&v->lock);
+        free(e);
+        ring_free(r);
+        return;
+    }
+    e->ring = r;
+    v->current = e;
+    if (old) {
+        old->refs++; /* held for the callback below */
+        old->next = v->retired;
+        v->retired = old;
+    }
+    pthread_mutex_unlock(&v->lock);
+
+    log_msg("info", "ring epoch %lld with %d nodes", (long long)r->epoch,
+            r->nnodes);
+    if (v->metrics)
+        metrics_gauge(v->metrics, "ring_epoch", "Epoch of the ring in use",
+                      (double)r->epoch);
+    if (v->changed)
+        v->changed(v->changed_arg, old ? old->ring : NULL, r);
+    if (old)
+        ringview_release(v, old->ring);
+}
+
+static int fetch(ringview *v)
+{
+    hc_response resp = {0};
+    hc_err err = hc_request(v->pool, "GET", v->url, NULL, NULL, 0, &resp);
+    if (err || resp.status != 200) {
+        log_msg("warn", "ring fetch from %s failed: %s status %ld", v->url,
+                hc_strerror(err), resp.status);
+        hc_response_free(&resp);
+        return -1;
+    }
+    ring_t *r = ring_from_json(resp.body, resp.len);
+    hc_response_free(&resp);
+    if (!r) {
+        log_msg("error", "router sent a ring that does not parse");
+        return -1;
+    }
+    install(v, r);
+    return 0;
+}
+
+int ringview_refresh(ringview *v)
+{
+    pthread_mutex_lock(&v->lock);
+    uint64_t seen = v->fetches;
+    pthread_mutex_unlock(&v->lock);
+
+    pthread_mutex_lock(&v->fetch_lock);
+    /* Someone else fetched while we waited: their answer is as new as
+     * ours would be. */
+    pthread_mutex_lock(&v->lock);
+    bool shared = v->fetches != seen;
+    pthread_mutex_unlock(&v->lock);
+    int rc = shared ? 0 : fetch(v);
+    pthread_mutex_lock(&v->lock);
+    if (!shared)
+        v->fetches++;
+    bool held = v->current != NULL;
+    pthread_mutex_unlock(&v->lock);
+    pthread_mutex_unlock(&v->fetch_lock);
+    return held ? 0 : (rc ? -1 : 0);
+}
+
+const ring_t *ringview_acquire(ringview *v)
+{
+    pthread_mutex_lock(&v->lock);
+    const ring_t *r = NULL;
+    if (v->current) {
+        v->current->refs++;
+        r = v->current->ring;
+    }
+    pthread_mutex_unlock(&v->lock);
+    return r;
+}
+
+void ringview_release(ringview *v, const ring_t *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&v->lock);
+    if (v->current && v->current->ring == r) {
+        v->current->refs--;
+        pthread_mutex_unlock(&v->lock);
+        return;
+    }
+    rv_entry **link = &v->retired;
+    while (*link && (*link)->ring != r)
+        link = &(*link)->next;
+    rv_entry *dead = NULL;
+    if (*link && --(*link)->refs == 0) {
+        dead = *link;
+        *link = dead->next;
+        dead->next = NULL;
+    }
+    pthread_mutex_unlock(&v->lock);
+    free_entries(dead);
+}
+
+bool ringview_is_fresh(ringview *v, int64_t max_age_ms)
+{
+    pthread_mutex_lock(&v->lock);
+    bool fresh = v->current && now_ms() - v->last_ok_ms <= max_age_ms;
+    pthread_mutex_unlock(&v->lock);
+    return fresh;
+}
+
+static void *refresh_loop(void *arg)
+{
+    ringview *v = arg;
+    pthread_mutex_lock(&v->stop_lock);
+    while (!v->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += (long)(v->interval_ms % 1000) * 1000000L;
+        until.tv_sec += v->interval_ms / 1000 + until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&v->stop_cond, &v->stop_lock, &until);
+        if (v->stopping)
+            break;
+        pthread_mutex_unlock(&v->stop_lock);
+        ringview_refresh(v);
+        pthread_mutex_lock(&v->stop_lock);
+    }
+    pthread_mutex_unlock(&v->stop_lock);
+    return NULL;
+}
+
+int ringview_start(ringview *v, int interval_ms)
+{
+    v->interval_ms = interval_ms > 0 ? interval_ms : 1000;
+    if (pthread_create(&v->thread, NULL, refresh_loop, v))
+        return -1;
+    v->running = true;
+    return 0;
+}

@@ -1,0 +1,55 @@
+/*
+ * ringview.h - a service's cached copy of the ring published by the
+ * router.
+ *
+ * Gateways and cache nodes both hold one. The current ring is swapped
+ * atomically under a mutex when a newer epoch arrives; readers acquire a
+ * reference and release it when their request is done, so a ring is freed
+ * only when it is neither current nor in use. A background thread
+ * refreshes every interval; ringview_refresh fetches now (callers use it
+ * when a peer reports a newer epoch). Thread safe.
+ */
+#ifndef MSG_RINGVIEW_H
+#define MSG_RINGVIEW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "http_client.h"
+#include "metrics.h"
+#include "ring.h"
+
+typedef struct ringview ringview;
+
+/* Called (from the refreshing thread) after the current ring changed to a
+ * newer epoch; old may be NULL on the first fetch. Both rings stay valid
+ * for the duration of the call. */
+typedef void (*ringview_changed_fn)(void *arg, const ring_t *old,
+                                    const ring_t *now);
+
+/* router_url is copied; pool and metrics are borrowed and must outlive
+ * the view. NULL on allocation failure. */
+ringview *ringview_new(const char *router_url, hc_pool *pool,
+                       metrics_t *metrics, ringview_changed_fn changed,
+                       void *arg);
+/* Stops the refresh thread and frees every ring. No reference may be
+ * held any more. NULL is a no-op. */
+void ringview_free(ringview *v);
+
+/* Starts the background refresh every interval_ms. Returns 0 or -1. */
+int ringview_start(ringview *v, int interval_ms);
+
+/* Fetches the ring from the router now; concurrent callers share one
+ * fetch. Returns 0 if a ring is held afterwards (new or not), -1 if none
+ * is. */
+int ringview_refresh(ringview *v);
+
+/* The current ring with a reference held, or NULL when none was ever
+ * fetched. Every non-NULL result must be given to ringview_release. */
+const ring_t *ringview_acquire(ringview *v);
+void ringview_release(ringview *v, const ring_t *r);
+
+/* True when a ring is held and the router answered within max_age_ms. */
+bool ringview_is_fresh(ringview *v, int64_t max_age_ms);
+
+#endif

@@ -1,0 +1,438 @@
+/*
+ * hot.c - hot mailboxes in Redis over a pool of hiredis connections.
+ * See hot.h for the model and hot_scripts.h for the data layout.
+ *
+ * Scripts run by EVALSHA with the SHA-1 computed here; a Redis that does
+ * not know a script yet (NOSCRIPT, e.g. after a restart) gets it by EVAL,
+ * which also caches it there.
+ */
+#include "hot.h"
+
+#include <hiredis.h>
+#include <inttypes.h>
+#include <openssl/sha.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hot_scripts.h"
+#include "limits.h"
+#include "log.h"
+
+/* Redis is on loopback next to the node: anything slower than this is a
+ * Redis in trouble, and storage is the better source. */
+#define HOT_TIMEOUT_MS 500
+#define HOT_POOL_MAX 256
+
+enum { S_APPLY, S_LOAD_USER, S_LOAD_MSGS, S_READ_CONVS, S_READ_MSGS, S_N };
+
+static const char *const script_text[S_N] = {
+    HOT_LUA_APPLY, HOT_LUA_LOAD_USER, HOT_LUA_LOAD_MSGS, HOT_LUA_READ_CONVS,
+    HOT_LUA_READ_MSGS};
+
+struct hot {
+    char host[128];
+    int port;
+    metrics_t *metrics;
+    char sha[S_N][41];
+
+    pthread_mutex_t lock; /* guards free_conns, nfree */
+    pthread_cond_t available;
+    redisContext *free_conns[HOT_POOL_MAX]; /* NULL: connect on borrow */
+    int nfree;
+
+    /* Set when an update may have been lost; cleared by a FLUSHDB. */
+    atomic_bool dirty;
+};
+
+static void sha1_hex(const char *text, char out[41])
+{
+    unsigned char d[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)text, strlen(text), d);
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+        sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+hot_t *hot_new(const char *host, int port, int pool_size, metrics_t *metrics)
+{
+    if (pool_size < 1 || pool_size > HOT_POOL_MAX)
+        return NULL;
+    hot_t *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    snprintf(h->host, sizeof(h->host), "%s", host);
+    h->port = port;
+    h->metrics = metrics;
+    for (int i = 0; i < S_N; i++)
+        sha1_hex(script_text[i], h->sha[i]);
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->available, NULL);
+    h->nfree = pool_size; /* all slots NULL: connected lazily */
+    atomic_init(&h->dirty, false);
+    return h;
+}
+
+void hot_free(hot_t *h)
+{
+    if (!h)
+        return;
+    for (int i = 0; i < h->nfree; i++)
+        if (h->free_conns[i])
+            redisFree(h->free_conns[i]);
+    pthread_mutex_destroy(&h->lock);
+    pthread_cond_destroy(&h->available);
+    free(h);
+}
+
+static redisContext *connect_redis(hot_t *h)
+{
+    struct timeval tv = {0, HOT_TIMEOUT_MS * 1000};
+    redisContext *c = redisConnectWithTimeout(h->host, h->port, tv);
+    if (!c || c->err) {
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+static void give_back(hot_t *h, redisContext *c)
+{
+    if (c && c->err) {
+        redisFree(c);
+        c = NULL;
+    }
+    pthread_mutex_lock(&h->lock);
+    h->free_conns[h->nfree++] = c;
+    pthread_cond_signal(&h->available);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* Borrows a connection, connecting the slot if it has none. NULL when
+ * Redis cannot be reached (the slot is back in the pool then). */
+static redisContext *borrow(hot_t *h)
+{
+    pthread_mutex_lock(&h->lock);
+    while (h->nfree == 0)
+        pthread_cond_wait(&h->available, &h->lock);
+    redisContext *c = h->free_conns[--h->nfree];
+    pthread_mutex_unlock(&h->lock);
+    if (!c)
+        c = connect_redis(h);
+    if (!c)
+        give_back(h, NULL);
+    return c;
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) +
+           (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Runs a script with argv = keys then args. Returns the reply (caller
+ * frees) or NULL when Redis failed. */
+static redisReply *run_script(hot_t *h, int script, int nkeys, int argc,
+                              const char **argv, const size_t *lens)
+{
+    redisContext *c = borrow(h);
+    if (!c)
+        return NULL;
+    const char *full[argc + 3];
+    size_t full_len[argc + 3];
+    char nk[16];
+    snprintf(nk, sizeof(nk), "%d", nkeys);
+    full[0] = "EVALSHA";
+    full[1] = h->sha[script];
+    full[2] = nk;
+    for (int i = 0; i < 3; i++)
+        full_len[i] = strlen(full[i]);
+    for (int i = 0; i < argc; i++) {
+        full[i + 3] = argv[i];
+        full_len[i + 3] = lens ? lens[i] : strlen(argv[i]);
+    }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    redisReply *r = redisCommandArgv(c, argc + 3, full, full_len);
+    if (r && r->type == REDIS_REPLY_ERROR &&
+        strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        freeReplyObject(r);
+        full[0] = "EVAL";
+        full[1] = script_text[script];
+        full_len[0] = 4;
+        full_len[1] = strlen(script_text[script]);
+        r = redisCommandArgv(c, argc + 3, full, full_len);
+    }
+    if (h->metrics)
+        metrics_observe_dependency(h->metrics, "redis", seconds_since(&t0));
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        log_msg("error", "redis script failed: %s", r->str);
+        freeReplyObject(r);
+        r = NULL;
+    }
+    give_back(h, c);
+    return r;
+}
+
+static bool flush_now(hot_t *h)
+{
+    redisContext *c = borrow(h);
+    if (!c)
+        return false;
+    redisReply *r = redisCommand(c, "FLUSHDB");
+    bool ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r)
+        freeReplyObject(r);
+    give_back(h, c);
+    return ok;
+}
+
+int hot_flush(hot_t *h)
+{
+    if (!flush_now(h)) {
+        atomic_store(&h->dirty, true);
+        return -1;
+    }
+    atomic_store(&h->dirty, false);
+    log_msg("info", "hot mailboxes flushed");
+    return 0;
+}
+
+/* Before any use: a dirty cache is flushed first, or not used at all. */
+static bool usable(hot_t *h)
+{
+    if (!atomic_load(&h->dirty))
+        return true;
+    return hot_flush(h) == 0;
+}
+
+bool hot_ping(hot_t *h)
+{
+    redisContext *c = borrow(h);
+    if (!c)
+        return false;
+    redisReply *r = redisCommand(c, "PING");
+    bool ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r)
+        freeReplyObject(r);
+    give_back(h, c);
+    return ok;
+}
+
+char *hot_entry(int64_t id, const char *cid, const char *json)
+{
+    char *out = NULL;
+    if (asprintf(&out, "%020" PRId64 "|%s|%s", id, cid, json) < 0)
+        return NULL;
+    return out;
+}
+
+typedef struct user_keys {
+    char u[48], c[48], x[48], m[48 + 64];
+} user_keys;
+
+static void make_keys(user_keys *k, int64_t uid, const char *cid)
+{
+    snprintf(k->u, sizeof(k->u), "u:{%" PRId64 "}", uid);
+    snprintf(k->c, sizeof(k->c), "c:{%" PRId64 "}", uid);
+    snprintf(k->x, sizeof(k->x), "x:{%" PRId64 "}", uid);
+    snprintf(k->m, sizeof(k->m), "m:{%" PRId64 "}:%s", uid, cid ? cid : "");
+}
+
+static int64_t reply_int(const redisReply *r)
+{
+    if (!r)
+        return -1;
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer;
+    if (r->type == REDIS_REPLY_STRING)
+        return strtoll(r->str, NULL, 10);
+    return -1;
+}
+
+hot_result hot_get_meta(hot_t *h, int64_t uid, hot_meta *out)
+{
+    if (!usable(h))
+        return HOT_DOWN;
+    user_keys k;
+    make_keys(&k, uid, NULL);
+    redisContext *c = borrow(h);
+    if (!c)
+        return HOT_DOWN;
+    redisReply *r = redisCommand(c, "HMGET %s seq max", k.u);
+    give_back(h, c);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        if (r)
+            freeReplyObject(r);
+        return HOT_DOWN;
+    }
+    hot_result res = HOT_MISS;
+    if (r->element[0]->type == REDIS_REPLY_STRING &&
+        r->element[1]->type == REDIS_REPLY_STRING) {
+        out->seq = reply_int(r->element[0]);
+        out->max_id = reply_int(r->element[1]);
+        res = HOT_HIT;
+    }
+    freeReplyObject(r);
+    return res;
+}
+
+/* Copies the JSON part of each entry ("id|cid|json") into p->items. */
+static int take_items(const redisReply *arr, hot_page *p)
+{
+    p->items = calloc(arr->elements ? arr->elements : 1, sizeof(char *));
+    if (!p->items)
+        return -1;
+    for (size_t i = 0; i < arr->elements; i++) {
+        const redisReply *e = arr->element[i];
+        const char *bar = e->type == REDIS_REPLY_STRING
+                              ? memchr(e->str, '|', e->len)
+                              : NULL;
+        const char *json =
+            bar ? memchr(bar + 1, '|', e->len - (size_t)(bar + 1 - e->str))
+                : NULL;
+        if (!json)
+            return -1;
+        json++;
+        p->items[i] = strndup(json, e->len - (size_t)(json - e->str));
+        if (!p->items[i])
+            return -1;
+        p->n++;
+    }
+    return 0;
+}
+
+static hot_result read_page(hot_t *h, int script, const char **argv,
+                            int argc, hot_page *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!usable(h))
+        return HOT_DOWN;
+    redisReply *r = run_script(h, script, 2, argc, argv, NULL);
+    if (!r)
+        return HOT_DOWN;
+    hot_result res = HOT_MISS;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+        r->element[3]->type == REDIS_REPLY_ARRAY) {
+        out->seq = reply_int(r->element[0]);
+        out->card = (size_t)reply_int(r->element[1]);
+        out->complete = reply_int(r->element[2]) == 1;
+        res = take_items(r->element[3], out) == 0 ? HOT_HIT : HOT_DOWN;
+        if (res != HOT_HIT)
+            hot_page_free(out);
+    }
+    freeReplyObject(r);
+    return res;
+}
+
+hot_result hot_read_convs(hot_t *h, int64_t uid, size_t off, size_t count,
+                          hot_page *out)
+{
+    user_keys k;
+    make_keys(&k, uid, NULL);
+    char o[24], n[24];
+    snprintf(o, sizeof(o), "%zu", off);
+    snprintf(n, sizeof(n), "%zu", count);
+    const char *argv[] = {k.u, k.c, o, n};
+    return read_page(h, S_READ_CONVS, argv, 4, out);
+}
+
+hot_result hot_read_msgs(hot_t *h, int64_t uid, const char *cid, size_t off,
+                         size_t count, hot_page *out)
+{
+    user_keys k;
+    make_keys(&k, uid, cid);
+    char o[24], n[24];
+    snprintf(o, sizeof(o), "%zu", off);
+    snprintf(n, sizeof(n), "%zu", count);
+    const char *argv[] = {k.u, k.m, cid, o, n};
+    return read_page(h, S_READ_MSGS, argv, 5, out);
+}
+
+void hot_page_free(hot_page *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++)
+        free(p->items[i]);
+    free(p->items);
+    memset(p, 0, sizeof(*p));
+}
+
+/* Runs a write script; a failure may leave Redis behind storage, so the
+ * cache is marked dirty and flushed before it is used again. */
+static void run_write(hot_t *h, int script, int nkeys, int argc,
+                      const char **argv)
+{
+    if (!usable(h))
+        return;
+    redisReply *r = run_script(h, script, nkeys, argc, argv, NULL);
+    if (!r) {
+        atomic_store(&h->dirty, true);
+        log_msg("warn", "redis update failed: hot mailboxes will be flushed");
+        return;
+    }
+    freeReplyObject(r);
+}
+
+void hot_load_user(hot_t *h, int64_t uid, const hot_meta *meta,
+                   bool complete, char *const *entries, size_t n)
+{
+    user_keys k;
+    make_keys(&k, uid, NULL);
+    char seq[24], max[24];
+    snprintf(seq, sizeof(seq), "%" PRId64, meta->seq);
+    snprintf(max, sizeof(max), "%" PRId64, meta->max_id);
+    const char **argv = calloc(n + 6, sizeof(char *));
+    if (!argv)
+        return;
+    argv[0] = k.u;
+    argv[1] = k.c;
+    argv[2] = k.x;
+    argv[3] = seq;
+    argv[4] = max;
+    argv[5] = complete ? "1" : "0";
+    for (size_t i = 0; i < n; i++)
+        argv[6 + i] = entries[i];
+    run_write(h, S_LOAD_USER, 3, (int)n + 6, argv);
+    free(argv);
+}
+
+void hot_load_msgs(hot_t *h, int64_t uid, const char *cid, bool complete,
+                   char *const *entries, size_t n)
+{
+    user_keys k;
+    make_keys(&k, uid, cid);
+    const char **argv = calloc(n + 4, sizeof(char *));
+    if (!argv)
+        return;
+    argv[0] = k.u;
+    argv[1] = k.m;
+    argv[2] = cid;
+    argv[3] = complete ? "1" : "0";
+    for (size_t i = 0; i < n; i++)
+        argv[4 + i] = entries[i];
+    run_write(h, S_LOAD_MSGS, 2, (int)n + 4, argv);
+    free(argv);
+}
+
+void hot_apply(hot_t *h, int64_t uid, const hot_meta *meta, const char *cid,
+               const char *conv_entry, const char *msg_entry)
+{
+    user_keys k;
+    make_keys(&k, uid, cid);
+    char seq[24], max[24], cmax[16], mmax[16];
+    snprintf(seq, sizeof(seq), "%" PRId64, meta->seq);
+    snprintf(max, sizeof(max), "%" PRId64, meta->max_id);
+    snprintf(cmax, sizeof(cmax), "%d", HOT_CONVS_MAX);
+    snprintf(mmax, sizeof(mmax), "%d", HOT_MSGS_MAX);
+    const char *argv[] = {k.u, k.c,        k.x,       k.m,  seq, max,
+                          cid, conv_entry, msg_entry, cmax, mmax};
+    run_write(h, S_APPLY, 4, 11, argv);
+}

@@ -1,0 +1,246 @@
+/*
+ * lists.c - list reads on the owner node. See lists.h.
+ *
+ * Every answer carries a sync token holding the mailbox change counter
+ * read in the same snapshot as its items (one Redis script, or one
+ * storage statement), so a client that follows tokens never skips a
+ * change and never sees half of one.
+ */
+#include "lists.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fill.h"
+#include "store.h"
+#include "synctoken.h"
+
+/* Which list a request reads: the conversations of uid, or the messages
+ * of uid in cid. */
+typedef struct list_ref {
+    int64_t uid;
+    const char *cid; /* NULL for the conversation list */
+} list_ref;
+
+static const char *items_key(const list_ref *l)
+{
+    return l->cid ? "messages" : "conversations";
+}
+
+static void reply_unavailable(hs_reply *rep)
+{
+    hs_reply_problem(rep, 503, "Storage unavailable",
+                     "the mailbox could not be read; retry");
+    rep->retry_after_s = 1;
+}
+
+/* The answer: items (stolen), delta flag, token for seq, has_more. */
+static void reply_list(const list_ref *l, json_t *items, bool is_delta,
+                       int64_t seq, bool has_more, hs_reply *rep)
+{
+    sync_token t = {.kind = l->cid ? SYNC_MESSAGES : SYNC_CONVERSATIONS,
+                    .user_id = l->uid,
+                    .seq = seq};
+    if (l->cid)
+        snprintf(t.conversation_id, sizeof(t.conversation_id), "%s", l->cid);
+    char token[SYNCTOKEN_MAX + 1];
+    if (!items || synctoken_encode(&t, token, sizeof(token)) < 0) {
+        json_decref(items);
+        hs_reply_problem(rep, 500, "Internal error", "cannot build the list");
+        return;
+    }
+    json_t *body = json_pack("{s:o,s:b,s:s,s:b}", items_key(l), items,
+                             "is_delta_update", is_delta, "sync_token", token,
+                             "has_more", has_more);
+    hs_reply_json(rep, 200, body);
+}
+
+/* Storage path for a list: prefix "/internal/users/U/conversations[/C/
+ * messages]" plus the query. */
+static int storage_path(const list_ref *l, const char *query, char *out,
+                        size_t cap)
+{
+    int len = l->cid ? snprintf(out, cap,
+                                "/internal/users/%" PRId64
+                                "/conversations/%s/messages?%s",
+                                l->uid, l->cid, query)
+                     : snprintf(out, cap,
+                                "/internal/users/%" PRId64
+                                "/conversations?%s",
+                                l->uid, query);
+    return len < 0 || (size_t)len >= cap ? -1 : 0;
+}
+
+/* Reads one page (limit+1 to learn has_more) from storage. */
+static store_err storage_page(cache_node *n, const list_ref *l,
+                              const char *query, const char *rid,
+                              json_t **items, int64_t *seq)
+{
+    char path[512];
+    if (storage_path(l, query, path, sizeof(path)))
+        return STORE_BAD;
+    json_t *o = NULL;
+    store_err err = store_get(n, path, rid, &o);
+    if (err)
+        return err;
+    json_t *arr = json_object_get(o, items_key(l));
+    json_t *s = json_object_get(o, "seq");
+    if (!json_is_array(arr) || !json_is_integer(s)) {
+        json_decref(o);
+        return STORE_BAD;
+    }
+    *items = json_incref(arr);
+    *seq = json_integer_value(s);
+    json_decref(o);
+    return STORE_OK;
+}
+
+/* Parses hot JSON texts into an array; NULL if any does not parse. */
+static json_t *parse_items(const hot_page *p, size_t count)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < count && i < p->n; i++) {
+        json_t *item = json_loads(p->items[i], 0, NULL);
+        if (!item || json_array_append_new(arr, item)) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+/* Serves a full page from the hot window if it holds it. */
+static bool hot_page_reply(cache_node *n, const list_ref *l, int page,
+                           int size, hs_reply *rep)
+{
+    size_t off = (size_t)page * (size_t)size;
+    hot_page p;
+    hot_result hr =
+        l->cid ? hot_read_msgs(n->hot, l->uid, l->cid, off, size + 1, &p)
+               : hot_read_convs(n->hot, l->uid, off, size + 1, &p);
+    if (hr != HOT_HIT)
+        return false;
+    bool holds = p.n == (size_t)size + 1 || p.complete;
+    if (holds)
+        reply_list(l, parse_items(&p, size), false, p.seq,
+                   p.n > (size_t)size, rep);
+    hot_page_free(&p);
+    return holds;
+}
+
+static void full_page(cache_node *n, const list_ref *l, int page, int size,
+                      const char *rid, hs_reply *rep)
+{
+    if (hot_page_reply(n, l, page, size, rep)) {
+        metrics_count(n->metrics, "cache_hits_total",
+                      "Reads answered from the hot mailbox", 1);
+        return;
+    }
+    /* A miss on the first pages fills the window for the next reader. */
+    if ((size_t)(page + 1) * size <= (l->cid ? HOT_MSGS_MAX : HOT_CONVS_MAX)) {
+        hot_meta meta;
+        store_err err = l->cid ? fill_messages(n, l->uid, l->cid, rid)
+                               : fill_meta(n, l->uid, rid, &meta);
+        if (!err && hot_page_reply(n, l, page, size, rep))
+            return;
+    }
+    char query[96];
+    snprintf(query, sizeof(query), "limit=%d&offset=%lld", size + 1,
+             (long long)page * size);
+    json_t *items = NULL;
+    int64_t seq = 0;
+    if (storage_page(n, l, query, rid, &items, &seq)) {
+        reply_unavailable(rep);
+        return;
+    }
+    bool has_more = json_array_size(items) > (size_t)size;
+    if (has_more)
+        json_array_remove(items, size);
+    reply_list(l, items, false, seq, has_more, rep);
+}
+
+/* A delta: items changed after the token (or after a time). If they fit
+ * a page, a delta answer; else the full first page. */
+static void delta(cache_node *n, const list_ref *l, const list_query *q,
+                  const char *rid, hs_reply *rep)
+{
+    char query[96];
+    if (q->has_since) {
+        hot_meta meta;
+        if (fill_meta(n, l->uid, rid, &meta)) {
+            reply_unavailable(rep);
+            return;
+        }
+        if (q->since.seq == meta.seq) { /* nothing changed */
+            reply_list(l, json_array(), true, meta.seq, false, rep);
+            return;
+        }
+        if (q->since.seq > meta.seq) { /* token from the future */
+            full_page(n, l, 0, q->page_size, rid, rep);
+            return;
+        }
+        snprintf(query, sizeof(query), "limit=%d&since_seq=%" PRId64,
+                 q->page_size + 1, q->since.seq);
+    } else {
+        snprintf(query, sizeof(query), "limit=%d&since_ts=%" PRId64,
+                 q->page_size + 1, q->updated_after);
+    }
+    json_t *items = NULL;
+    int64_t seq = 0;
+    if (storage_page(n, l, query, rid, &items, &seq)) {
+        reply_unavailable(rep);
+        return;
+    }
+    if (json_array_size(items) > (size_t)q->page_size) {
+        json_decref(items);
+        full_page(n, l, 0, q->page_size, rid, rep);
+        return;
+    }
+    reply_list(l, items, true, seq, false, rep);
+}
+
+/* Older than a message id: always storage (deep history). */
+static void before_page(cache_node *n, const list_ref *l,
+                        const list_query *q, const char *rid, hs_reply *rep)
+{
+    char query[128];
+    snprintf(query, sizeof(query), "limit=%d&offset=%lld&before=%" PRId64,
+             q->page_size + 1, (long long)q->page * q->page_size, q->before);
+    json_t *items = NULL;
+    int64_t seq = 0;
+    if (storage_page(n, l, query, rid, &items, &seq)) {
+        reply_unavailable(rep);
+        return;
+    }
+    bool has_more = json_array_size(items) > (size_t)q->page_size;
+    if (has_more)
+        json_array_remove(items, q->page_size);
+    reply_list(l, items, false, seq, has_more, rep);
+}
+
+static void list(cache_node *n, const list_ref *l, const list_query *q,
+                 const char *rid, hs_reply *rep)
+{
+    if (q->has_since || q->has_updated_after)
+        delta(n, l, q, rid, rep);
+    else if (q->has_before)
+        before_page(n, l, q, rid, rep);
+    else
+        full_page(n, l, q->page, q->page_size, rid, rep);
+}
+
+void lists_conversations(cache_node *n, int64_t uid, const list_query *q,
+                         const char *rid, hs_reply *rep)
+{
+    list_ref l = {.uid = uid, .cid = NULL};
+    list(n, &l, q, rid, rep);
+}
+
+void lists_messages(cache_node *n, int64_t uid, const char *cid,
+                    const list_query *q, const char *rid, hs_reply *rep)
+{
+    list_ref l = {.uid = uid, .cid = cid};
+    list(n, &l, q, rid, rep);
+}

@@ -1,0 +1,130 @@
+/*
+ * cache - a cache node: owns a share of the users by the ring, serialises
+ * their writes, keeps their hot mailboxes in its own Redis and writes
+ * through to storage. main reads the configuration, wires the modules
+ * together, serves until SIGTERM and shuts down in order.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "http_server.h"
+#include "limits.h"
+#include "log.h"
+#include "outbox.h"
+#include "routes.h"
+
+typedef struct cache_config {
+    const char *bind, *name, *router_url, *storage_url, *redis_host;
+    int port, threads, node_id, redis_port, redis_pool, hop_pool;
+} cache_config;
+
+static int read_config(cache_config *c)
+{
+    config_errors errs = {0};
+    c->bind = config_str("MESSENGER_BIND", "127.0.0.1");
+    c->threads = (int)config_int("MESSENGER_HTTP_THREADS", 0, 0, 1024, &errs);
+    c->port = (int)config_int("CACHE_PORT", 8301, 1, 65535, &errs);
+    c->name = config_str("CACHE_NAME", "");
+    c->node_id = (int)config_int("CACHE_NODE_ID", 1, 0, ID_NODE_MAX, &errs);
+    c->router_url = config_str("ROUTER_URL", "http://127.0.0.1:8200");
+    c->storage_url = config_str("STORAGE_URL", "http://127.0.0.1:8400");
+    c->redis_host = config_str("REDIS_HOST", "127.0.0.1");
+    c->redis_port = (int)config_int("REDIS_PORT", 6379, 1, 65535, &errs);
+    c->redis_pool = (int)config_int("CACHE_REDIS_POOL", 16, 1, 256, &errs);
+    c->hop_pool = (int)config_int("CACHE_HOP_POOL", 64, 1, 4096, &errs);
+    if (!c->name[0] || strlen(c->name) >= sizeof(((ring_node *)0)->name)) {
+        errs.count++;
+        snprintf(errs.text + strlen(errs.text),
+                 sizeof(errs.text) - strlen(errs.text),
+                 "CACHE_NAME: required, at most 63 characters; ");
+    }
+    return config_report(&errs);
+}
+
+/* Ring membership changed: users this node gains may have stale hot
+ * mailboxes here from an earlier ownership, so the hot data goes. */
+static void ring_changed(void *arg, const ring_t *old, const ring_t *now)
+{
+    cache_node *n = arg;
+    if (!old)
+        return;
+    bool same = old->nnodes == now->nnodes && old->vnodes == now->vnodes;
+    for (int i = 0; same && i < now->nnodes; i++)
+        same = strcmp(old->nodes[i].name, now->nodes[i].name) == 0;
+    if (!same)
+        hot_flush(n->hot);
+}
+
+static bool is_ready(void *ctx)
+{
+    cache_node *n = ctx;
+    return ringview_is_fresh(n->ring, 5000) && hot_ping(n->hot);
+}
+
+static void node_destroy(cache_node *n)
+{
+    ringview_free(n->ring);
+    hot_free(n->hot);
+    hc_pool_free(n->hops);
+    locks_free(n->locks);
+    ids_destroy(&n->ids);
+    metrics_free(n->metrics);
+}
+
+static int node_init(cache_node *n, const cache_config *c)
+{
+    memset(n, 0, sizeof(*n));
+    snprintf(n->name, sizeof(n->name), "%s", c->name);
+    snprintf(n->storage_url, sizeof(n->storage_url), "%s", c->storage_url);
+    if (ids_init(&n->ids, c->node_id))
+        return -1;
+    n->metrics = metrics_new("cache");
+    n->locks = locks_new();
+    n->hops = hc_pool_new(c->hop_pool, HOP_TIMEOUT_MS);
+    n->hot = hot_new(c->redis_host, c->redis_port, c->redis_pool, n->metrics);
+    if (!n->metrics || !n->locks || !n->hops || !n->hot)
+        return -1;
+    n->ring = ringview_new(c->router_url, n->hops, n->metrics, ring_changed, n);
+    return n->ring ? 0 : -1;
+}
+
+int main(void)
+{
+    hs_block_signals();
+    log_init("cache");
+    cache_config c;
+    if (read_config(&c))
+        return 2;
+    cache_node n;
+    if (node_init(&n, &c)) {
+        log_msg("error", "cache: start-up failed (allocation or config)");
+        node_destroy(&n);
+        return 1;
+    }
+    /* Whatever this Redis holds is from an earlier life of the node and
+     * may be stale: start empty. */
+    if (hot_flush(n.hot))
+        log_msg("warn", "redis not reachable at start; serving from storage");
+    ringview_refresh(n.ring);
+    ringview_start(n.ring, 1000);
+    outbox_worker *ob = outbox_start(&n);
+    hs_config hc = {.service = "cache", .bind = c.bind, .port = c.port,
+                    .threads = c.threads, .routes = cache_routes,
+                    .nroutes = cache_nroutes, .ready = is_ready, .ctx = &n,
+                    .metrics = n.metrics};
+    hs_server *srv = hs_start(&hc);
+    if (!srv || !ob) {
+        outbox_stop(ob);
+        node_destroy(&n);
+        return 1;
+    }
+    log_msg("info", "cache %s listening on %s:%d", c.name, c.bind, c.port);
+    int sig = hs_wait_for_signal();
+    log_msg("info", "signal %d: shutting down", sig);
+    hs_stop(srv, SHUTDOWN_GRACE_MS);
+    outbox_stop(ob);
+    node_destroy(&n);
+    return 0;
+}

@@ -1,0 +1,29 @@
+/*
+ * node.h - the cache node's context: everything main wires up once and
+ * every request borrows. Modules of the cache service take a
+ * cache_node * and touch only the members their comments name.
+ */
+#ifndef CACHE_NODE_H
+#define CACHE_NODE_H
+
+#include <stdatomic.h>
+
+#include "http_client.h"
+#include "ids.h"
+#include "locks.h"
+#include "metrics.h"
+#include "ringview.h"
+#include "hot.h"
+
+typedef struct cache_node {
+    char name[64];         /* this node's name in the ring */
+    char storage_url[256]; /* base URL of the storage service */
+    ringview *ring;        /* the ring as published by the router */
+    hc_pool *hops;         /* keep-alive HTTP to storage and peers */
+    hot_t *hot;            /* this node's Redis: the hot mailboxes */
+    ids_gen ids;           /* message ids: node bits are CACHE_NODE_ID */
+    user_locks *locks;     /* serialise writes per owned user */
+    metrics_t *metrics;
+} cache_node;
+
+#endif

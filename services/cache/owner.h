@@ -1,0 +1,34 @@
+/*
+ * owner.h - fencing: a cache node serves a user only if it owns the user
+ * in the ring at the epoch the caller routed by.
+ *
+ * The caller (gateway or peer node) sends its ring epoch in X-Ring-Epoch.
+ * Older than ours: the caller is behind, refuse (421) so it refreshes.
+ * Newer than ours: we are behind, refresh first. Equal: serve only users
+ * whose token belongs to this node. Two nodes at one epoch never both own
+ * a user, so a caller with any epoch reaches at most one server.
+ */
+#ifndef CACHE_OWNER_H
+#define CACHE_OWNER_H
+
+#include "http_server.h"
+#include "node.h"
+
+typedef enum {
+    OWN_OK = 0,
+    OWN_MISDIRECTED, /* 421: stale epoch or not the owner */
+    OWN_NO_RING,     /* 503: no ring from the router yet */
+    OWN_BAD_EPOCH,   /* 400: X-Ring-Epoch missing or malformed */
+} own_result;
+
+/* On OWN_OK, *ring holds a reference (ringview_release when done). */
+own_result owner_check(cache_node *n, const char *epoch_header,
+                       int64_t user_id, const ring_t **ring);
+
+/* True if this node owns user_id in ring. */
+bool owner_is_self(const cache_node *n, const ring_t *ring, int64_t user_id);
+
+/* Answers a refused owner_check with its problem+json. */
+void owner_reply_refusal(cache_node *n, own_result res, hs_reply *rep);
+
+#endif

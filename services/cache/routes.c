@@ -1,0 +1,157 @@
+/*
+ * routes.c - handlers of the cache node. Every one reads top to bottom:
+ * parse, validate, check ownership (fencing), act, respond.
+ */
+#include "routes.h"
+
+#include <string.h>
+
+#include "lists.h"
+#include "message.h"
+#include "owner.h"
+#include "query.h"
+#include "send.h"
+
+static const char *epoch_of(const hs_request *req)
+{
+    return hs_header(req, "X-Ring-Epoch");
+}
+
+static void handle_send(hs_request *req, hs_reply *rep)
+{
+    cache_node *n = req->ctx;
+    msg_send_req s;
+    char why[256];
+    msg_err err = msg_parse_send(req->body, req->body_len, &s, why,
+                                 sizeof(why));
+    if (err) {
+        hs_reply_problem(rep, msg_err_status(err), "Invalid message", why);
+        return;
+    }
+    const ring_t *ring;
+    own_result own = owner_check(n, epoch_of(req), s.sender_id, &ring);
+    if (own)
+        owner_reply_refusal(n, own, rep);
+    else
+        send_message(n, &s, req->request_id, rep);
+    if (!own)
+        ringview_release(n->ring, ring);
+    msg_send_req_free(&s);
+}
+
+static void handle_deliver(hs_request *req, hs_reply *rep)
+{
+    cache_node *n = req->ctx;
+    json_t *body = req->body ? json_loadb(req->body, req->body_len, 0, NULL)
+                             : NULL;
+    msg m;
+    if (!body || msg_from_json(json_object_get(body, "message"), &m)) {
+        json_decref(body);
+        hs_reply_problem(rep, 400, "Invalid delivery",
+                         "body must be {\"message\": {...}}");
+        return;
+    }
+    json_decref(body);
+    const ring_t *ring;
+    own_result own = owner_check(n, epoch_of(req), m.recipient_id, &ring);
+    if (own) {
+        owner_reply_refusal(n, own, rep);
+    } else if (send_land_copy(n, &m, req->request_id)) {
+        hs_reply_problem(rep, 503, "Storage unavailable",
+                         "the copy did not land; retry");
+        rep->retry_after_s = 1;
+    } else {
+        hs_reply_json(rep, 200, json_pack("{s:s}", "status", "landed"));
+    }
+    if (!own)
+        ringview_release(n->ring, ring);
+    msg_clear(&m);
+}
+
+/* Parses the user id path parameter and the list query. Returns 0, or
+ * answers 400/404 and returns -1. */
+static int parse_list(hs_request *req, sync_kind kind, int64_t *uid,
+                      list_query *q, hs_reply *rep)
+{
+    const char *u = req->params[0];
+    if (ids_parse_user(u, strlen(u), uid)) {
+        hs_reply_problem(rep, 404, "Not found", "no such user");
+        return -1;
+    }
+    query_raw raw = {
+        .page_size = hs_query(req, "page_size"),
+        .page = hs_query(req, "page"),
+        .before = hs_query(req, "before"),
+        .since = hs_query(req, "since"),
+        .last_updated_timestamp = hs_query(req, "last_updated_timestamp"),
+    };
+    char why[256];
+    if (query_parse(&raw, kind, q, why, sizeof(why))) {
+        hs_reply_problem(rep, 400, "Invalid query", why);
+        return -1;
+    }
+    const char *cid = kind == SYNC_MESSAGES ? req->params[1] : NULL;
+    if (query_check_token(q, *uid, cid)) {
+        hs_reply_problem(rep, 400, "Invalid query",
+                         "since: the token was issued for another list");
+        return -1;
+    }
+    return 0;
+}
+
+static void handle_conversations(hs_request *req, hs_reply *rep)
+{
+    cache_node *n = req->ctx;
+    int64_t uid;
+    list_query q;
+    if (parse_list(req, SYNC_CONVERSATIONS, &uid, &q, rep))
+        return;
+    const ring_t *ring;
+    own_result own = owner_check(n, epoch_of(req), uid, &ring);
+    if (own) {
+        owner_reply_refusal(n, own, rep);
+        return;
+    }
+    lists_conversations(n, uid, &q, req->request_id, rep);
+    ringview_release(n->ring, ring);
+}
+
+static bool in_conversation(const char *cid, int64_t uid)
+{
+    int64_t lo, hi;
+    return ids_parse_conversation(cid, strlen(cid), &lo, &hi) == 0 &&
+           (lo == uid || hi == uid);
+}
+
+static void handle_messages(hs_request *req, hs_reply *rep)
+{
+    cache_node *n = req->ctx;
+    int64_t uid;
+    list_query q;
+    if (parse_list(req, SYNC_MESSAGES, &uid, &q, rep))
+        return;
+    const char *cid = req->params[1];
+    if (!in_conversation(cid, uid)) {
+        hs_reply_problem(rep, 404, "Not found",
+                         "no such conversation for this user");
+        return;
+    }
+    const ring_t *ring;
+    own_result own = owner_check(n, epoch_of(req), uid, &ring);
+    if (own) {
+        owner_reply_refusal(n, own, rep);
+        return;
+    }
+    lists_messages(n, uid, cid, &q, req->request_id, rep);
+    ringview_release(n->ring, ring);
+}
+
+const hs_route cache_routes[] = {
+    {"POST", "/internal/send", handle_send, "send"},
+    {"POST", "/internal/deliver", handle_deliver, "deliver"},
+    {"GET", "/internal/users/{}/conversations", handle_conversations,
+     "conversations"},
+    {"GET", "/internal/users/{}/conversations/{}/messages", handle_messages,
+     "messages"},
+};
+const size_t cache_nroutes = sizeof(cache_routes) / sizeof(cache_routes[0]);

@@ -1,0 +1,227 @@
+/*
+ * send.c - sends and recipient copies on the owner node. See send.h.
+ *
+ * Order matters and is the heart of the guarantees: the durable write
+ * comes before the Redis update (Redis never shows what storage does not
+ * hold) and before the answer (a 201 is durable); the recipient's copy is
+ * in the same transaction as the sender's, as an outbox entry, so no crash
+ * between the two copies can lose it.
+ */
+#include "send.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fill.h"
+#include "log.h"
+#include "owner.h"
+#include "store.h"
+
+/* A floor refusal means another node wrote to this mailbox after our
+ * floor was read (a failover): a few retries with the new floor settle
+ * it. */
+#define SEND_FLOOR_RETRIES 3
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The conversation as `owner` sees it after m: derived from the newest
+ * message, which hot_apply only installs if it is newer. */
+static json_t *conversation_json(const msg *m, int64_t owner)
+{
+    int64_t peer = owner == m->sender_id ? m->recipient_id : m->sender_id;
+    int64_t lo = m->sender_id < m->recipient_id ? m->sender_id
+                                                : m->recipient_id;
+    int64_t hi = m->sender_id ^ m->recipient_id ^ lo;
+    char idbuf[24];
+    snprintf(idbuf, sizeof(idbuf), "%" PRId64, m->message_id);
+    json_t *snippet =
+        json_stringn(m->content, msg_snippet_len(m->content, m->content_len));
+    return json_pack("{s:s,s:[I,I],s:I,s:o,s:s,s:I}", "conversation_id",
+                     m->conversation_id, "participants", (json_int_t)lo,
+                     (json_int_t)hi, "peer_id", (json_int_t)peer, "snippet",
+                     snippet, "last_message_id", idbuf, "last_updated_at",
+                     (json_int_t)m->sent_at);
+}
+
+/* Updates owner's hot mailbox after m landed in it durably. */
+static void apply_hot(cache_node *n, const msg *m, int64_t owner,
+                      const hot_meta *meta)
+{
+    json_t *conv = conversation_json(m, owner);
+    json_t *mj = msg_to_json(m);
+    char *ctext = conv ? json_dumps(conv, JSON_COMPACT) : NULL;
+    char *mtext = mj ? json_dumps(mj, JSON_COMPACT) : NULL;
+    char *ce = ctext ? hot_entry(m->message_id, m->conversation_id, ctext)
+                     : NULL;
+    char *me = mtext ? hot_entry(m->message_id, m->conversation_id, mtext)
+                     : NULL;
+    if (ce && me)
+        hot_apply(n->hot, owner, meta, m->conversation_id, ce, me);
+    else /* cannot describe the change: forget rather than be stale */
+        hot_flush(n->hot);
+    free(ce);
+    free(me);
+    free(ctext);
+    free(mtext);
+    json_decref(conv);
+    json_decref(mj);
+}
+
+static void build_message(const msg_send_req *req, int64_t id, msg *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->message_id = id;
+    ids_conversation(req->sender_id, req->recipient_id, m->conversation_id,
+                     sizeof(m->conversation_id));
+    m->sender_id = req->sender_id;
+    m->recipient_id = req->recipient_id;
+    m->content = req->content; /* borrowed: never msg_clear this one */
+    m->content_len = req->content_len;
+    memcpy(m->client_message_id, req->client_message_id,
+           sizeof(m->client_message_id));
+    m->sent_at = ids_ms(id);
+}
+
+/* Writes the sender's copy under the sender's lock. On success res says
+ * whether it was stored or replayed; m holds the new message. */
+static store_err write_sender_copy(cache_node *n, const msg_send_req *req,
+                                   const char *rid, msg *m,
+                                   store_send_result *res)
+{
+    locks_acquire(n->locks, req->sender_id);
+    hot_meta meta;
+    store_err err = fill_meta_locked(n, req->sender_id, rid, &meta);
+    for (int i = 0; !err && i <= SEND_FLOOR_RETRIES; i++) {
+        build_message(req, ids_next(&n->ids, meta.max_id, wall_ms()), m);
+        err = store_send(n, m, rid, res);
+        if (err || res->outcome != SEND_FLOOR)
+            break;
+        meta.max_id = res->meta.max_id;
+        err = i == SEND_FLOOR_RETRIES ? STORE_BAD : STORE_OK;
+    }
+    if (!err && res->outcome == SEND_STORED)
+        apply_hot(n, m, req->sender_id, &res->meta);
+    locks_release(n->locks, req->sender_id);
+    return err;
+}
+
+static bool same_send(const msg_send_req *req, const msg *stored)
+{
+    return stored->recipient_id == req->recipient_id &&
+           stored->content_len == req->content_len &&
+           memcmp(stored->content, req->content, req->content_len) == 0;
+}
+
+void send_message(cache_node *n, const msg_send_req *req, const char *rid,
+                  hs_reply *rep)
+{
+    msg m;
+    store_send_result res;
+    store_err err = write_sender_copy(n, req, rid, &m, &res);
+    if (err) {
+        hs_reply_problem(rep, 503, "Storage unavailable",
+                         "the message was not stored; retry with the same "
+                         "client_message_id");
+        rep->retry_after_s = 1;
+        return;
+    }
+    if (res.outcome == SEND_REPLAY) {
+        if (!same_send(req, &res.stored)) {
+            hs_reply_problem(rep, 409, "Idempotency key reused",
+                             "client_message_id was already used for a "
+                             "different recipient or content");
+        } else {
+            /* The recipient copy has landed or is queued in the outbox;
+             * a pending one gets another try now. */
+            if (res.outbox_pending)
+                send_deliver(n, &res.stored, rid);
+            hs_reply_json(rep, 200, msg_to_json(&res.stored));
+        }
+        msg_clear(&res.stored);
+        return;
+    }
+    send_deliver(n, &m, rid);
+    hs_reply_json(rep, 201, msg_to_json(&m));
+}
+
+int send_land_copy(cache_node *n, const msg *m, const char *rid)
+{
+    bool stored = false;
+    hot_meta meta;
+    locks_acquire(n->locks, m->recipient_id);
+    store_err err = store_deliver(n, m, rid, &stored, &meta);
+    if (!err && stored)
+        apply_hot(n, m, m->recipient_id, &meta);
+    locks_release(n->locks, m->recipient_id);
+    return err ? -1 : 0;
+}
+
+/* POSTs the copy to a peer node; 0 when it answered 200. *misdirected is
+ * set when the peer refused our epoch. */
+static int post_to_peer(cache_node *n, const ring_node *peer, int64_t epoch,
+                        const msg *m, const char *rid, bool *misdirected)
+{
+    json_t *body = json_pack("{so}", "message", msg_to_json(m));
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text)
+        return -1;
+    char url[256], eh[48], rh[96];
+    snprintf(url, sizeof(url), "%s/internal/deliver", peer->url);
+    snprintf(eh, sizeof(eh), "X-Ring-Epoch: %" PRId64, epoch);
+    snprintf(rh, sizeof(rh), "X-Request-Id: %s", rid ? rid : "");
+    hc_headers h = {.lines = {eh, rh}, .n = 2};
+    hc_response resp = {0};
+    hc_err err = hc_request(n->hops, "POST", url, &h, text, strlen(text),
+                            &resp);
+    free(text);
+    *misdirected = !err && resp.status == 421;
+    int rc = !err && resp.status == 200 ? 0 : -1;
+    if (rc)
+        log_msg("warn", "delivery of %" PRId64 " to %s failed: %s %ld",
+                m->message_id, peer->name, hc_strerror(err), resp.status);
+    hc_response_free(&resp);
+    return rc;
+}
+
+/* One attempt against the owner in the current ring. */
+static int deliver_once(cache_node *n, const msg *m, const char *rid,
+                        bool *misdirected)
+{
+    *misdirected = false;
+    const ring_t *r = ringview_acquire(n->ring);
+    if (!r)
+        return -1;
+    int rc;
+    if (owner_is_self(n, r, m->recipient_id))
+        rc = send_land_copy(n, m, rid);
+    else
+        rc = post_to_peer(n, &r->nodes[ring_owner(r, m->recipient_id)],
+                          r->epoch, m, rid, misdirected);
+    ringview_release(n->ring, r);
+    return rc;
+}
+
+int send_deliver(cache_node *n, const msg *m, const char *rid)
+{
+    bool misdirected;
+    int rc = deliver_once(n, m, rid, &misdirected);
+    if (rc && misdirected) {
+        ringview_refresh(n->ring);
+        rc = deliver_once(n, m, rid, &misdirected);
+    }
+    if (rc)
+        return -1;
+    /* Landed: the outbox entry is no longer needed. If removing it fails,
+     * the worker delivers again later, which is a harmless duplicate. */
+    store_outbox_ack(n, m->sender_id, m->message_id, rid);
+    return 0;
+}

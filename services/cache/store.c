@@ -1,0 +1,215 @@
+/*
+ * store.c - calls from a cache node to the storage service. Every call
+ * goes through call_json: serialise, one pooled keep-alive request, parse.
+ */
+#include "store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Sends body (may be NULL for GET) to storage; on STORE_OK sets *status
+ * and *out (parsed JSON object, caller decrefs). */
+static store_err call_json(cache_node *n, const char *method,
+                           const char *path, json_t *body, const char *rid,
+                           long *status, json_t **out)
+{
+    char url[1024];
+    snprintf(url, sizeof(url), "%s%s", n->storage_url, path);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    if (body && !text)
+        return STORE_BAD;
+    char ridh[96];
+    snprintf(ridh, sizeof(ridh), "X-Request-Id: %s", rid ? rid : "");
+    hc_headers h = {.lines = {ridh}, .n = rid ? 1 : 0};
+    hc_response resp = {0};
+    hc_err err = hc_request(n->hops, method, url, &h, text,
+                            text ? strlen(text) : 0, &resp);
+    free(text);
+    if (err) {
+        log_msg("warn", "storage %s %s: %s", method, path, hc_strerror(err));
+        return STORE_DOWN;
+    }
+    *status = resp.status;
+    if (resp.status >= 500) {
+        hc_response_free(&resp);
+        return STORE_DOWN;
+    }
+    *out = json_loadb(resp.body, resp.len, 0, NULL);
+    hc_response_free(&resp);
+    if (!json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return STORE_BAD;
+    }
+    return STORE_OK;
+}
+
+static int64_t json_id(const json_t *j)
+{
+    if (json_is_integer(j))
+        return json_integer_value(j);
+    int64_t v = 0;
+    const char *s = json_string_value(j);
+    if (!s || ids_parse(s, strlen(s), &v))
+        return s && strcmp(s, "0") == 0 ? 0 : -1;
+    return v;
+}
+
+static int read_meta(const json_t *o, hot_meta *meta)
+{
+    meta->seq = json_integer_value(json_object_get(o, "seq"));
+    meta->max_id = json_id(json_object_get(o, "max_id"));
+    return json_is_integer(json_object_get(o, "seq")) && meta->max_id >= 0
+               ? 0
+               : -1;
+}
+
+static json_t *message_body(const msg *m)
+{
+    json_t *mj = msg_to_json(m);
+    return mj ? json_pack("{so}", "message", mj) : NULL;
+}
+
+static store_err parse_send(long status, json_t *o, store_send_result *out)
+{
+    const char *st = json_string_value(json_object_get(o, "status"));
+    if (!st)
+        return STORE_BAD;
+    if (status == 201 && strcmp(st, "stored") == 0) {
+        out->outcome = SEND_STORED;
+        return read_meta(o, &out->meta) ? STORE_BAD : STORE_OK;
+    }
+    if (status == 409 && strcmp(st, "floor") == 0) {
+        out->outcome = SEND_FLOOR;
+        out->meta.max_id = json_id(json_object_get(o, "max_id"));
+        return out->meta.max_id < 0 ? STORE_BAD : STORE_OK;
+    }
+    if (status == 200 && strcmp(st, "replay") == 0) {
+        out->outcome = SEND_REPLAY;
+        out->outbox_pending =
+            json_is_true(json_object_get(o, "outbox_pending"));
+        return msg_from_json(json_object_get(o, "message"), &out->stored)
+                   ? STORE_BAD
+                   : STORE_OK;
+    }
+    return STORE_BAD;
+}
+
+store_err store_send(cache_node *n, const msg *m, const char *rid,
+                     store_send_result *out)
+{
+    memset(out, 0, sizeof(*out));
+    json_t *body = message_body(m);
+    if (!body)
+        return STORE_BAD;
+    long status = 0;
+    json_t *o = NULL;
+    store_err err =
+        call_json(n, "POST", "/internal/send", body, rid, &status, &o);
+    json_decref(body);
+    if (err)
+        return err;
+    err = parse_send(status, o, out);
+    json_decref(o);
+    return err;
+}
+
+store_err store_deliver(cache_node *n, const msg *m, const char *rid,
+                        bool *stored, hot_meta *meta)
+{
+    json_t *body = message_body(m);
+    if (!body)
+        return STORE_BAD;
+    long status = 0;
+    json_t *o = NULL;
+    store_err err =
+        call_json(n, "POST", "/internal/deliver", body, rid, &status, &o);
+    json_decref(body);
+    if (err)
+        return err;
+    const char *st = json_string_value(json_object_get(o, "status"));
+    err = STORE_BAD;
+    if (status == 200 && st && read_meta(o, meta) == 0) {
+        *stored = strcmp(st, "stored") == 0;
+        err = STORE_OK;
+    }
+    json_decref(o);
+    return err;
+}
+
+store_err store_meta(cache_node *n, int64_t uid, const char *rid,
+                     hot_meta *meta)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/internal/users/%" PRId64 "/meta", uid);
+    json_t *o = NULL;
+    store_err err = store_get(n, path, rid, &o);
+    if (err)
+        return err;
+    err = read_meta(o, meta) ? STORE_BAD : STORE_OK;
+    json_decref(o);
+    return err;
+}
+
+store_err store_get(cache_node *n, const char *path_and_query,
+                    const char *rid, json_t **out)
+{
+    long status = 0;
+    store_err err =
+        call_json(n, "GET", path_and_query, NULL, rid, &status, out);
+    if (err)
+        return err;
+    if (status != 200) {
+        log_msg("error", "storage GET %s answered %ld", path_and_query,
+                status);
+        json_decref(*out);
+        *out = NULL;
+        return STORE_BAD;
+    }
+    return STORE_OK;
+}
+
+store_err store_outbox_claim(cache_node *n, int limit, int lease_ms,
+                             json_t **messages)
+{
+    json_t *body = json_pack("{sisi}", "limit", limit, "lease_ms", lease_ms);
+    long status = 0;
+    json_t *o = NULL;
+    store_err err = body ? call_json(n, "POST", "/internal/outbox/claim",
+                                     body, NULL, &status, &o)
+                         : STORE_BAD;
+    json_decref(body);
+    if (err)
+        return err;
+    json_t *arr = json_object_get(o, "messages");
+    if (status != 200 || !json_is_array(arr)) {
+        json_decref(o);
+        return STORE_BAD;
+    }
+    *messages = json_incref(arr);
+    json_decref(o);
+    return STORE_OK;
+}
+
+store_err store_outbox_ack(cache_node *n, int64_t sender_id,
+                           int64_t message_id, const char *rid)
+{
+    char idbuf[24];
+    snprintf(idbuf, sizeof(idbuf), "%" PRId64, message_id);
+    json_t *body = json_pack("{s[{sIss}]}", "entries", "sender_id",
+                             (json_int_t)sender_id, "message_id", idbuf);
+    long status = 0;
+    json_t *o = NULL;
+    store_err err = body ? call_json(n, "POST", "/internal/outbox/ack", body,
+                                     rid, &status, &o)
+                         : STORE_BAD;
+    json_decref(body);
+    if (err)
+        return err;
+    json_decref(o);
+    return status == 200 ? STORE_OK : STORE_BAD;
+}

@@ -1,0 +1,56 @@
+/*
+ * store.h - the cache node's calls to the storage service (see
+ * docs/internal-api.md). Each call is one keep-alive HTTP request from
+ * the node's pool. rid is the request id passed along for the logs.
+ */
+#ifndef CACHE_STORE_H
+#define CACHE_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "message.h"
+#include "node.h"
+
+typedef enum {
+    STORE_OK = 0,
+    STORE_DOWN, /* storage or PostgreSQL unreachable: retryable 503 */
+    STORE_BAD,  /* storage answered something this node cannot use */
+} store_err;
+
+typedef enum { SEND_STORED, SEND_REPLAY, SEND_FLOOR } send_outcome;
+
+typedef struct store_send_result {
+    send_outcome outcome;
+    hot_meta meta;       /* STORED: the mailbox after; FLOOR: max_id */
+    msg stored;          /* REPLAY: the message stored under the key */
+    bool outbox_pending; /* REPLAY: recipient copy not yet acknowledged */
+} store_send_result;
+
+/* Writes the sender's copy, key and outbox entry in one transaction. On
+ * STORE_OK with SEND_REPLAY, out->stored is owned by the caller
+ * (msg_clear). */
+store_err store_send(cache_node *n, const msg *m, const char *rid,
+                     store_send_result *out);
+
+/* Writes the recipient's copy, idempotent by message id. *stored is false
+ * for a duplicate; meta is the mailbox after. */
+store_err store_deliver(cache_node *n, const msg *m, const char *rid,
+                        bool *stored, hot_meta *meta);
+
+store_err store_meta(cache_node *n, int64_t uid, const char *rid,
+                     hot_meta *meta);
+
+/* GET path_and_query on storage; on STORE_OK *out is the parsed body
+ * (caller decrefs). */
+store_err store_get(cache_node *n, const char *path_and_query,
+                    const char *rid, json_t **out);
+
+/* Claims due outbox entries; *messages is a new array reference. */
+store_err store_outbox_claim(cache_node *n, int limit, int lease_ms,
+                             json_t **messages);
+/* Removes the outbox entry of a delivered recipient copy. */
+store_err store_outbox_ack(cache_node *n, int64_t sender_id,
+                           int64_t message_id, const char *rid);
+
+#endif
