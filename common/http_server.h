@@ -28,7 +28,7 @@
 
 typedef struct hs_request {
     const char *method;
-    const char *path;              /* without the query string */
+    const char *path;                  /* without the query string */
     const char *params[HS_MAX_PARAMS]; /* "{}" segments of the pattern */
     size_t nparams;
     const char *body; /* NUL terminated; NULL when empty */
@@ -101,7 +101,8 @@ void hs_reply_json(hs_reply *rep, int status, json_t *body /* stolen */);
 /* RFC 9457 problem+json: type is "about:blank" unless given. */
 void hs_reply_problem(hs_reply *rep, int status, const char *title,
                       const char *detail);
-/* Copies a body received from another service through unchanged. */
+/* Copies a body received from another service through unchanged.
+ * content_type is borrowed until the reply is sent: pass a literal. */
 void hs_reply_raw(hs_reply *rep, int status, const char *content_type,
                   const char *body, size_t len);
 

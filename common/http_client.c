@@ -1,0 +1,348 @@
+/*
+ * http_client.c - a fixed pool of libcurl easy handles for hops between
+ * services.
+ *
+ * Each easy handle keeps its own connection cache, so a handle that has
+ * talked to a peer before reuses that keep-alive connection: with the pool
+ * sized to the concurrency of the caller, a steady load opens no new
+ * connections at all. Free handles sit on a stack guarded by a mutex and a
+ * condition variable; a caller that finds the stack empty waits (at most
+ * the call timeout) for one to come back.
+ *
+ * Options that never change (no signals, TCP_NODELAY, keep-alive, the
+ * connect timeout, the write callback) are set once when a handle is
+ * created; every call sets all the per-call ones (URL, method, body,
+ * headers, timeout) so nothing leaks from the previous call.
+ */
+#include "http_client.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "limits.h"
+
+/* Idle connections one handle keeps: one per peer it talks to (every
+ * cache node, the router, storage) so that none is closed to make room. */
+#define HC_IDLE_CONNECTIONS_MAX ((long)RING_NODES_MAX + 2)
+/* An idle connection older than this is not reused but replaced: below
+ * the 60 s after which our servers close idle connections, so a request
+ * is never written into a socket the peer is closing. */
+#define HC_IDLE_REUSE_MAX_S 50L
+
+struct hc_pool {
+    pthread_mutex_t mu; /* guards nfree and the free stack */
+    pthread_cond_t cv;  /* signalled when a handle is returned */
+    CURL **handles;     /* all handles, owned */
+    CURL **free_stack;  /* the ones not borrowed */
+    int size;
+    int nfree;
+    long timeout_ms;
+};
+
+/* A response body growing up to HTTP_CLIENT_BODY_MAX. */
+typedef struct body_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    bool too_large;
+} body_buf;
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_result = CURLE_FAILED_INIT;
+
+static void curl_init_once(void)
+{
+    curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+const char *hc_strerror(hc_err err)
+{
+    switch (err) {
+    case HC_OK:
+        return "ok";
+    case HC_CONNECT:
+        return "could not connect";
+    case HC_TIMEOUT:
+        return "timed out";
+    case HC_TOO_LARGE:
+        return "response too large";
+    case HC_ERROR:
+        return "request failed";
+    }
+    return "unknown error";
+}
+
+void hc_response_free(hc_response *r)
+{
+    if (r == NULL)
+        return;
+    free(r->body);
+    r->body = NULL;
+    r->len = 0;
+    r->status = 0;
+}
+
+/* ---- the pool ------------------------------------------------------- */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata);
+
+static CURL *handle_new(void)
+{
+    CURL *h = curl_easy_init();
+    if (h == NULL)
+        return NULL;
+    bool ok =
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                         (long)HOP_CONNECT_TIMEOUT_MS) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1) ==
+            CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_MAXCONNECTS, HC_IDLE_CONNECTIONS_MAX) ==
+            CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_MAXAGE_CONN, HC_IDLE_REUSE_MAX_S) ==
+            CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK;
+    if (!ok) {
+        curl_easy_cleanup(h);
+        return NULL;
+    }
+    return h;
+}
+
+hc_pool *hc_pool_new(int size, long timeout_ms)
+{
+    if (size <= 0 || timeout_ms <= 0)
+        return NULL;
+    pthread_once(&curl_once, curl_init_once);
+    if (curl_init_result != CURLE_OK)
+        return NULL;
+
+    hc_pool *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    p->handles = calloc((size_t)size, sizeof(CURL *));
+    p->free_stack = calloc((size_t)size, sizeof(CURL *));
+    pthread_condattr_t attr;
+    bool sync_ok = pthread_condattr_init(&attr) == 0;
+    /* Waits are bounded by a monotonic deadline, immune to clock steps. */
+    sync_ok = sync_ok &&
+              pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 &&
+              pthread_cond_init(&p->cv, &attr) == 0;
+    pthread_condattr_destroy(&attr);
+    if (!sync_ok || pthread_mutex_init(&p->mu, NULL) != 0 ||
+        p->handles == NULL || p->free_stack == NULL) {
+        free(p->handles);
+        free(p->free_stack);
+        free(p);
+        return NULL;
+    }
+    p->timeout_ms = timeout_ms;
+    for (; p->size < size; p->size++) {
+        p->handles[p->size] = handle_new();
+        if (p->handles[p->size] == NULL) {
+            hc_pool_free(p);
+            return NULL;
+        }
+        p->free_stack[p->nfree++] = p->handles[p->size];
+    }
+    return p;
+}
+
+/* Callers must have returned every handle before the pool is freed. */
+void hc_pool_free(hc_pool *p)
+{
+    if (p == NULL)
+        return;
+    for (int i = 0; i < p->size; i++)
+        curl_easy_cleanup(p->handles[i]);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p->handles);
+    free(p->free_stack);
+    free(p);
+}
+
+/* A free handle, waiting up to the call timeout; NULL when none came
+ * back in time (every handle busy with a slow peer). */
+static CURL *pool_borrow(hc_pool *p)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += p->timeout_ms / 1000;
+    deadline.tv_nsec += (p->timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+
+    CURL *h = NULL;
+    pthread_mutex_lock(&p->mu);
+    int rc = 0;
+    while (p->nfree == 0 && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&p->cv, &p->mu, &deadline);
+    if (p->nfree > 0)
+        h = p->free_stack[--p->nfree];
+    pthread_mutex_unlock(&p->mu);
+    return h;
+}
+
+static void pool_return(hc_pool *p, CURL *h)
+{
+    pthread_mutex_lock(&p->mu);
+    p->free_stack[p->nfree++] = h;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- one call ------------------------------------------------------- */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    body_buf *b = userdata;
+    size_t n = size * nmemb;
+    if (n > HTTP_CLIENT_BODY_MAX - b->len) {
+        b->too_large = true;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        if (cap > HTTP_CLIENT_BODY_MAX + 1)
+            cap = HTTP_CLIENT_BODY_MAX + 1;
+        char *grown = realloc(b->data, cap);
+        if (grown == NULL)
+            return 0;
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return n;
+}
+
+/* The header list of one call; NULL when out of memory. */
+static struct curl_slist *build_headers(const hc_headers *headers,
+                                        bool has_body)
+{
+    /* An empty Expect: stops curl from waiting for 100-continue on
+     * bodies over 1 KiB: a round trip wasted on every large hop. */
+    struct curl_slist *list = curl_slist_append(NULL, "Expect:");
+    if (list != NULL && has_body)
+        list = curl_slist_append(list, "Content-Type: application/json");
+    for (int i = 0; list != NULL && headers != NULL && i < headers->n &&
+                    i < (int)(sizeof(headers->lines) / sizeof(char *));
+         i++) {
+        struct curl_slist *next = curl_slist_append(list, headers->lines[i]);
+        if (next == NULL)
+            curl_slist_free_all(list);
+        list = next;
+    }
+    return list;
+}
+
+static bool set_method(CURL *h, const char *method, const char *body,
+                       size_t len)
+{
+    if (strcmp(method, "GET") == 0 && body == NULL)
+        return curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL) == CURLE_OK &&
+               curl_easy_setopt(h, CURLOPT_HTTPGET, 1L) == CURLE_OK;
+    /* Any other method goes out as a POST with its verb swapped in.
+     * POSTFIELDS is borrowed: body outlives the perform call. */
+    const char *verb = strcmp(method, "POST") == 0 ? NULL : method;
+    return curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, verb) == CURLE_OK &&
+           curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                            (curl_off_t)(body ? len : 0)) == CURLE_OK &&
+           curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "") ==
+               CURLE_OK;
+}
+
+/* Maps a transfer result to the caller's question: did the peer get the
+ * request? A timeout before anything was sent (connect timeout) means it
+ * did not, like a refused connection. */
+static hc_err map_result(CURL *h, CURLcode rc, const body_buf *b)
+{
+    if (rc == CURLE_OK)
+        return HC_OK;
+    if (b->too_large)
+        return HC_TOO_LARGE;
+    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
+        return HC_CONNECT;
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
+        long sent = 0;
+        if (curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &sent) == CURLE_OK &&
+            sent == 0)
+            return HC_CONNECT;
+        return HC_TIMEOUT;
+    }
+    return HC_ERROR;
+}
+
+static hc_err perform(hc_pool *p, CURL *h, const char *method, const char *url,
+                      struct curl_slist *list, const char *body, size_t len,
+                      hc_response *out)
+{
+    body_buf b = {0};
+    bool ok =
+        curl_easy_setopt(h, CURLOPT_URL, url) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, p->timeout_ms) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, list) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &b) == CURLE_OK &&
+        set_method(h, method, body, len);
+    CURLcode rc = ok ? curl_easy_perform(h) : CURLE_FAILED_INIT;
+    hc_err err = map_result(h, rc, &b);
+    /* The handle must not keep pointers into this call's memory. */
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
+
+    long status = 0;
+    if (err == HC_OK &&
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+        err = HC_ERROR;
+    if (err == HC_OK && b.data == NULL) {
+        b.data = calloc(1, 1); /* an empty body is still a string */
+        if (b.data == NULL)
+            err = HC_ERROR;
+    }
+    if (err != HC_OK) {
+        free(b.data);
+        return err;
+    }
+    out->status = status;
+    out->body = b.data;
+    out->len = b.len;
+    return HC_OK;
+}
+
+hc_err hc_request(hc_pool *p, const char *method, const char *url,
+                  const hc_headers *headers, const char *body, size_t len,
+                  hc_response *out)
+{
+    if (out == NULL)
+        return HC_ERROR;
+    memset(out, 0, sizeof(*out));
+    if (p == NULL || method == NULL || url == NULL)
+        return HC_ERROR;
+
+    struct curl_slist *list = build_headers(headers, body != NULL);
+    if (list == NULL)
+        return HC_ERROR;
+    CURL *h = pool_borrow(p);
+    if (h == NULL) {
+        curl_slist_free_all(list);
+        return HC_TIMEOUT;
+    }
+    hc_err err = perform(p, h, method, url, list, body, len, out);
+    pool_return(p, h);
+    curl_slist_free_all(list);
+    return err;
+}

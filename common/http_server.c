@@ -1,0 +1,789 @@
+/*
+ * http_server.c - the one place that talks to libmicrohttpd.
+ *
+ * libmicrohttpd calls on_access several times per request: once when the
+ * headers are in (we allocate the request context, pick the request id,
+ * resolve the route and refuse an oversized Content-Length before a byte
+ * of body is read), once per piece of body (accumulated up to
+ * HTTP_BODY_MAX), and once more when the body is complete (we run the
+ * handler and queue the reply). on_completed frees the context whatever
+ * happened, so early returns cannot leak.
+ *
+ * Graceful stop counts requests, not connections: in_flight goes up when a
+ * request context is created and down in on_completed. hs_stop stops
+ * accepting, asks clients to close their keep-alive connections, waits for
+ * in_flight to drain and only then tears the daemon down.
+ *
+ * Handlers run on libmicrohttpd's threads and may block for a long time
+ * (calls to other services); no lock of this file is held around them.
+ */
+#include "http_server.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "limits.h"
+#include "log.h"
+
+/* An idle keep-alive connection is closed after this long. */
+#define HS_CONNECTION_TIMEOUT_S 60
+/* Most concurrent connections per server: a thread each in
+ * thread-per-connection mode, so this also caps the threads. */
+#define HS_CONNECTION_LIMIT 4096
+/* A chunked body that went past HTTP_BODY_MAX is read and thrown away so
+ * the client gets its 413 on a clean connection; past this much more the
+ * connection is simply dropped. */
+#define HS_DISCARD_MAX (16 * 1024 * 1024)
+/* hs_stop polls the in-flight count this often. */
+#define HS_STOP_POLL_MS 10
+
+#define CONTENT_TYPE_JSON "application/json"
+#define CONTENT_TYPE_PROBLEM "application/problem+json"
+#define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
+
+struct hs_server {
+    struct MHD_Daemon *daemon;
+    hs_config cfg;        /* copied; what it points to is borrowed */
+    atomic_int in_flight; /* requests between first call and completion */
+    atomic_bool stopping; /* set by hs_stop: replies close the connection */
+};
+
+/* Where a path landed in the route tables. */
+typedef enum {
+    ROUTE_FOUND,
+    ROUTE_NOT_FOUND,
+    ROUTE_WRONG_METHOD, /* the path exists with another method */
+} route_outcome;
+
+/* A "{}" segment of the path: offset and length within the path. */
+typedef struct param_span {
+    size_t off;
+    size_t len;
+} param_span;
+
+/* Everything one request owns; freed by on_completed. */
+typedef struct request_ctx {
+    struct timespec start;
+    char request_id[HS_REQUEST_ID_MAX];
+    route_outcome outcome;
+    const hs_route *route; /* when ROUTE_FOUND */
+    bool builtin;          /* route is one of builtin_routes */
+    param_span spans[HS_MAX_PARAMS];
+    size_t nparams;
+    char *params_buf; /* copy of the path holding the NUL-cut params */
+    char *body;       /* NUL terminated */
+    size_t body_len;
+    size_t body_cap;
+    size_t discarded; /* bytes thrown away past HTTP_BODY_MAX */
+    bool too_large;
+    bool answered; /* a reply is queued: ignore further calls */
+} request_ctx;
+
+/* ---- replies -------------------------------------------------------- */
+
+/* Drops whatever body the reply held, so reply helpers can be called
+ * again on the same reply without leaking. */
+static void reply_clear(hs_reply *rep)
+{
+    json_decref(rep->json);
+    free(rep->text);
+    memset(rep, 0, sizeof(*rep));
+}
+
+void hs_reply_json(hs_reply *rep, int status, json_t *body)
+{
+    reply_clear(rep);
+    rep->status = status;
+    rep->json = body;
+    rep->content_type = CONTENT_TYPE_JSON;
+}
+
+void hs_reply_problem(hs_reply *rep, int status, const char *title,
+                      const char *detail)
+{
+    if (title == NULL)
+        title = MHD_get_reason_phrase_for((unsigned int)status);
+    json_t *body = json_pack("{s:s, s:s, s:i}", "type", "about:blank", "title",
+                             title, "status", status);
+    if (body != NULL && detail != NULL)
+        json_object_set_new(body, "detail", json_string(detail));
+    hs_reply_json(rep, status, body);
+    rep->content_type = CONTENT_TYPE_PROBLEM;
+}
+
+void hs_reply_raw(hs_reply *rep, int status, const char *content_type,
+                  const char *body, size_t len)
+{
+    reply_clear(rep);
+    char *copy = malloc(len + 1);
+    if (copy == NULL)
+        return; /* status 0: the server answers 500 */
+    if (len > 0)
+        memcpy(copy, body, len);
+    copy[len] = '\0';
+    rep->status = status;
+    rep->text = copy;
+    rep->text_len = len;
+    rep->content_type = content_type ? content_type : CONTENT_TYPE_JSON;
+}
+
+/* Serialises the reply body into a malloc'd buffer that the MHD response
+ * will own; a reply that cannot be serialised becomes a 500 problem. */
+static void reply_take_body(hs_reply *rep, char **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    if (rep->status < 100 || rep->status > 599)
+        hs_reply_problem(rep, 500, NULL, "the handler gave no answer");
+    if (rep->text != NULL) {
+        *buf = rep->text;
+        *len = rep->text_len;
+        rep->text = NULL;
+    } else if (rep->json != NULL) {
+        *buf = json_dumps(rep->json, JSON_COMPACT);
+        if (*buf == NULL) {
+            hs_reply_problem(rep, 500, NULL, "reply not serialisable");
+            *buf = json_dumps(rep->json, JSON_COMPACT);
+        }
+        *len = *buf ? strlen(*buf) : 0;
+    }
+}
+
+/* ---- logging and metrics -------------------------------------------- */
+
+static double seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) +
+           (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+static void record_request(const hs_server *s, const request_ctx *rc,
+                           const char *method, int status)
+{
+    const char *route = rc->outcome == ROUTE_FOUND ? rc->route->name : NULL;
+    if (route == NULL)
+        route = "unknown";
+    double seconds = seconds_since(&rc->start);
+    metrics_observe_request(s->cfg.metrics, route, status, seconds);
+
+    json_t *fields = json_pack(
+        "{s:s, s:s, s:s, s:s, s:i, s:f}", "service", s->cfg.service,
+        "request_id", rc->request_id, "method", method ? method : "", "route",
+        route, "status", status, "duration_ms", seconds * 1000.0);
+    log_event(status >= 500 ? "warn" : "info", "request", fields);
+    json_decref(fields);
+}
+
+/* ---- sending -------------------------------------------------------- */
+
+static bool add_headers(struct MHD_Response *resp, const hs_server *s,
+                        const request_ctx *rc, const hs_reply *rep, size_t len,
+                        const char *allow, bool must_close)
+{
+    char retry[16];
+    bool ok = MHD_add_response_header(resp, "X-Request-Id", rc->request_id) ==
+              MHD_YES;
+    if (ok && len > 0)
+        ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                     rep->content_type
+                                         ? rep->content_type
+                                         : CONTENT_TYPE_JSON) == MHD_YES;
+    if (ok && rep->retry_after_s > 0) {
+        snprintf(retry, sizeof(retry), "%d", rep->retry_after_s);
+        ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER,
+                                     retry) == MHD_YES;
+    }
+    if (ok && allow != NULL)
+        ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow) ==
+             MHD_YES;
+    /* libmicrohttpd closes the connection after a reply carrying this. */
+    if (ok && (must_close || atomic_load(&s->stopping)))
+        ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION,
+                                     "close") == MHD_YES;
+    return ok;
+}
+
+/* Queues rep (consumed) as the answer to the request, counts and logs
+ * it. allow is the Allow header of a 405; must_close ends the connection
+ * after the reply (used when the request body is left unread). */
+static enum MHD_Result send_reply(hs_server *s, struct MHD_Connection *conn,
+                                  request_ctx *rc, const char *method,
+                                  hs_reply *rep, const char *allow,
+                                  bool must_close)
+{
+    char *buf;
+    size_t len;
+    reply_take_body(rep, &buf, &len);
+    int status = rep->status;
+
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, buf ? buf : "",
+        buf ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL) {
+        free(buf);
+        reply_clear(rep);
+        return MHD_NO;
+    }
+    enum MHD_Result ret = MHD_NO;
+    if (add_headers(resp, s, rc, rep, len, allow, must_close))
+        ret = MHD_queue_response(conn, (unsigned int)status, resp);
+    MHD_destroy_response(resp);
+    reply_clear(rep);
+    rc->answered = true;
+    record_request(s, rc, method, status);
+    return ret;
+}
+
+static enum MHD_Result send_problem(hs_server *s, struct MHD_Connection *conn,
+                                    request_ctx *rc, const char *method,
+                                    int status, const char *detail,
+                                    const char *allow, bool must_close)
+{
+    hs_reply rep = {0};
+    hs_reply_problem(&rep, status, NULL, detail);
+    return send_reply(s, conn, rc, method, &rep, allow, must_close);
+}
+
+/* ---- routing -------------------------------------------------------- */
+
+/* Matches path against pattern segment by segment; "{}" matches one
+ * non-empty segment, recorded in spans. Returns the number of params, or
+ * -1 when the path does not match. Pure: no allocation, no I/O. */
+static int hs_match_path(const char *pattern, const char *path,
+                         param_span spans[HS_MAX_PARAMS])
+{
+    if (pattern[0] != '/' || path[0] != '/')
+        return -1;
+    const char *p = pattern;
+    const char *q = path;
+    int n = 0;
+    while (*p == '/' && *q == '/') {
+        p++;
+        q++;
+        size_t plen = strcspn(p, "/");
+        size_t qlen = strcspn(q, "/");
+        if (plen == 2 && p[0] == '{' && p[1] == '}') {
+            if (qlen == 0 || n == HS_MAX_PARAMS)
+                return -1;
+            spans[n].off = (size_t)(q - path);
+            spans[n].len = qlen;
+            n++;
+        } else if (plen != qlen || memcmp(p, q, plen) != 0) {
+            return -1;
+        }
+        p += plen;
+        q += qlen;
+    }
+    return *p == '\0' && *q == '\0' ? n : -1;
+}
+
+static void serve_healthz(hs_request *req, hs_reply *rep);
+static void serve_readyz(hs_request *req, hs_reply *rep);
+static void serve_metrics(hs_request *req, hs_reply *rep);
+
+/* Served by every service; their handlers get the hs_server as ctx. */
+static const hs_route builtin_routes[] = {
+    {"GET", "/healthz", serve_healthz, "healthz"},
+    {"GET", "/readyz", serve_readyz, "readyz"},
+    {"GET", "/metrics", serve_metrics, "metrics"},
+};
+#define BUILTIN_ROUTES (sizeof(builtin_routes) / sizeof(builtin_routes[0]))
+
+/* Looks path up in one table; a path match with another method only
+ * moves the outcome to ROUTE_WRONG_METHOD. */
+static bool resolve_in(request_ctx *rc, const hs_route *routes, size_t n,
+                       const char *method, const char *path)
+{
+    for (size_t i = 0; i < n; i++) {
+        param_span spans[HS_MAX_PARAMS];
+        int np = hs_match_path(routes[i].pattern, path, spans);
+        if (np < 0)
+            continue;
+        if (strcmp(routes[i].method, method) != 0) {
+            rc->outcome = ROUTE_WRONG_METHOD;
+            continue;
+        }
+        rc->outcome = ROUTE_FOUND;
+        rc->route = &routes[i];
+        rc->nparams = (size_t)np;
+        memcpy(rc->spans, spans, sizeof(spans));
+        return true;
+    }
+    return false;
+}
+
+static void resolve_route(const hs_server *s, request_ctx *rc,
+                          const char *method, const char *path)
+{
+    rc->outcome = ROUTE_NOT_FOUND;
+    if (resolve_in(rc, s->cfg.routes, s->cfg.nroutes, method, path))
+        return;
+    rc->builtin = resolve_in(rc, builtin_routes, BUILTIN_ROUTES, method, path);
+}
+
+static void allow_add(char *allow, size_t size, const char *method)
+{
+    size_t used = strlen(allow);
+    /* The same method listed twice (two patterns) is said once. */
+    for (const char *p = strstr(allow, method); p; p = strstr(p + 1, method)) {
+        size_t mlen = strlen(method);
+        if ((p == allow || p[-1] == ' ') && (p[mlen] == ',' || !p[mlen]))
+            return;
+    }
+    snprintf(allow + used, size - used, "%s%s", used ? ", " : "", method);
+}
+
+/* The Allow header of a 405: every method the path is served with. */
+static void build_allow(const hs_server *s, const char *path, char *allow,
+                        size_t size)
+{
+    param_span spans[HS_MAX_PARAMS];
+    allow[0] = '\0';
+    for (size_t i = 0; i < s->cfg.nroutes; i++)
+        if (hs_match_path(s->cfg.routes[i].pattern, path, spans) >= 0)
+            allow_add(allow, size, s->cfg.routes[i].method);
+    for (size_t i = 0; i < BUILTIN_ROUTES; i++)
+        if (hs_match_path(builtin_routes[i].pattern, path, spans) >= 0)
+            allow_add(allow, size, builtin_routes[i].method);
+}
+
+/* ---- built-in routes ------------------------------------------------ */
+
+static void serve_healthz(hs_request *req, hs_reply *rep)
+{
+    hs_reply_json(rep, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void serve_readyz(hs_request *req, hs_reply *rep)
+{
+    const hs_server *s = req->ctx;
+    if (s->cfg.ready == NULL || s->cfg.ready(s->cfg.ctx)) {
+        hs_reply_json(rep, 200, json_pack("{s:s}", "status", "ready"));
+        return;
+    }
+    hs_reply_problem(rep, 503, "Not Ready", "a dependency does not answer");
+    rep->retry_after_s = 1;
+}
+
+static void serve_metrics(hs_request *req, hs_reply *rep)
+{
+    const hs_server *s = req->ctx;
+    char *text = s->cfg.metrics ? metrics_render(s->cfg.metrics) : calloc(1, 1);
+    if (text == NULL) {
+        hs_reply_problem(rep, 500, NULL, "metrics could not be rendered");
+        return;
+    }
+    reply_clear(rep);
+    rep->status = 200;
+    rep->text = text;
+    rep->text_len = strlen(text);
+    rep->content_type = CONTENT_TYPE_METRICS;
+}
+
+/* ---- request ids ---------------------------------------------------- */
+
+/* 1..HS_REQUEST_ID_MAX-1 characters of [A-Za-z0-9._-]: safe to echo in
+ * a header and to write in a log line. */
+static bool hs_request_id_is_valid(const char *id)
+{
+    if (id == NULL)
+        return false;
+    size_t len = strlen(id);
+    if (len == 0 || len >= HS_REQUEST_ID_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static void generate_request_id(char out[HS_REQUEST_ID_MAX])
+{
+    unsigned char raw[16];
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+        /* No entropy (very early boot): time and address still make ids
+         * unique enough to correlate log lines. */
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        uintptr_t addr = (uintptr_t)out;
+        memcpy(raw, &now,
+               sizeof(raw) < sizeof(now) ? sizeof(raw) : sizeof(now));
+        memcpy(raw + 8, &addr, sizeof(addr) < 8 ? sizeof(addr) : 8);
+    }
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+}
+
+/* ---- the access handler --------------------------------------------- */
+
+/* True when the request announces a body larger than HTTP_BODY_MAX. */
+static bool content_length_too_large(struct MHD_Connection *conn)
+{
+    const char *cl = MHD_lookup_connection_value(
+        conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl == NULL)
+        return false;
+    char *end = NULL;
+    unsigned long long n = strtoull(cl, &end, 10);
+    /* libmicrohttpd already refuses a malformed Content-Length. */
+    return end != cl && n > HTTP_BODY_MAX;
+}
+
+static enum MHD_Result begin_request(hs_server *s, struct MHD_Connection *conn,
+                                     const char *url, const char *method,
+                                     void **con_cls)
+{
+    request_ctx *rc = calloc(1, sizeof(*rc));
+    if (rc == NULL)
+        return MHD_NO; /* closes the connection */
+    *con_cls = rc;
+    atomic_fetch_add(&s->in_flight, 1);
+    clock_gettime(CLOCK_MONOTONIC, &rc->start);
+
+    const char *id =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (hs_request_id_is_valid(id))
+        snprintf(rc->request_id, sizeof(rc->request_id), "%s", id);
+    else
+        generate_request_id(rc->request_id);
+    resolve_route(s, rc, method, url);
+
+    /* Answering now, before the body is read, makes libmicrohttpd skip
+     * the body and close the connection after the reply: the client
+     * never gets to upload the oversized body. */
+    if (content_length_too_large(conn))
+        return send_problem(s, conn, rc, method, 413,
+                            "the request body is over 1 MiB", NULL, true);
+    return MHD_YES;
+}
+
+/* Takes one piece of body; past HTTP_BODY_MAX it is counted, not kept. */
+static enum MHD_Result absorb_body(request_ctx *rc, const char *data,
+                                   size_t len)
+{
+    if (rc->too_large || len > HTTP_BODY_MAX - rc->body_len) {
+        rc->too_large = true;
+        rc->discarded += len;
+        return rc->discarded > HS_DISCARD_MAX ? MHD_NO : MHD_YES;
+    }
+    if (rc->body_len + len + 1 > rc->body_cap) {
+        size_t cap = rc->body_cap ? rc->body_cap : 1024;
+        while (cap < rc->body_len + len + 1)
+            cap *= 2;
+        char *grown = realloc(rc->body, cap);
+        if (grown == NULL)
+            return MHD_NO;
+        rc->body = grown;
+        rc->body_cap = cap;
+    }
+    memcpy(rc->body + rc->body_len, data, len);
+    rc->body_len += len;
+    rc->body[rc->body_len] = '\0';
+    return MHD_YES;
+}
+
+/* Copies the path once and cuts the params out of the copy, so they are
+ * NUL terminated strings that live as long as the request. */
+static bool fill_params(request_ctx *rc, const char *url, hs_request *req)
+{
+    if (rc->nparams == 0)
+        return true;
+    rc->params_buf = strdup(url);
+    if (rc->params_buf == NULL)
+        return false;
+    for (size_t i = 0; i < rc->nparams; i++) {
+        rc->params_buf[rc->spans[i].off + rc->spans[i].len] = '\0';
+        req->params[i] = rc->params_buf + rc->spans[i].off;
+    }
+    req->nparams = rc->nparams;
+    return true;
+}
+
+static enum MHD_Result dispatch(hs_server *s, struct MHD_Connection *conn,
+                                request_ctx *rc, const char *url,
+                                const char *method)
+{
+    hs_request req = {0};
+    req.method = method;
+    req.path = url;
+    req.body = rc->body_len > 0 ? rc->body : NULL;
+    req.body_len = rc->body_len;
+    memcpy(req.request_id, rc->request_id, sizeof(req.request_id));
+    req.ctx = rc->builtin ? (void *)s : s->cfg.ctx;
+    req.conn = conn;
+    if (!fill_params(rc, url, &req))
+        return send_problem(s, conn, rc, method, 500, "out of memory", NULL,
+                            false);
+
+    hs_reply rep = {0};
+    rc->route->handler(&req, &rep);
+    return send_reply(s, conn, rc, method, &rep, NULL, false);
+}
+
+static enum MHD_Result finish_request(hs_server *s, struct MHD_Connection *conn,
+                                      request_ctx *rc, const char *url,
+                                      const char *method)
+{
+    if (rc->too_large)
+        return send_problem(s, conn, rc, method, 413,
+                            "the request body is over 1 MiB", NULL, false);
+    if (rc->outcome == ROUTE_NOT_FOUND)
+        return send_problem(s, conn, rc, method, 404, "no such route", NULL,
+                            false);
+    if (rc->outcome == ROUTE_WRONG_METHOD) {
+        char allow[128];
+        build_allow(s, url, allow, sizeof(allow));
+        return send_problem(s, conn, rc, method, 405,
+                            "method not allowed on this route", allow, false);
+    }
+    return dispatch(s, conn, rc, url, method);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
+                                 const char *url, const char *method,
+                                 const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    hs_server *s = cls;
+    request_ctx *rc = *con_cls;
+    if (rc == NULL)
+        return begin_request(s, conn, url, method, con_cls);
+    if (*upload_data_size > 0) {
+        size_t len = *upload_data_size;
+        *upload_data_size = 0;
+        return rc->answered ? MHD_YES : absorb_body(rc, upload_data, len);
+    }
+    if (rc->answered)
+        return MHD_YES;
+    return finish_request(s, conn, rc, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    hs_server *s = cls;
+    request_ctx *rc = *con_cls;
+    if (rc == NULL)
+        return;
+    *con_cls = NULL;
+    free(rc->body);
+    free(rc->params_buf);
+    free(rc);
+    atomic_fetch_sub(&s->in_flight, 1);
+}
+
+/* Counts accepted connections: keep-alive reuse shows as requests
+ * growing much faster than this counter. */
+static void on_connection(void *cls, struct MHD_Connection *conn,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    hs_server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        metrics_count(s->cfg.metrics, "http_connections_total",
+                      "TCP connections accepted by the HTTP server.", 1);
+}
+
+__attribute__((format(printf, 2, 0))) static void
+on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char text[512];
+    vsnprintf(text, sizeof(text), fmt, ap);
+    size_t len = strlen(text);
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        text[--len] = '\0';
+    json_t *fields = json_pack("{s:s}", "detail", text);
+    log_event("warn", "libmicrohttpd", fields);
+    json_decref(fields);
+}
+
+/* ---- lifecycle ------------------------------------------------------ */
+
+void hs_block_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* A peer closing its socket must cost an error return, not the
+     * process. */
+    struct sigaction ignore = {.sa_handler = SIG_IGN};
+    sigemptyset(&ignore.sa_mask);
+    sigaction(SIGPIPE, &ignore, NULL);
+}
+
+int hs_wait_for_signal(void)
+{
+    hs_block_signals();
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0)
+        return -1;
+    return sig;
+}
+
+/* The listening address; false when bind is not an IPv4/IPv6 literal. */
+static bool make_address(const hs_config *cfg, struct sockaddr_storage *ss,
+                         bool *is_v6)
+{
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+    *is_v6 = false;
+    if (inet_pton(AF_INET, cfg->bind, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)cfg->port);
+        return true;
+    }
+    if (inet_pton(AF_INET6, cfg->bind, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)cfg->port);
+        *is_v6 = true;
+        return true;
+    }
+    return false;
+}
+
+static bool config_is_valid(const hs_config *cfg)
+{
+    return cfg != NULL && cfg->service != NULL && cfg->bind != NULL &&
+           cfg->port >= 0 && cfg->port <= 65535 && cfg->threads >= 0 &&
+           (cfg->routes != NULL || cfg->nroutes == 0);
+}
+
+/* Thread per connection: handlers may block without starving others;
+ * poll() rather than select() because fds pass FD_SETSIZE at the
+ * connection limit. Thread pool: N epoll loops share the connections.
+ * ITC is what lets MHD_quiesce_daemon stop accepting from another
+ * thread. */
+static unsigned int daemon_flags(const hs_config *cfg, bool is_v6)
+{
+    unsigned int flags =
+        MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_INTERNAL_POLLING_THREAD;
+    if (cfg->threads == 0)
+        flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
+    else
+        flags |= MHD_USE_EPOLL;
+    if (is_v6)
+        flags |= MHD_USE_IPv6;
+    return flags;
+}
+
+hs_server *hs_start(const hs_config *cfg)
+{
+    struct sockaddr_storage addr;
+    bool is_v6;
+    if (!config_is_valid(cfg) || !make_address(cfg, &addr, &is_v6)) {
+        log_msg("error", "http server: invalid configuration (bind %s)",
+                cfg && cfg->bind ? cfg->bind : "(none)");
+        return NULL;
+    }
+    hs_block_signals();
+    hs_server *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->cfg = *cfg;
+
+    /* The logger goes first so that messages about the other options
+     * reach it too. MHD_OPTION_END where the pool size would go ends the
+     * list early. */
+    s->daemon = MHD_start_daemon(
+        daemon_flags(cfg, is_v6), (uint16_t)cfg->port, NULL, NULL, on_access, s,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)HS_CONNECTION_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)HS_CONNECTION_LIMIT, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        cfg->threads > 0 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
+        (unsigned int)cfg->threads, MHD_OPTION_END);
+    if (s->daemon == NULL) {
+        log_msg("error", "http server: cannot listen on %s:%d", cfg->bind,
+                cfg->port);
+        free(s);
+        return NULL;
+    }
+    json_t *fields = json_pack("{s:s, s:i, s:i}", "bind", cfg->bind, "port",
+                               hs_port(s), "threads", cfg->threads);
+    log_event("info", "listening", fields);
+    json_decref(fields);
+    return s;
+}
+
+int hs_port(const hs_server *s)
+{
+    if (s == NULL)
+        return 0;
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    return info ? info->port : 0;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000,
+                          .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+void hs_stop(hs_server *s, int grace_ms)
+{
+    if (s == NULL)
+        return;
+    atomic_store(&s->stopping, true);
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    /* Quiescing only stops accepting: connections would still queue in
+     * the backlog and hang. Shutting the socket down (without closing
+     * it, which must wait for MHD_stop_daemon) refuses them at once, so
+     * clients fail over to another instance. */
+    if (fd != MHD_INVALID_SOCKET)
+        shutdown(fd, SHUT_RDWR);
+
+    for (int waited = 0; atomic_load(&s->in_flight) > 0 && waited < grace_ms;
+         waited += HS_STOP_POLL_MS)
+        sleep_ms(HS_STOP_POLL_MS);
+    int left = atomic_load(&s->in_flight);
+    if (left > 0)
+        log_msg("warn", "http server: stopping with %d requests in flight",
+                left);
+
+    MHD_stop_daemon(s->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    free(s);
+}
+
+/* ---- request accessors ---------------------------------------------- */
+
+const char *hs_query(const hs_request *req, const char *key)
+{
+    if (req == NULL || req->conn == NULL || key == NULL)
+        return NULL;
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *hs_header(const hs_request *req, const char *key)
+{
+    if (req == NULL || req->conn == NULL || key == NULL)
+        return NULL;
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, key);
+}

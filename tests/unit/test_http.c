@@ -1,0 +1,829 @@
+/*
+ * test_http.c - the HTTP server glue and the HTTP client, against each
+ * other on loopback.
+ *
+ * Each test starts an hs_server on 127.0.0.1 (port 0: the kernel picks a
+ * free one) with a small route table, calls it through hc_request, through
+ * libcurl directly when response headers matter, or through a raw socket
+ * when the test must control exactly what goes on the wire (oversized
+ * bodies), and stops it in the teardown. Check forks every test, so each
+ * one gets a fresh server.
+ */
+#include <check.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http_client.h"
+#include "http_server.h"
+#include "limits.h"
+#include "log.h"
+#include "metrics.h"
+
+static hs_server *srv;
+static metrics_t *mx;
+static int port;
+static atomic_int echo_calls;
+static atomic_bool slow_entered;
+static atomic_bool ready_flag;
+
+/* ---- handlers ------------------------------------------------------- */
+
+static void h_params(hs_request *req, hs_reply *rep)
+{
+    hs_reply_json(rep, 200,
+                  json_pack("{s:s, s:s, s:i}", "a", req->params[0], "b",
+                            req->params[1], "n", (int)req->nparams));
+}
+
+/* Echoes the body unchanged, after checking it is NUL terminated. */
+static void h_echo(hs_request *req, hs_reply *rep)
+{
+    atomic_fetch_add(&echo_calls, 1);
+    if (req->body != NULL && req->body[req->body_len] != '\0') {
+        hs_reply_problem(rep, 500, NULL, "body not NUL terminated");
+        return;
+    }
+    hs_reply_raw(rep, 200, "application/json", req->body ? req->body : "",
+                 req->body_len);
+}
+
+static void h_four(hs_request *req, hs_reply *rep)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; i < req->nparams; i++)
+        json_array_append_new(list, json_string(req->params[i]));
+    hs_reply_json(rep, 200, list);
+}
+
+static void h_nostatus(hs_request *req, hs_reply *rep) {}
+
+static void h_retry(hs_request *req, hs_reply *rep)
+{
+    hs_reply_problem(rep, 503, "Unavailable", "try later");
+    rep->retry_after_s = 7;
+}
+
+static void h_slow(hs_request *req, hs_reply *rep)
+{
+    const char *ms = hs_query(req, "ms");
+    int wait_ms = ms ? atoi(ms) : 100;
+    atomic_store(&slow_entered, true);
+    struct timespec ts = {wait_ms / 1000, (long)(wait_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    hs_reply_json(rep, 200, json_pack("{s:i}", "slept_ms", wait_ms));
+}
+
+static void h_query(hs_request *req, hs_reply *rep)
+{
+    const char *q = hs_query(req, "q");
+    const char *thing = hs_header(req, "x-thing");
+    hs_reply_json(rep, 200,
+                  json_pack("{s:s?, s:s?, s:s}", "q", q, "thing", thing, "id",
+                            req->request_id));
+}
+
+/* One byte more than the client accepts. */
+static void h_big(hs_request *req, hs_reply *rep)
+{
+    size_t len = HTTP_CLIENT_BODY_MAX + 1;
+    char *text = malloc(len + 1);
+    if (text == NULL)
+        return;
+    memset(text, 'a', len);
+    text[len] = '\0';
+    rep->status = 200;
+    rep->text = text;
+    rep->text_len = len;
+    rep->content_type = "text/plain";
+}
+
+static const hs_route routes[] = {
+    {"GET", "/items/{}/sub/{}", h_params, "params"},
+    {"POST", "/echo", h_echo, "echo"},
+    {"GET", "/nostatus", h_nostatus, "nostatus"},
+    {"GET", "/retry", h_retry, "retry"},
+    {"GET", "/slow", h_slow, "slow"},
+    {"GET", "/query", h_query, "query"},
+    {"GET", "/big", h_big, "big"},
+    {"DELETE", "/echo", h_echo, "echo_delete"},
+    {"GET", "/four/{}/{}/{}/{}", h_four, "four"},
+};
+
+static bool is_ready(void *ctx)
+{
+    return atomic_load(&ready_flag);
+}
+
+/* ---- fixture -------------------------------------------------------- */
+
+static void start_server(int threads)
+{
+    log_init("test");
+    mx = metrics_new("test");
+    ck_assert_ptr_nonnull(mx);
+    hs_config cfg = {
+        .service = "test",
+        .bind = "127.0.0.1",
+        .port = 0,
+        .threads = threads,
+        .routes = routes,
+        .nroutes = sizeof(routes) / sizeof(routes[0]),
+        .ready = is_ready,
+        .ctx = NULL,
+        .metrics = mx,
+    };
+    /* Reset here too: with CK_FORK=no the tests share one process. */
+    atomic_store(&ready_flag, true);
+    atomic_store(&echo_calls, 0);
+    atomic_store(&slow_entered, false);
+    srv = hs_start(&cfg);
+    ck_assert_ptr_nonnull(srv);
+    port = hs_port(srv);
+    ck_assert_int_gt(port, 0);
+}
+
+static void teardown(void)
+{
+    hs_stop(srv, 2000);
+    srv = NULL;
+    metrics_free(mx);
+    mx = NULL;
+}
+
+/* Loop tests run once per threading model. */
+static int threads_for(int i)
+{
+    return i == 0 ? 0 : 4;
+}
+
+static char *url_for(const char *path)
+{
+    static char url[256];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    return url;
+}
+
+/* ---- a libcurl call that keeps the response headers ----------------- */
+
+typedef struct raw_response {
+    long status;
+    char headers[4096];
+    size_t hlen;
+    char body[8192];
+    size_t blen;
+} raw_response;
+
+static size_t collect_headers(char *data, size_t size, size_t n, void *ud)
+{
+    raw_response *r = ud;
+    size_t len = size * n;
+    size_t room = sizeof(r->headers) - 1 - r->hlen;
+    size_t take = len < room ? len : room;
+    memcpy(r->headers + r->hlen, data, take);
+    r->hlen += take;
+    r->headers[r->hlen] = '\0';
+    return len;
+}
+
+static size_t collect_body(char *data, size_t size, size_t n, void *ud)
+{
+    raw_response *r = ud;
+    size_t len = size * n;
+    size_t room = sizeof(r->body) - 1 - r->blen;
+    size_t take = len < room ? len : room;
+    memcpy(r->body + r->blen, data, take);
+    r->blen += take;
+    r->body[r->blen] = '\0';
+    return len;
+}
+
+static void curl_call(const char *method, const char *path, const char *header,
+                      raw_response *r)
+{
+    memset(r, 0, sizeof(*r));
+    CURL *h = curl_easy_init();
+    ck_assert_ptr_nonnull(h);
+    struct curl_slist *list = header ? curl_slist_append(NULL, header) : NULL;
+    curl_easy_setopt(h, CURLOPT_URL, url_for(path));
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, collect_headers);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+    ck_assert_int_eq(curl_easy_perform(h), CURLE_OK);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(list);
+    curl_easy_cleanup(h);
+}
+
+/* The value of a response header (case-insensitive name), or "". */
+static const char *header_value(const raw_response *r, const char *name,
+                                char *out, size_t size)
+{
+    out[0] = '\0';
+    size_t nlen = strlen(name);
+    for (const char *line = r->headers; line && *line;) {
+        if (strncasecmp(line, name, nlen) == 0 && line[nlen] == ':') {
+            const char *v = line + nlen + 1;
+            while (*v == ' ')
+                v++;
+            size_t vlen = strcspn(v, "\r\n");
+            snprintf(out, size, "%.*s", (int)vlen, v);
+            return out;
+        }
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    return out;
+}
+
+/* ---- a raw socket, for exactly what goes on the wire ---------------- */
+
+static int connect_to(int to_port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)to_port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+static void send_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        ck_assert_int_gt(n, 0);
+        data += n;
+        len -= (size_t)n;
+    }
+}
+
+/* Reads until the server closes (returns true) or 5 s pass (false). */
+static bool read_until_close(int fd, char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < 1000; i++) {
+        ssize_t n = recv(fd, out + used, size - 1 - used, 0);
+        if (n == 0)
+            return true;
+        if (n < 0)
+            return false;
+        used += (size_t)n;
+        out[used] = '\0';
+        if (used == size - 1)
+            return false;
+    }
+    return false;
+}
+
+static long counter_value(const char *name)
+{
+    char *text = metrics_render(mx);
+    ck_assert_ptr_nonnull(text);
+    char key[128];
+    snprintf(key, sizeof(key), "\n%s{service=\"test\"} ", name);
+    const char *p = strstr(text, key);
+    long v = p ? atol(p + strlen(key)) : 0;
+    free(text);
+    return v;
+}
+
+/* ---- reply helpers without a server -------------------------------- */
+
+START_TEST(test_reply_problem_shape)
+{
+    hs_reply rep = {0};
+    hs_reply_problem(&rep, 409, NULL, "key reused");
+    ck_assert_int_eq(rep.status, 409);
+    ck_assert_str_eq(rep.content_type, "application/problem+json");
+    ck_assert_str_eq(json_string_value(json_object_get(rep.json, "type")),
+                     "about:blank");
+    ck_assert_str_eq(json_string_value(json_object_get(rep.json, "title")),
+                     "Conflict");
+    ck_assert_int_eq(json_integer_value(json_object_get(rep.json, "status")),
+                     409);
+    ck_assert_str_eq(json_string_value(json_object_get(rep.json, "detail")),
+                     "key reused");
+    /* A second helper call replaces the first body without leaking. */
+    hs_reply_json(&rep, 200, json_pack("{s:b}", "ok", 1));
+    ck_assert_int_eq(rep.status, 200);
+    ck_assert_str_eq(rep.content_type, "application/json");
+    json_decref(rep.json);
+}
+END_TEST
+
+/* ---- through the server --------------------------------------------- */
+
+START_TEST(test_route_params)
+{
+    start_server(threads_for(_i));
+    hc_pool *p = hc_pool_new(2, 5000);
+    hc_response r;
+    ck_assert_int_eq(
+        hc_request(p, "GET", url_for("/items/abc/sub/42"), NULL, NULL, 0, &r),
+        HC_OK);
+    ck_assert_int_eq(r.status, 200);
+    json_t *j = json_loads(r.body, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "a")), "abc");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "b")), "42");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "n")), 2);
+    json_decref(j);
+    hc_response_free(&r);
+
+    /* Segments must match one for one; "{}" needs a non-empty one. */
+    static const char *const misses[] = {
+        "/items//sub/42",      "/items/abc/sub/42/", "/items/abc/sub",
+        "/items/abc/sub/42/x", "/items/abc/subs/42", "/item/abc/sub/42",
+        "//items/abc/sub/42"};
+    for (size_t i = 0; i < sizeof(misses) / sizeof(misses[0]); i++) {
+        ck_assert_int_eq(
+            hc_request(p, "GET", url_for(misses[i]), NULL, NULL, 0, &r), HC_OK);
+        ck_assert_msg(r.status == 404, "%s answered %ld", misses[i], r.status);
+        hc_response_free(&r);
+    }
+    ck_assert_int_eq(
+        hc_request(p, "GET", url_for("/four/a/b/c/d"), NULL, NULL, 0, &r),
+        HC_OK);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "[\"a\",\"b\",\"c\",\"d\"]");
+    hc_response_free(&r);
+    hc_pool_free(p);
+}
+END_TEST
+
+START_TEST(test_not_found_problem)
+{
+    start_server(threads_for(_i));
+    raw_response r;
+    char v[256];
+    curl_call("GET", "/nope", NULL, &r);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_str_eq(header_value(&r, "Content-Type", v, sizeof(v)),
+                     "application/problem+json");
+    json_t *j = json_loads(r.body, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "status")), 404);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "type")),
+                     "about:blank");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "title")),
+                     "Not Found");
+    json_decref(j);
+}
+END_TEST
+
+START_TEST(test_wrong_method_405_allow)
+{
+    start_server(threads_for(_i));
+    raw_response r;
+    char v[256];
+    curl_call("GET", "/echo", NULL, &r);
+    ck_assert_int_eq(r.status, 405);
+    ck_assert_str_eq(header_value(&r, "Allow", v, sizeof(v)), "POST, DELETE");
+    ck_assert_str_eq(header_value(&r, "Content-Type", v, sizeof(v)),
+                     "application/problem+json");
+    ck_assert_ptr_nonnull(strstr(r.body, "\"status\":405"));
+
+    curl_call("PUT", "/items/1/sub/2", NULL, &r);
+    ck_assert_int_eq(r.status, 405);
+    ck_assert_str_eq(header_value(&r, "Allow", v, sizeof(v)), "GET");
+
+    curl_call("POST", "/healthz", NULL, &r);
+    ck_assert_int_eq(r.status, 405);
+    ck_assert_str_eq(header_value(&r, "Allow", v, sizeof(v)), "GET");
+}
+END_TEST
+
+START_TEST(test_builtin_routes)
+{
+    start_server(threads_for(_i));
+    raw_response r;
+    char v[256];
+    curl_call("GET", "/healthz", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"status\":\"ok\"}");
+    ck_assert_str_eq(header_value(&r, "Content-Type", v, sizeof(v)),
+                     "application/json");
+
+    curl_call("GET", "/readyz", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"status\":\"ready\"}");
+
+    atomic_store(&ready_flag, false);
+    curl_call("GET", "/readyz", NULL, &r);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_str_eq(header_value(&r, "Content-Type", v, sizeof(v)),
+                     "application/problem+json");
+    ck_assert_str_eq(header_value(&r, "Retry-After", v, sizeof(v)), "1");
+
+    curl_call("GET", "/metrics", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(header_value(&r, "Content-Type", v, sizeof(v)),
+                                 "text/plain; version=0.0.4"));
+    ck_assert_ptr_nonnull(strstr(
+        r.body, "http_requests_total{service=\"test\",route=\"healthz\",status="
+                "\"200\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(
+        r.body, "http_requests_total{service=\"test\",route=\"readyz\",status="
+                "\"503\"} 1\n"));
+}
+END_TEST
+
+START_TEST(test_handler_without_status_is_500)
+{
+    start_server(threads_for(_i));
+    raw_response r;
+    char v[256];
+    curl_call("GET", "/nostatus", NULL, &r);
+    ck_assert_int_eq(r.status, 500);
+    ck_assert_str_eq(header_value(&r, "Content-Type", v, sizeof(v)),
+                     "application/problem+json");
+    ck_assert_ptr_nonnull(strstr(r.body, "\"status\":500"));
+}
+END_TEST
+
+START_TEST(test_retry_after)
+{
+    start_server(threads_for(_i));
+    raw_response r;
+    char v[256];
+    curl_call("GET", "/retry", NULL, &r);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_str_eq(header_value(&r, "Retry-After", v, sizeof(v)), "7");
+    ck_assert_ptr_nonnull(strstr(r.body, "\"title\":\"Unavailable\""));
+}
+END_TEST
+
+START_TEST(test_request_id_echoed)
+{
+    start_server(threads_for(_i));
+    raw_response r;
+    char v[256];
+    curl_call("GET", "/query", "X-Request-Id: abc-123.X_y", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(header_value(&r, "X-Request-Id", v, sizeof(v)),
+                     "abc-123.X_y");
+    ck_assert_ptr_nonnull(strstr(r.body, "\"id\":\"abc-123.X_y\""));
+
+    /* An unusable id is replaced by a generated 32-hex one. */
+    curl_call("GET", "/query", "X-Request-Id: bad id!", &r);
+    header_value(&r, "X-Request-Id", v, sizeof(v));
+    ck_assert_int_eq((int)strlen(v), 32);
+    ck_assert_int_eq((int)strspn(v, "0123456789abcdef"), 32);
+    char first[256];
+    snprintf(first, sizeof(first), "%s", v);
+
+    curl_call("GET", "/healthz", NULL, &r);
+    header_value(&r, "X-Request-Id", v, sizeof(v));
+    ck_assert_int_eq((int)strlen(v), 32);
+    ck_assert_str_ne(v, first);
+
+    /* 63 characters are kept, 64 are too many. */
+    char line[128];
+    snprintf(line, sizeof(line), "X-Request-Id: %063d", 7);
+    curl_call("GET", "/healthz", line, &r);
+    header_value(&r, "X-Request-Id", v, sizeof(v));
+    ck_assert_str_eq(v, line + strlen("X-Request-Id: "));
+    snprintf(line, sizeof(line), "X-Request-Id: %064d", 7);
+    curl_call("GET", "/healthz", line, &r);
+    header_value(&r, "X-Request-Id", v, sizeof(v));
+    ck_assert_int_eq((int)strlen(v), 32);
+    ck_assert_int_eq((int)strspn(v, "0123456789abcdef"), 32);
+}
+END_TEST
+
+START_TEST(test_query_and_header)
+{
+    start_server(threads_for(_i));
+    raw_response r;
+    curl_call("GET", "/query?q=hello%20world", "X-Thing: yes", &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *j = json_loads(r.body, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "q")), "hello world");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "thing")), "yes");
+    json_decref(j);
+}
+END_TEST
+
+START_TEST(test_body_echo_round_trip)
+{
+    start_server(threads_for(_i));
+    hc_pool *p = hc_pool_new(1, 5000);
+    const char *body = "{\"content\":\"h\\u00e9llo\",\"n\":[1,2,3]}";
+    hc_response r;
+    ck_assert_int_eq(
+        hc_request(p, "POST", url_for("/echo"), NULL, body, strlen(body), &r),
+        HC_OK);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq((int)r.len, (int)strlen(body));
+    ck_assert_str_eq(r.body, body);
+    hc_response_free(&r);
+
+    /* Exactly HTTP_BODY_MAX bytes is still accepted. */
+    char *big = malloc(HTTP_BODY_MAX);
+    ck_assert_ptr_nonnull(big);
+    memset(big, 'x', HTTP_BODY_MAX);
+    ck_assert_int_eq(
+        hc_request(p, "POST", url_for("/echo"), NULL, big, HTTP_BODY_MAX, &r),
+        HC_OK);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq((int)r.len, HTTP_BODY_MAX);
+    ck_assert_int_eq(memcmp(r.body, big, HTTP_BODY_MAX), 0);
+    hc_response_free(&r);
+
+    /* Another method with a body goes through CUSTOMREQUEST. */
+    ck_assert_int_eq(
+        hc_request(p, "DELETE", url_for("/echo"), NULL, "{}", 2, &r), HC_OK);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{}");
+    hc_response_free(&r);
+    free(big);
+    hc_pool_free(p);
+}
+END_TEST
+
+/* Content-Length says 2 MiB, only 2 bytes follow: the 413 must come
+ * back, and the connection close, without the server waiting for the
+ * rest of the body (the read would time out after 5 s otherwise). */
+START_TEST(test_413_on_content_length)
+{
+    start_server(threads_for(_i));
+    int fd = connect_to(port);
+    ck_assert_int_ge(fd, 0);
+    const char *req = "POST /echo HTTP/1.1\r\nHost: t\r\n"
+                      "Content-Type: application/json\r\n"
+                      "Content-Length: 2097152\r\n\r\n{}";
+    send_all(fd, req, strlen(req));
+    char resp[4096];
+    ck_assert(read_until_close(fd, resp, sizeof(resp)));
+    close(fd);
+    ck_assert_int_eq(strncmp(resp, "HTTP/1.1 413", 12), 0);
+    ck_assert_ptr_nonnull(strstr(resp, "application/problem+json"));
+    ck_assert_ptr_nonnull(strstr(resp, "\"status\":413"));
+    ck_assert_int_eq(atomic_load(&echo_calls), 0);
+}
+END_TEST
+
+/* Same with Expect: 100-continue: no "100 Continue" may be sent, so a
+ * well-behaved client never starts uploading. */
+START_TEST(test_413_skips_100_continue)
+{
+    start_server(threads_for(_i));
+    int fd = connect_to(port);
+    const char *req = "POST /echo HTTP/1.1\r\nHost: t\r\n"
+                      "Expect: 100-continue\r\n"
+                      "Content-Length: 5000000\r\n\r\n";
+    send_all(fd, req, strlen(req));
+    char resp[4096];
+    ck_assert(read_until_close(fd, resp, sizeof(resp)));
+    close(fd);
+    ck_assert_int_eq(strncmp(resp, "HTTP/1.1 413", 12), 0);
+    ck_assert_ptr_null(strstr(resp, "100 Continue"));
+}
+END_TEST
+
+/* A chunked body has no Content-Length: the cap applies while reading. */
+START_TEST(test_413_on_chunked_body)
+{
+    start_server(threads_for(_i));
+    int fd = connect_to(port);
+    const char *head = "POST /echo HTTP/1.1\r\nHost: t\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n";
+    send_all(fd, head, strlen(head));
+    size_t chunk = 64 * 1024;
+    char *data = malloc(chunk);
+    memset(data, 'y', chunk);
+    char size_line[32];
+    snprintf(size_line, sizeof(size_line), "%zx\r\n", chunk);
+    for (size_t sent = 0; sent <= HTTP_BODY_MAX; sent += chunk) {
+        send_all(fd, size_line, strlen(size_line));
+        send_all(fd, data, chunk);
+        send_all(fd, "\r\n", 2);
+    }
+    send_all(fd, "0\r\n\r\n", 5);
+    free(data);
+    char resp[4096];
+    ssize_t n = recv(fd, resp, sizeof(resp) - 1, 0);
+    close(fd);
+    ck_assert_int_gt(n, 12);
+    resp[n] = '\0';
+    ck_assert_int_eq(strncmp(resp, "HTTP/1.1 413", 12), 0);
+    ck_assert_int_eq(atomic_load(&echo_calls), 0);
+}
+END_TEST
+
+/* 20 sequential calls through a pool of one handle: one TCP connection. */
+START_TEST(test_keep_alive_reuse)
+{
+    start_server(threads_for(_i));
+    hc_pool *p = hc_pool_new(1, 5000);
+    for (int i = 0; i < 20; i++) {
+        hc_response r;
+        const char *path = i % 2 ? "/healthz" : "/echo";
+        const char *method = i % 2 ? "GET" : "POST";
+        ck_assert_int_eq(hc_request(p, method, url_for(path), NULL,
+                                    i % 2 ? NULL : "{\"i\":1}", i % 2 ? 0 : 7,
+                                    &r),
+                         HC_OK);
+        ck_assert_int_eq(r.status, 200);
+        hc_response_free(&r);
+    }
+    ck_assert_int_eq(counter_value("http_connections_total"), 1);
+    hc_pool_free(p);
+}
+END_TEST
+
+START_TEST(test_client_connect_error)
+{
+    /* A port that was free a moment ago: nothing listens there. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t alen = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &alen);
+    close(fd);
+    port = ntohs(a.sin_port);
+
+    hc_pool *p = hc_pool_new(1, 2000);
+    hc_response r;
+    ck_assert_int_eq(
+        hc_request(p, "GET", url_for("/healthz"), NULL, NULL, 0, &r),
+        HC_CONNECT);
+    ck_assert_ptr_null(r.body);
+    hc_pool_free(p);
+}
+END_TEST
+
+START_TEST(test_client_timeout)
+{
+    start_server(0);
+    hc_pool *p = hc_pool_new(1, 200);
+    hc_response r;
+    ck_assert_int_eq(
+        hc_request(p, "GET", url_for("/slow?ms=1000"), NULL, NULL, 0, &r),
+        HC_TIMEOUT);
+    ck_assert_ptr_null(r.body);
+    hc_pool_free(p);
+}
+END_TEST
+
+START_TEST(test_client_body_cap)
+{
+    start_server(0);
+    hc_pool *p = hc_pool_new(1, 20000);
+    hc_response r;
+    ck_assert_int_eq(hc_request(p, "GET", url_for("/big"), NULL, NULL, 0, &r),
+                     HC_TOO_LARGE);
+    ck_assert_ptr_null(r.body);
+    /* The handle is still usable afterwards. */
+    ck_assert_int_eq(
+        hc_request(p, "GET", url_for("/healthz"), NULL, NULL, 0, &r), HC_OK);
+    ck_assert_int_eq(r.status, 200);
+    hc_response_free(&r);
+    hc_pool_free(p);
+}
+END_TEST
+
+START_TEST(test_client_headers_sent)
+{
+    start_server(0);
+    hc_pool *p = hc_pool_new(1, 5000);
+    hc_headers h = {.lines = {"X-Thing: from-pool", "X-Request-Id: hop-1"},
+                    .n = 2};
+    hc_response r;
+    ck_assert_int_eq(hc_request(p, "GET", url_for("/query"), &h, NULL, 0, &r),
+                     HC_OK);
+    json_t *j = json_loads(r.body, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "thing")),
+                     "from-pool");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "id")), "hop-1");
+    json_decref(j);
+    hc_response_free(&r);
+    hc_pool_free(p);
+}
+END_TEST
+
+typedef struct slow_call {
+    hc_err err;
+    long status;
+} slow_call;
+
+static void *run_slow_call(void *arg)
+{
+    slow_call *c = arg;
+    hc_pool *p = hc_pool_new(1, 5000);
+    hc_response r;
+    c->err = hc_request(p, "GET", url_for("/slow?ms=400"), NULL, NULL, 0, &r);
+    c->status = r.status;
+    hc_response_free(&r);
+    hc_pool_free(p);
+    return NULL;
+}
+
+static void *run_stop(void *arg)
+{
+    hs_stop(srv, 5000);
+    return NULL;
+}
+
+/* hs_stop lets a request in flight finish, and refuses new connections
+ * while it waits. */
+START_TEST(test_graceful_stop)
+{
+    start_server(threads_for(_i));
+    pthread_t caller, stopper;
+    slow_call call = {HC_ERROR, 0};
+    pthread_create(&caller, NULL, run_slow_call, &call);
+    for (int i = 0; i < 200 && !atomic_load(&slow_entered); i++)
+        usleep(10000);
+    ck_assert(atomic_load(&slow_entered));
+
+    pthread_create(&stopper, NULL, run_stop, NULL);
+    usleep(100000);
+    int fd = connect_to(port);
+    if (fd >= 0)
+        close(fd);
+    ck_assert_int_eq(fd, -ECONNREFUSED);
+
+    pthread_join(caller, NULL);
+    pthread_join(stopper, NULL);
+    srv = NULL;
+    ck_assert_int_eq(call.err, HC_OK);
+    ck_assert_int_eq(call.status, 200);
+}
+END_TEST
+
+/* ---- suite ---------------------------------------------------------- */
+
+static TCase *server_case(const char *name, const TTest *test, int loops)
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test, 0, loops);
+    return tc;
+}
+
+static Suite *http_suite(void)
+{
+    Suite *s = suite_create("http");
+    TCase *pure = tcase_create("reply");
+    tcase_add_test(pure, test_reply_problem_shape);
+    suite_add_tcase(s, pure);
+
+    /* Loop index 0: thread per connection; 1: epoll thread pool. */
+    suite_add_tcase(s, server_case("params", test_route_params, 2));
+    suite_add_tcase(s, server_case("404", test_not_found_problem, 2));
+    suite_add_tcase(s, server_case("405", test_wrong_method_405_allow, 2));
+    suite_add_tcase(s, server_case("builtin", test_builtin_routes, 2));
+    suite_add_tcase(s,
+                    server_case("500", test_handler_without_status_is_500, 2));
+    suite_add_tcase(s, server_case("retry", test_retry_after, 2));
+    suite_add_tcase(s, server_case("reqid", test_request_id_echoed, 2));
+    suite_add_tcase(s, server_case("query", test_query_and_header, 2));
+    suite_add_tcase(s, server_case("echo", test_body_echo_round_trip, 2));
+    suite_add_tcase(s, server_case("413cl", test_413_on_content_length, 2));
+    suite_add_tcase(s,
+                    server_case("413expect", test_413_skips_100_continue, 2));
+    suite_add_tcase(s, server_case("413chunk", test_413_on_chunked_body, 2));
+    suite_add_tcase(s, server_case("keepalive", test_keep_alive_reuse, 2));
+    suite_add_tcase(s, server_case("connect", test_client_connect_error, 1));
+    suite_add_tcase(s, server_case("timeout", test_client_timeout, 1));
+    suite_add_tcase(s, server_case("cap", test_client_body_cap, 1));
+    suite_add_tcase(s, server_case("headers", test_client_headers_sent, 1));
+    suite_add_tcase(s, server_case("stop", test_graceful_stop, 2));
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(http_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
