@@ -1,0 +1,429 @@
+/*
+ * pgpool.c - libpq connection pool of one PostgreSQL instance.
+ *
+ * Idle connections sit on a stack guarded by the pool mutex; a borrower
+ * waits on a condition variable (bounded by PGPOOL_WAIT_MS) when all are
+ * in use. A borrowed connection belongs to one thread until it is given
+ * back, which is what libpq requires.
+ *
+ * Broken connections: before a connection is used, PQconsumeInput picks
+ * up a close the server announced while it was idle (a restart, a kill),
+ * so the statement goes to a fresh connection instead of failing. A
+ * statement that still fails on a dead connection is reported
+ * PGPOOL_UNAVAILABLE; reads are retried once on a new connection, writes
+ * are not (the first attempt may have committed, and the caller's retry
+ * is idempotent by design).
+ */
+#include "pgpool.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+/* PostgreSQL type OIDs of the binary values read here (pg_type.h). */
+#define OID_BOOL 16
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_INT4 23
+#define OID_TEXT 25
+
+typedef struct pool_conn {
+    PGconn *pg;
+    bool needs_reset; /* left in an unknown state: reset before reuse */
+} pool_conn;
+
+struct pgpool {
+    char *url;
+    char name[32];
+    int size;
+    pool_conn *conns;      /* size of them, owned */
+    pool_conn **idle;      /* stack of idle connections; guarded by lock */
+    int nidle;             /* guarded by lock */
+    int64_t down_until_ms; /* fail fast until then; guarded by lock */
+    pthread_mutex_t lock;
+    pthread_cond_t available; /* signalled when a connection is returned */
+    metrics_t *metrics;       /* borrowed, may be NULL */
+};
+
+const char *pgpool_strerror(pgpool_err err)
+{
+    switch (err) {
+    case PGPOOL_OK:
+        return "ok";
+    case PGPOOL_UNAVAILABLE:
+        return "postgresql unavailable";
+    case PGPOOL_FAILED:
+        return "statement failed";
+    }
+    return "unknown error";
+}
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Copies a libpq message into errbuf without its trailing newline. */
+static void set_error(char *errbuf, size_t errcap, const char *what,
+                      const char *detail)
+{
+    if (!errbuf || errcap == 0)
+        return;
+    snprintf(errbuf, errcap, "%s: %s", what, detail ? detail : "");
+    size_t len = strlen(errbuf);
+    while (len > 0 && (errbuf[len - 1] == '\n' || errbuf[len - 1] == ' '))
+        errbuf[--len] = '\0';
+}
+
+static void log_pg_problem(const pgpool *p, const char *msg, const char *detail)
+{
+    json_t *fields = json_pack("{s:s,s:s}", "instance", p->name, "error",
+                               detail ? detail : "");
+    log_event("warn", msg, fields);
+    json_decref(fields);
+}
+
+/* libpq prints server notices (for example the FATAL a server sends
+ * before it closes a connection at shutdown) on stderr by default; route
+ * them into the JSON log instead. arg is the pool. */
+static void on_notice(void *arg, const char *message)
+{
+    log_pg_problem(arg, "postgresql notice", message);
+}
+
+/* Opens one connection. Our defaults come before the URL so that the URL
+ * can override them; statement_timeout bounds every statement. */
+static PGconn *connect_one(const pgpool *p)
+{
+    char options[64];
+    snprintf(options, sizeof options, "-c statement_timeout=%d",
+             PGPOOL_STATEMENT_TIMEOUT_MS);
+    char timeout[16];
+    snprintf(timeout, sizeof timeout, "%d", PGPOOL_CONNECT_TIMEOUT_S);
+    const char *keys[] = {"connect_timeout", "application_name", "options",
+                          "dbname", NULL};
+    const char *values[] = {timeout, "messenger-storage", options, p->url,
+                            NULL};
+    return PQconnectdbParams(keys, values, 1);
+}
+
+pgpool *pgpool_new(const char *url, const char *name, int size,
+                   metrics_t *metrics)
+{
+    if (!url || size < 1)
+        return NULL;
+    pgpool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->size = size;
+    p->metrics = metrics;
+    snprintf(p->name, sizeof p->name, "%s", name ? name : "pg");
+    p->url = strdup(url);
+    p->conns = calloc((size_t)size, sizeof *p->conns);
+    p->idle = calloc((size_t)size, sizeof *p->idle);
+    if (!p->url || !p->conns || !p->idle)
+        goto fail;
+    if (pthread_mutex_init(&p->lock, NULL) != 0)
+        goto fail;
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0)
+        goto fail_mutex;
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&p->available, &attr);
+    pthread_condattr_destroy(&attr);
+    if (rc != 0)
+        goto fail_mutex;
+    for (int i = 0; i < size; i++) {
+        p->conns[i].pg = connect_one(p);
+        if (!p->conns[i].pg) {
+            pgpool_free(p);
+            return NULL;
+        }
+        PQsetNoticeProcessor(p->conns[i].pg, on_notice, p);
+        if (PQstatus(p->conns[i].pg) != CONNECTION_OK && i == 0)
+            log_pg_problem(p, "postgresql not reachable at start-up",
+                           PQerrorMessage(p->conns[i].pg));
+        p->idle[p->nidle++] = &p->conns[i];
+    }
+    return p;
+fail_mutex:
+    pthread_mutex_destroy(&p->lock);
+fail:
+    free(p->idle);
+    free(p->conns);
+    free(p->url);
+    free(p);
+    return NULL;
+}
+
+void pgpool_free(pgpool *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->size; i++)
+        if (p->conns[i].pg)
+            PQfinish(p->conns[i].pg);
+    pthread_cond_destroy(&p->available);
+    pthread_mutex_destroy(&p->lock);
+    free(p->idle);
+    free(p->conns);
+    free(p->url);
+    free(p);
+}
+
+/* Takes an idle connection, waiting at most PGPOOL_WAIT_MS. NULL when
+ * none became free in time. */
+static pool_conn *borrow(pgpool *p)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += PGPOOL_WAIT_MS / 1000;
+    deadline.tv_nsec += (long)(PGPOOL_WAIT_MS % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&p->lock);
+    while (p->nidle == 0) {
+        if (pthread_cond_timedwait(&p->available, &p->lock, &deadline) ==
+            ETIMEDOUT)
+            break;
+    }
+    pool_conn *c = p->nidle > 0 ? p->idle[--p->nidle] : NULL;
+    pthread_mutex_unlock(&p->lock);
+    return c;
+}
+
+static void give_back(pgpool *p, pool_conn *c)
+{
+    pthread_mutex_lock(&p->lock);
+    p->idle[p->nidle++] = c;
+    pthread_cond_signal(&p->available);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static bool is_backing_off(pgpool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    bool backing_off = monotonic_ms() < p->down_until_ms;
+    pthread_mutex_unlock(&p->lock);
+    return backing_off;
+}
+
+static void set_backoff(pgpool *p, int64_t until_ms)
+{
+    pthread_mutex_lock(&p->lock);
+    p->down_until_ms = until_ms;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Makes c usable: reads whatever the server sent while c was idle (which
+ * is how a server-side close is noticed), and reconnects a broken or
+ * dirty connection. *is_fresh tells whether it was (re)connected here.
+ * Returns 0, or -1 with errbuf set when the instance cannot be reached. */
+static int ensure_connected(pgpool *p, pool_conn *c, bool *is_fresh,
+                            char *errbuf, size_t errcap)
+{
+    *is_fresh = false;
+    if (PQstatus(c->pg) == CONNECTION_OK && !c->needs_reset) {
+        if (PQconsumeInput(c->pg) == 1 && PQstatus(c->pg) == CONNECTION_OK &&
+            PQtransactionStatus(c->pg) == PQTRANS_IDLE)
+            return 0;
+    }
+    if (is_backing_off(p)) {
+        set_error(errbuf, errcap, p->name, "instance recently unreachable");
+        return -1;
+    }
+    PQreset(c->pg);
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        set_error(errbuf, errcap, p->name, PQerrorMessage(c->pg));
+        log_pg_problem(p, "postgresql reconnect failed", PQerrorMessage(c->pg));
+        set_backoff(p, monotonic_ms() + PGPOOL_BACKOFF_MS);
+        return -1;
+    }
+    c->needs_reset = false;
+    *is_fresh = true;
+    set_backoff(p, 0);
+    return 0;
+}
+
+/* Errors worth retrying later: connection problems (class 08), operator
+ * intervention such as shutdown or statement timeout (57), insufficient
+ * resources (53), and transaction rollbacks such as deadlocks (40). */
+static bool is_transient_sqlstate(const char *state)
+{
+    if (!state || strlen(state) != 5)
+        return false;
+    return strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 ||
+           strncmp(state, "53", 2) == 0 || strncmp(state, "40", 2) == 0;
+}
+
+/* Runs the statement once on c. On success *out holds the result. */
+static pgpool_err run_once(pgpool *p, pool_conn *c, const char *sql,
+                           const pgpool_params *ps, PGresult **out,
+                           char *errbuf, size_t errcap)
+{
+    PGresult *res =
+        PQexecParams(c->pg, sql, ps ? ps->n : 0, NULL, ps ? ps->values : NULL,
+                     ps ? ps->lengths : NULL, ps ? ps->formats : NULL, 1);
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        *out = res;
+        return PGPOOL_OK;
+    }
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    bool is_transient = PQstatus(c->pg) != CONNECTION_OK ||
+                        is_transient_sqlstate(state) || !res;
+    set_error(errbuf, errcap, p->name,
+              res ? PQresultErrorMessage(res) : PQerrorMessage(c->pg));
+    if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        c->needs_reset = true;
+    log_pg_problem(p, "postgresql statement failed", errbuf);
+    PQclear(res);
+    return is_transient ? PGPOOL_UNAVAILABLE : PGPOOL_FAILED;
+}
+
+pgpool_err pgpool_exec(pgpool *p, const char *sql, const pgpool_params *ps,
+                       bool is_retry_safe, PGresult **out, char *errbuf,
+                       size_t errcap)
+{
+    *out = NULL;
+    if (ps && ps->is_overflow) {
+        set_error(errbuf, errcap, p->name, "too many parameters");
+        return PGPOOL_FAILED;
+    }
+    double started = monotonic_seconds();
+    pool_conn *c = borrow(p);
+    if (!c) {
+        set_error(errbuf, errcap, p->name, "no free connection in time");
+        return PGPOOL_UNAVAILABLE;
+    }
+    pgpool_err err = PGPOOL_UNAVAILABLE;
+    bool is_fresh = false;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (ensure_connected(p, c, &is_fresh, errbuf, errcap) != 0) {
+            err = PGPOOL_UNAVAILABLE;
+            break;
+        }
+        err = run_once(p, c, sql, ps, out, errbuf, errcap);
+        /* A second attempt only for reads that met a connection that
+         * died under them, and only if it was not brand new. */
+        bool is_lost =
+            err == PGPOOL_UNAVAILABLE && PQstatus(c->pg) != CONNECTION_OK;
+        if (!is_lost || !is_retry_safe || is_fresh)
+            break;
+    }
+    give_back(p, c);
+    if (p->metrics)
+        metrics_observe_dependency(p->metrics, "postgres",
+                                   monotonic_seconds() - started);
+    return err;
+}
+
+static void param_add(pgpool_params *ps, const char *value, int len, int format)
+{
+    if (ps->n >= PGPOOL_PARAMS_MAX) {
+        ps->is_overflow = true;
+        return;
+    }
+    ps->values[ps->n] = value;
+    ps->lengths[ps->n] = len;
+    ps->formats[ps->n] = format;
+    ps->n++;
+}
+
+void pgpool_param_int(pgpool_params *ps, int64_t v)
+{
+    if (ps->n >= PGPOOL_PARAMS_MAX) {
+        ps->is_overflow = true;
+        return;
+    }
+    char *text = ps->numbers[ps->n];
+    snprintf(text, sizeof ps->numbers[0], "%" PRId64, v);
+    param_add(ps, text, 0, 0);
+}
+
+void pgpool_param_text(pgpool_params *ps, const char *s)
+{
+    param_add(ps, s, 0, 0);
+}
+
+void pgpool_param_bytes(pgpool_params *ps, const char *buf, size_t len)
+{
+    /* An empty bytea still needs a non-NULL pointer (NULL means SQL NULL). */
+    param_add(ps, buf ? buf : "", (int)len, 1);
+}
+
+void pgpool_param_null(pgpool_params *ps)
+{
+    param_add(ps, NULL, 0, 0);
+}
+
+/* A binary value of the given type and exact size, or NULL. */
+static const unsigned char *binary_value(const PGresult *r, int row, int col,
+                                         Oid type, int size)
+{
+    if (row < 0 || row >= PQntuples(r) || col < 0 || col >= PQnfields(r))
+        return NULL;
+    if (PQgetisnull(r, row, col) || PQftype(r, col) != type ||
+        PQfformat(r, col) != 1 || PQgetlength(r, row, col) != size)
+        return NULL;
+    return (const unsigned char *)PQgetvalue(r, row, col);
+}
+
+int pgpool_get_int64(const PGresult *r, int row, int col, int64_t *out)
+{
+    const unsigned char *v = binary_value(r, row, col, OID_INT8, 8);
+    if (v) {
+        uint64_t u = 0;
+        for (int i = 0; i < 8; i++)
+            u = u << 8 | v[i];
+        *out = (int64_t)u;
+        return 0;
+    }
+    v = binary_value(r, row, col, OID_INT4, 4);
+    if (v) {
+        uint32_t u = (uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 |
+                     (uint32_t)v[2] << 8 | v[3];
+        *out = (int32_t)u;
+        return 0;
+    }
+    return -1;
+}
+
+int pgpool_get_bool(const PGresult *r, int row, int col, bool *out)
+{
+    const unsigned char *v = binary_value(r, row, col, OID_BOOL, 1);
+    if (!v)
+        return -1;
+    *out = v[0] != 0;
+    return 0;
+}
+
+int pgpool_get_bytes(const PGresult *r, int row, int col, const char **out,
+                     size_t *len)
+{
+    if (row < 0 || row >= PQntuples(r) || col < 0 || col >= PQnfields(r))
+        return -1;
+    Oid type = PQftype(r, col);
+    if (PQgetisnull(r, row, col) || (type != OID_TEXT && type != OID_BYTEA))
+        return -1;
+    *out = PQgetvalue(r, row, col);
+    *len = (size_t)PQgetlength(r, row, col);
+    return 0;
+}

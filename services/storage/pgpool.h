@@ -1,0 +1,98 @@
+/*
+ * pgpool.h - a fixed pool of libpq connections to one PostgreSQL instance.
+ *
+ * The storage service keeps one pool per instance, created at start-up and
+ * freed at shutdown. A statement borrows a connection, runs, and gives it
+ * back, so every request reuses warm connections. A connection found
+ * broken is reset (PQreset) before its next use; while an instance stays
+ * unreachable the pool answers PGPOOL_UNAVAILABLE at once for a short
+ * back-off instead of making every caller wait for a connect timeout.
+ *
+ * Statements are parameterised (PQexecParams, one round trip each) and
+ * results come back in binary format, read with the pgpool_get_* helpers:
+ * bytea values then arrive as raw bytes, NUL bytes included, without hex
+ * decoding.
+ */
+#ifndef STORAGE_PGPOOL_H
+#define STORAGE_PGPOOL_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "metrics.h"
+
+/* libpq connect_timeout, seconds: a dead instance is reported quickly. */
+#define PGPOOL_CONNECT_TIMEOUT_S 2
+/* Server-side statement_timeout, ms: a stuck statement becomes a 503
+ * instead of holding a connection (and a mailbox lock) indefinitely. */
+#define PGPOOL_STATEMENT_TIMEOUT_MS 5000
+/* How long a caller waits for a free connection before giving up, ms. */
+#define PGPOOL_WAIT_MS 5000
+/* After a failed reconnect, calls fail fast for this long, ms. */
+#define PGPOOL_BACKOFF_MS 500
+/* Most parameters one statement takes. */
+#define PGPOOL_PARAMS_MAX 12
+
+typedef enum {
+    PGPOOL_OK = 0,
+    PGPOOL_UNAVAILABLE, /* instance unreachable, connection lost, timeout,
+                           or a transient server condition: retry later */
+    PGPOOL_FAILED,      /* the statement failed (a bug or bad data) */
+} pgpool_err;
+
+const char *pgpool_strerror(pgpool_err err);
+
+typedef struct pgpool pgpool;
+
+/* Creates a pool of size connections to url (a postgresql:// URI),
+ * connecting them now. An unreachable instance is not an error: its
+ * connections are retried on use. name labels log lines ("pg0"). metrics
+ * is borrowed and may be NULL. Returns NULL on allocation failure or a
+ * size below 1. */
+pgpool *pgpool_new(const char *url, const char *name, int size,
+                   metrics_t *metrics);
+/* Closes every connection. The caller guarantees no statement is running.
+ * NULL is a no-op. */
+void pgpool_free(pgpool *p);
+
+/* Parameters of one statement. Integers are sent as text; bytes as binary
+ * (for bytea). The strings and buffers are borrowed until the statement
+ * has run. */
+typedef struct pgpool_params {
+    int n;
+    bool is_overflow; /* more than PGPOOL_PARAMS_MAX were added */
+    const char *values[PGPOOL_PARAMS_MAX];
+    int lengths[PGPOOL_PARAMS_MAX];
+    int formats[PGPOOL_PARAMS_MAX];
+    char numbers[PGPOOL_PARAMS_MAX][24]; /* text of integer parameters */
+} pgpool_params;
+
+void pgpool_param_int(pgpool_params *ps, int64_t v);
+/* NUL-terminated text; NULL sends SQL NULL. */
+void pgpool_param_text(pgpool_params *ps, const char *s);
+/* Raw bytes for a bytea parameter. */
+void pgpool_param_bytes(pgpool_params *ps, const char *buf, size_t len);
+void pgpool_param_null(pgpool_params *ps);
+
+/* Runs one statement (params may be NULL) on a pooled connection.
+ * is_retry_safe: the statement may run a second time if the connection
+ * turns out to have been broken while idle (reads; never writes, whose
+ * first attempt may have committed). On PGPOOL_OK, *out is a successful
+ * result in binary format that the caller frees with PQclear. On error
+ * *out is NULL and errbuf holds the reason. Thread safe. */
+pgpool_err pgpool_exec(pgpool *p, const char *sql, const pgpool_params *params,
+                       bool is_retry_safe, PGresult **out, char *errbuf,
+                       size_t errcap);
+
+/* Binary result readers. Each returns 0, or -1 when the value is SQL NULL
+ * or not of the expected type and size. */
+int pgpool_get_int64(const PGresult *r, int row, int col, int64_t *out);
+int pgpool_get_bool(const PGresult *r, int row, int col, bool *out);
+/* Text or bytea: a pointer into r (NUL terminated by libpq, but may hold
+ * NUL bytes) and its length. */
+int pgpool_get_bytes(const PGresult *r, int row, int col, const char **out,
+                     size_t *len);
+
+#endif

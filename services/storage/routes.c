@@ -1,0 +1,575 @@
+/*
+ * routes.c - HTTP handlers of the storage service.
+ *
+ * Each handler reads top to bottom: parse the path, query and body into a
+ * plain struct; validate it fully (400/413 before anything is written);
+ * act through mailbox.c, which owns every SQL statement; respond by
+ * serialising the result. Errors reach the client through reply_invalid
+ * (bad input) and reply_storage_error (PostgreSQL), nowhere else.
+ *
+ * The callers are other services, but input is still checked as strictly
+ * as public input: storage is the last line before durable state.
+ */
+#include "routes.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ids.h"
+#include "limits.h"
+#include "mailbox.h"
+#include "message.h"
+#include "utf8.h"
+
+/* Decimal text of a message id ("max_id", "last_message_id"). */
+typedef struct id_text {
+    char s[24];
+} id_text;
+
+static id_text id_to_text(int64_t id)
+{
+    id_text t;
+    snprintf(t.s, sizeof t.s, "%" PRId64, id);
+    return t;
+}
+
+static int64_t wall_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- replies ---- */
+
+/* 400 or 413 for input that cannot be accepted. */
+static void reply_invalid(hs_reply *rep, int status, const char *detail)
+{
+    hs_reply_problem(rep, status,
+                     status == 413 ? "Content Too Large" : "Bad Request",
+                     detail);
+}
+
+/* The one mapping of storage errors to responses: an unreachable
+ * instance is retryable (503 + Retry-After), anything else is ours. */
+static void reply_storage_error(hs_reply *rep, mbox_err err, const char *errbuf)
+{
+    if (err == MBOX_UNAVAILABLE) {
+        hs_reply_problem(rep, 503, "Service Unavailable", errbuf);
+        rep->retry_after_s = 1;
+        return;
+    }
+    hs_reply_problem(rep, 500, "Internal Server Error", mbox_strerror(err));
+}
+
+/* body is stolen; NULL (allocation failed while building it) is a 500. */
+static void reply_json(hs_reply *rep, int status, json_t *body)
+{
+    if (!body) {
+        hs_reply_problem(rep, 500, "Internal Server Error",
+                         "could not build the response");
+        return;
+    }
+    hs_reply_json(rep, status, body);
+}
+
+/* ---- parsing and validation helpers ---- */
+
+/* Parses the body as a JSON object. U+0000 is allowed in strings: it is
+ * valid message content. Returns a new reference or NULL. */
+static json_t *parse_body(const hs_request *req)
+{
+    if (!req->body || req->body_len == 0)
+        return NULL;
+    json_error_t jerr;
+    json_t *root = json_loadb(req->body, req->body_len, JSON_ALLOW_NUL, &jerr);
+    if (root && !json_is_object(root)) {
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
+/* Strict non-negative decimal: digits only, no sign, no spaces, within
+ * [min, max]. Returns 0 or -1. */
+static int parse_decimal(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > 18)
+        return -1;
+    int64_t value = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        value = value * 10 + (s[i] - '0');
+    }
+    if (value < min || value > max)
+        return -1;
+    *out = value;
+    return 0;
+}
+
+/* An optional integer query parameter. Returns 0 (absent, or present and
+ * valid with *has set) or -1. */
+static int query_int(const hs_request *req, const char *key, int64_t min,
+                     int64_t max, bool *has, int64_t *out)
+{
+    const char *s = hs_query(req, key);
+    *has = s != NULL;
+    return s ? parse_decimal(s, min, max, out) : 0;
+}
+
+static bool is_user_id(int64_t id)
+{
+    return id >= 1 && id <= MSG_USER_ID_MAX;
+}
+
+static bool is_valid_cmid(const char *s)
+{
+    size_t len = strlen(s);
+    if (len < 1 || len > MSG_CMID_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < 0x20 || s[i] > 0x7e)
+            return false;
+    return true;
+}
+
+/* The {uid} path parameter. */
+static int parse_user_param(const hs_request *req, int64_t *user_id)
+{
+    if (req->nparams < 1 || !req->params[0])
+        return -1;
+    return ids_parse_user(req->params[0], strlen(req->params[0]), user_id);
+}
+
+/* Full check of a message about to be stored. Returns 0, or the status
+ * (400, 413) with *detail saying why. */
+static int check_message(const msg *m, const char **detail)
+{
+    char cid[IDS_CONVERSATION_MAX];
+    if (m->content_len > MSG_CONTENT_MAX) {
+        *detail = "content is over 65535 bytes";
+        return 413;
+    }
+    *detail = NULL;
+    if (m->message_id <= 0)
+        *detail = "message_id must be a positive id";
+    else if (!is_user_id(m->sender_id) || !is_user_id(m->recipient_id))
+        *detail = "sender_id and recipient_id must be user ids";
+    else if (m->sender_id == m->recipient_id)
+        *detail = "sender_id and recipient_id must differ";
+    else if (ids_conversation(m->sender_id, m->recipient_id, cid, sizeof cid) <
+                 0 ||
+             strcmp(cid, m->conversation_id) != 0)
+        *detail = "conversation_id does not match the participants";
+    else if (m->content_len == 0 || !m->content)
+        *detail = "content is empty";
+    else if (!utf8_is_valid(m->content, m->content_len))
+        *detail = "content is not valid UTF-8";
+    else if (!is_valid_cmid(m->client_message_id))
+        *detail = "client_message_id must be 1-64 printable ASCII characters";
+    else if (m->sent_at < 0)
+        *detail = "sent_at must not be negative";
+    return *detail ? 400 : 0;
+}
+
+/* Parses {"message":{...}} into m (which then owns its content). */
+static int parse_message_body(const hs_request *req, msg *m)
+{
+    memset(m, 0, sizeof *m);
+    json_t *root = parse_body(req);
+    json_t *message = root ? json_object_get(root, "message") : NULL;
+    int rc = json_is_object(message) ? msg_from_json(message, m) : -1;
+    json_decref(root);
+    return rc;
+}
+
+/* ---- POST /internal/send and /internal/deliver ---- */
+
+static json_t *write_json(const char *status, const mbox_write *w)
+{
+    return json_pack("{s:s,s:I,s:s}", "status", status, "seq",
+                     (json_int_t)w->seq, "max_id", id_to_text(w->max_id).s);
+}
+
+static void reply_send(hs_reply *rep, const mbox_write *w)
+{
+    switch (w->status) {
+    case MBOX_REPLAY:
+        reply_json(rep, 200,
+                   json_pack("{s:s,s:o,s:b}", "status", "replay", "message",
+                             msg_to_json(&w->stored), "outbox_pending",
+                             w->is_outbox_pending));
+        return;
+    case MBOX_FLOOR:
+        reply_json(rep, 409,
+                   json_pack("{s:s,s:s}", "status", "floor", "max_id",
+                             id_to_text(w->max_id).s));
+        return;
+    default:
+        reply_json(rep, 201, write_json("stored", w));
+        return;
+    }
+}
+
+static void route_send(hs_request *req, hs_reply *rep)
+{
+    const mbox_store *store = req->ctx;
+    msg m;
+    if (parse_message_body(req, &m) != 0) {
+        reply_invalid(rep, 400, "body must be {\"message\":{message}}");
+        return;
+    }
+    const char *detail;
+    int status = check_message(&m, &detail);
+    if (status) {
+        msg_clear(&m);
+        reply_invalid(rep, status, detail);
+        return;
+    }
+    char errbuf[256];
+    mbox_write w;
+    mbox_err err =
+        mbox_send(store, &m, wall_clock_ms(), &w, errbuf, sizeof errbuf);
+    msg_clear(&m);
+    if (err) {
+        reply_storage_error(rep, err, errbuf);
+        return;
+    }
+    reply_send(rep, &w);
+    mbox_write_clear(&w);
+}
+
+static void route_deliver(hs_request *req, hs_reply *rep)
+{
+    const mbox_store *store = req->ctx;
+    msg m;
+    if (parse_message_body(req, &m) != 0) {
+        reply_invalid(rep, 400, "body must be {\"message\":{message}}");
+        return;
+    }
+    const char *detail;
+    int status = check_message(&m, &detail);
+    if (status) {
+        msg_clear(&m);
+        reply_invalid(rep, status, detail);
+        return;
+    }
+    char errbuf[256];
+    mbox_write w;
+    mbox_err err =
+        mbox_deliver(store, &m, wall_clock_ms(), &w, errbuf, sizeof errbuf);
+    msg_clear(&m);
+    if (err) {
+        reply_storage_error(rep, err, errbuf);
+        return;
+    }
+    reply_json(
+        rep, 200,
+        write_json(w.status == MBOX_DUPLICATE ? "duplicate" : "stored", &w));
+}
+
+/* ---- POST /internal/outbox/claim and /internal/outbox/ack ---- */
+
+static json_t *messages_json(const mbox_msg_list *l)
+{
+    json_t *array = json_array();
+    for (size_t i = 0; array && i < l->n; i++) {
+        if (json_array_append_new(array, msg_to_json(&l->items[i])) != 0) {
+            json_decref(array);
+            return NULL;
+        }
+    }
+    return array;
+}
+
+static void route_outbox_claim(hs_request *req, hs_reply *rep)
+{
+    const mbox_store *store = req->ctx;
+    json_int_t limit = 0, lease_ms = 0;
+    json_t *root = parse_body(req);
+    int rc = root ? json_unpack(root, "{s:I,s:I}", "limit", &limit, "lease_ms",
+                                &lease_ms)
+                  : -1;
+    json_decref(root);
+    if (rc != 0) {
+        reply_invalid(rep, 400, "body must be {\"limit\":N,\"lease_ms\":L}");
+        return;
+    }
+    if (limit < 1 || limit > MBOX_OUTBOX_BATCH_MAX || lease_ms < 1 ||
+        lease_ms > MBOX_LEASE_MAX_MS) {
+        reply_invalid(rep, 400, "limit or lease_ms out of range");
+        return;
+    }
+    char errbuf[256];
+    mbox_msg_list claimed;
+    mbox_err err =
+        mbox_outbox_claim(store, (int)limit, lease_ms, wall_clock_ms(),
+                          &claimed, errbuf, sizeof errbuf);
+    if (err) {
+        reply_storage_error(rep, err, errbuf);
+        return;
+    }
+    reply_json(rep, 200,
+               json_pack("{s:o}", "messages", messages_json(&claimed)));
+    mbox_msg_list_clear(&claimed);
+}
+
+/* Reads one {"sender_id":1,"message_id":"..."} entry. */
+static int parse_ack_entry(json_t *entry, mbox_outbox_key *key)
+{
+    json_int_t sender_id;
+    const char *id;
+    size_t id_len;
+    if (json_unpack(entry, "{s:I,s:s%}", "sender_id", &sender_id, "message_id",
+                    &id, &id_len) != 0)
+        return -1;
+    if (!is_user_id(sender_id) || ids_parse(id, id_len, &key->message_id))
+        return -1;
+    key->sender_id = sender_id;
+    return 0;
+}
+
+/* Parses {"entries":[...]} into a new array of keys (*n of them). */
+static int parse_ack_body(const hs_request *req, mbox_outbox_key **keys,
+                          size_t *n)
+{
+    *keys = NULL;
+    *n = 0;
+    json_t *root = parse_body(req);
+    json_t *entries = root ? json_object_get(root, "entries") : NULL;
+    size_t count = json_array_size(entries);
+    int rc = -1;
+    if (!json_is_array(entries) || count > MBOX_OUTBOX_BATCH_MAX)
+        goto done;
+    *keys = calloc(count ? count : 1, sizeof **keys);
+    if (!*keys)
+        goto done;
+    for (size_t i = 0; i < count; i++)
+        if (parse_ack_entry(json_array_get(entries, i), &(*keys)[i]) != 0)
+            goto done;
+    *n = count;
+    rc = 0;
+done:
+    if (rc != 0) {
+        free(*keys);
+        *keys = NULL;
+    }
+    json_decref(root);
+    return rc;
+}
+
+static void route_outbox_ack(hs_request *req, hs_reply *rep)
+{
+    const mbox_store *store = req->ctx;
+    mbox_outbox_key *keys;
+    size_t n;
+    if (parse_ack_body(req, &keys, &n) != 0) {
+        reply_invalid(rep, 400,
+                      "body must be {\"entries\":[{\"sender_id\":N,"
+                      "\"message_id\":\"<id>\"},...]} (at most 1000)");
+        return;
+    }
+    char errbuf[256];
+    int64_t deleted = 0;
+    mbox_err err =
+        mbox_outbox_ack(store, keys, n, &deleted, errbuf, sizeof errbuf);
+    free(keys);
+    if (err) {
+        reply_storage_error(rep, err, errbuf);
+        return;
+    }
+    reply_json(rep, 200, json_pack("{s:I}", "deleted", (json_int_t)deleted));
+}
+
+/* ---- GET /internal/users/{uid}/... ---- */
+
+static void route_meta(hs_request *req, hs_reply *rep)
+{
+    const mbox_store *store = req->ctx;
+    int64_t user_id;
+    if (parse_user_param(req, &user_id) != 0) {
+        reply_invalid(rep, 400, "bad user id");
+        return;
+    }
+    char errbuf[256];
+    int64_t seq, max_id;
+    mbox_err err =
+        mbox_get_meta(store, user_id, &seq, &max_id, errbuf, sizeof errbuf);
+    if (err) {
+        reply_storage_error(rep, err, errbuf);
+        return;
+    }
+    reply_json(rep, 200,
+               json_pack("{s:I,s:s}", "seq", (json_int_t)seq, "max_id",
+                         id_to_text(max_id).s));
+}
+
+/* limit, offset, since_seq, since_ts, and before when allowed. Returns 0
+ * or -1 with *detail set. */
+static int parse_filter(const hs_request *req, bool allows_before,
+                        mbox_filter *f, const char **detail)
+{
+    memset(f, 0, sizeof *f);
+    bool has_limit, has_offset;
+    int64_t limit = LIST_PAGE_SIZE_DEFAULT, offset = 0;
+    *detail = NULL;
+    if (query_int(req, "limit", 1, MBOX_LIST_LIMIT_MAX, &has_limit, &limit))
+        *detail = "limit must be 1-1000";
+    else if (query_int(req, "offset", 0, LIST_OFFSET_MAX, &has_offset, &offset))
+        *detail = "offset must be 0-100000";
+    else if (query_int(req, "since_seq", 0, INT64_MAX, &f->has_since_seq,
+                       &f->since_seq))
+        *detail = "since_seq must be a non-negative integer";
+    else if (query_int(req, "since_ts", 0, INT64_MAX, &f->has_since_ts,
+                       &f->since_ts))
+        *detail = "since_ts must be a non-negative integer (ms)";
+    if (*detail)
+        return -1;
+    f->limit = (int)limit;
+    f->offset = (int)offset;
+    const char *before = hs_query(req, "before");
+    if (!before)
+        return 0;
+    f->has_before = true;
+    if (!allows_before || ids_parse(before, strlen(before), &f->before)) {
+        *detail = allows_before ? "before must be a message id"
+                                : "before is not a filter of this list";
+        return -1;
+    }
+    return 0;
+}
+
+static json_t *conversation_json(const mbox_conv *c)
+{
+    int64_t low, high;
+    if (ids_parse_conversation(c->conversation_id, strlen(c->conversation_id),
+                               &low, &high))
+        return NULL;
+    return json_pack("{s:s,s:[I,I],s:I,s:s%,s:s,s:I}", "conversation_id",
+                     c->conversation_id, "participants", (json_int_t)low,
+                     (json_int_t)high, "peer_id", (json_int_t)c->peer_id,
+                     "snippet", c->snippet, c->snippet_len, "last_message_id",
+                     id_to_text(c->last_message_id).s, "last_updated_at",
+                     (json_int_t)c->last_updated_at);
+}
+
+static json_t *conversations_json(const mbox_conv_list *l)
+{
+    json_t *array = json_array();
+    for (size_t i = 0; array && i < l->n; i++) {
+        if (json_array_append_new(array, conversation_json(&l->items[i]))) {
+            json_decref(array);
+            return NULL;
+        }
+    }
+    return json_pack("{s:I,s:o}", "seq", (json_int_t)l->seq, "conversations",
+                     array);
+}
+
+static void route_conversations(hs_request *req, hs_reply *rep)
+{
+    const mbox_store *store = req->ctx;
+    int64_t user_id;
+    if (parse_user_param(req, &user_id) != 0) {
+        reply_invalid(rep, 400, "bad user id");
+        return;
+    }
+    mbox_filter filter;
+    const char *detail;
+    if (parse_filter(req, false, &filter, &detail) != 0) {
+        reply_invalid(rep, 400, detail);
+        return;
+    }
+    char errbuf[256];
+    mbox_conv_list list;
+    mbox_err err = mbox_list_conversations(store, user_id, &filter, &list,
+                                           errbuf, sizeof errbuf);
+    if (err) {
+        reply_storage_error(rep, err, errbuf);
+        return;
+    }
+    reply_json(rep, 200, conversations_json(&list));
+    mbox_conv_list_clear(&list);
+}
+
+/* The {cid} path parameter: a canonical conversation id that user_id
+ * takes part in. Returns 0, 400 (malformed) or 404 (not a participant). */
+static int check_conversation_param(const hs_request *req, int64_t user_id,
+                                    const char **cid)
+{
+    *cid = req->nparams >= 2 ? req->params[1] : NULL;
+    int64_t low, high;
+    char canonical[IDS_CONVERSATION_MAX];
+    if (!*cid || ids_parse_conversation(*cid, strlen(*cid), &low, &high) ||
+        ids_conversation(low, high, canonical, sizeof canonical) < 0 ||
+        strcmp(canonical, *cid) != 0)
+        return 400;
+    return user_id == low || user_id == high ? 0 : 404;
+}
+
+static void route_messages(hs_request *req, hs_reply *rep)
+{
+    const mbox_store *store = req->ctx;
+    int64_t user_id;
+    if (parse_user_param(req, &user_id) != 0) {
+        reply_invalid(rep, 400, "bad user id");
+        return;
+    }
+    const char *cid;
+    int status = check_conversation_param(req, user_id, &cid);
+    if (status == 404) {
+        hs_reply_problem(rep, 404, "Not Found",
+                         "the user is not part of this conversation");
+        return;
+    }
+    if (status) {
+        reply_invalid(rep, 400, "bad conversation id");
+        return;
+    }
+    mbox_filter filter;
+    const char *detail;
+    if (parse_filter(req, true, &filter, &detail) != 0) {
+        reply_invalid(rep, 400, detail);
+        return;
+    }
+    char errbuf[256];
+    mbox_msg_list list;
+    mbox_err err = mbox_list_messages(store, user_id, cid, &filter, &list,
+                                      errbuf, sizeof errbuf);
+    if (err) {
+        reply_storage_error(rep, err, errbuf);
+        return;
+    }
+    reply_json(rep, 200,
+               json_pack("{s:I,s:o}", "seq", (json_int_t)list.seq, "messages",
+                         messages_json(&list)));
+    mbox_msg_list_clear(&list);
+}
+
+static const hs_route routes[] = {
+    {"POST", "/internal/send", route_send, "send"},
+    {"POST", "/internal/deliver", route_deliver, "deliver"},
+    {"POST", "/internal/outbox/claim", route_outbox_claim, "outbox_claim"},
+    {"POST", "/internal/outbox/ack", route_outbox_ack, "outbox_ack"},
+    {"GET", "/internal/users/{}/meta", route_meta, "meta"},
+    {"GET", "/internal/users/{}/conversations", route_conversations,
+     "conversations"},
+    {"GET", "/internal/users/{}/conversations/{}/messages", route_messages,
+     "messages"},
+};
+
+const hs_route *storage_routes(size_t *n)
+{
+    *n = sizeof routes / sizeof routes[0];
+    return routes;
+}
+
+bool storage_ready(void *ctx)
+{
+    return mbox_is_ready(ctx);
+}

@@ -1,0 +1,759 @@
+#!/usr/bin/env python3
+"""test_storage.py - the storage service against two real PostgreSQL
+instances.
+
+Starts two PostgreSQL instances with scripts/pg in a temporary directory on
+free loopback ports, applies schema/ with scripts/migrate, starts the
+storage binary ($MESSENGER_BUILD/bin/storage, default build/asan) with an
+explicit shard map over both instances, and drives its internal HTTP API
+(docs/internal-api.md, section Storage). Every process it starts is
+stopped by PID in a finally block, on failure and on SIGTERM/SIGINT too.
+
+Each test names the guarantee it proves and uses users of its own, so the
+tests do not depend on each other's data. The last line printed is
+"N passed, N failed"; the exit status is non-zero on any failure.
+
+Python 3 standard library only.
+"""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("MESSENGER_BUILD", os.path.join(ROOT, "build", "asan"))
+if not os.path.isabs(BUILD):
+    BUILD = os.path.join(ROOT, BUILD)
+STORAGE_BIN = os.path.join(BUILD, "bin", "storage")
+PG_SCRIPT = os.path.join(ROOT, "scripts", "pg")
+MIGRATE_SCRIPT = os.path.join(ROOT, "scripts", "migrate")
+
+# Mirrors of constants of common/limits.h that the assertions depend on.
+ID_EPOCH_MS = 1577836800000
+OUTBOX_FIRST_RETRY_MS = 3000
+MSG_SNIPPET_CODEPOINTS = 100
+MSG_CONTENT_MAX = 65535
+
+SHARDS = 4
+SHARD_MAP = "0-1:0,2-3:1"  # shards 0,1 on instance 0; 2,3 on instance 1
+MASK64 = (1 << 64) - 1
+
+
+def ring_hash_user(user_id):
+    """common/ring.c: FNV-1a 64 of the decimal id, splitmix64 finaliser."""
+    h = 14695981039346656037
+    for b in str(user_id).encode():
+        h ^= b
+        h = (h * 1099511628211) & MASK64
+    h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & MASK64
+    return h ^ (h >> 31)
+
+
+def instance_of(user_id):
+    shard = ring_hash_user(user_id) % SHARDS
+    return 0 if shard <= 1 else 1
+
+
+def free_port(preferred):
+    """preferred if nothing listens there, else a port the kernel picks."""
+    for port in (preferred, 0):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", port))
+            return s.getsockname()[1]
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free port")
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+class Users:
+    """Hands out fresh user ids, on a chosen instance."""
+
+    def __init__(self):
+        self.next = 1000
+
+    def on(self, instance):
+        for _ in range(10000):
+            self.next += 1
+            if instance_of(self.next) == instance:
+                return self.next
+        raise RuntimeError("no user found for instance %d" % instance)
+
+
+class Ids:
+    """Time-ordered message ids like common/ids.c (node 1)."""
+
+    def __init__(self):
+        self.last = 0
+
+    def next(self):
+        candidate = ((now_ms() - ID_EPOCH_MS) << 22) | (1 << 12)
+        self.last = max(self.last + 1, candidate)
+        return self.last
+
+
+USERS = Users()
+IDS = Ids()
+
+
+def cid_of(a, b):
+    return "%d_%d" % (min(a, b), max(a, b))
+
+
+def make_msg(sender, recipient, content="hello", cmid=None, message_id=None):
+    mid = message_id if message_id is not None else IDS.next()
+    return {
+        "message_id": str(mid),
+        "conversation_id": cid_of(sender, recipient),
+        "sender_id": sender,
+        "recipient_id": recipient,
+        "content": content,
+        "client_message_id": cmid or ("c-%d" % mid),
+        "sent_at": (mid >> 22) + ID_EPOCH_MS,
+    }
+
+
+class Storage:
+    """HTTP client of the storage service."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def call(self, method, path, body=None, raw=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            data = raw if raw is not None else (
+                json.dumps(body).encode() if body is not None else None)
+            headers = {"Content-Type": "application/json"} if data is not None else {}
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            text = resp.read()
+            parsed = json.loads(text) if text else None
+            return resp.status, parsed, dict(resp.getheaders())
+        finally:
+            conn.close()
+
+    def send(self, m):
+        status, body, _ = self.call("POST", "/internal/send", {"message": m})
+        return status, body
+
+    def deliver(self, m):
+        status, body, _ = self.call("POST", "/internal/deliver", {"message": m})
+        return status, body
+
+    def meta(self, user):
+        status, body, _ = self.call("GET", "/internal/users/%d/meta" % user)
+        assert status == 200, (status, body)
+        return body
+
+    def conversations(self, user, query=""):
+        status, body, _ = self.call(
+            "GET", "/internal/users/%d/conversations%s" % (user, query))
+        assert status == 200, (status, body)
+        return body
+
+    def messages(self, user, cid, query=""):
+        status, body, _ = self.call(
+            "GET", "/internal/users/%d/conversations/%s/messages%s" % (user, cid, query))
+        assert status == 200, (status, body)
+        return body
+
+    def claim(self, limit, lease_ms):
+        status, body, _ = self.call(
+            "POST", "/internal/outbox/claim", {"limit": limit, "lease_ms": lease_ms})
+        assert status == 200, (status, body)
+        return body["messages"]
+
+    def ack(self, entries):
+        status, body, _ = self.call("POST", "/internal/outbox/ack", {"entries": entries})
+        assert status == 200, (status, body)
+        return body["deleted"]
+
+
+def expect_eq(actual, expected, what):
+    assert actual == expected, "%s: expected %r, got %r" % (what, expected, actual)
+
+
+def send_ok(st, m):
+    status, body = st.send(m)
+    expect_eq(status, 201, "send status")
+    expect_eq(body["status"], "stored", "send result")
+    expect_eq(body["max_id"], m["message_id"], "max_id after send")
+    return body
+
+
+def ack_key(m):
+    return {"sender_id": m["sender_id"], "message_id": m["message_id"]}
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_send_stored_then_replayed(env):
+    st = env.storage
+    a, b = USERS.on(0), USERS.on(1)
+    m = make_msg(a, b, "first")
+    body = send_ok(st, m)
+    expect_eq(body["seq"], 1, "seq of first send")
+    status, body = st.send(m)
+    expect_eq(status, 200, "replay status")
+    expect_eq(body["status"], "replay", "replay result")
+    expect_eq(body["message"], m, "replayed message")
+    expect_eq(body["outbox_pending"], True, "outbox pending before ack")
+    # Same key, other id and content: still the stored message, nothing new.
+    other = dict(m, message_id=str(IDS.next()), content="changed")
+    status, body = st.send(other)
+    expect_eq((status, body["status"]), (200, "replay"), "replay of reused key")
+    expect_eq(body["message"], m, "replay returns the stored message")
+    expect_eq(st.meta(a), {"seq": 1, "max_id": m["message_id"]}, "meta after replays")
+    expect_eq(st.ack([ack_key(m)]), 1, "ack deletes the outbox entry")
+    status, body = st.send(m)
+    expect_eq(body["outbox_pending"], False, "outbox pending after ack")
+
+
+def test_send_below_floor_is_refused(env):
+    st = env.storage
+    a, b = USERS.on(1), USERS.on(0)
+    m = make_msg(a, b)
+    send_ok(st, m)
+    for mid in (int(m["message_id"]), int(m["message_id"]) - 1):
+        status, body = st.send(make_msg(a, b, "late", cmid="late-%d" % mid,
+                                        message_id=mid))
+        expect_eq(status, 409, "floor status")
+        expect_eq(body, {"status": "floor", "max_id": m["message_id"]}, "floor body")
+    expect_eq(st.meta(a)["seq"], 1, "floor refusal writes nothing")
+    expect_eq(len(st.messages(a, cid_of(a, b))["messages"]), 1, "messages after floor")
+    st.ack([ack_key(m)])
+
+
+def test_deliver_is_idempotent(env):
+    st = env.storage
+    a, b = USERS.on(0), USERS.on(1)
+    m = make_msg(a, b, "to b")
+    status, body = st.deliver(m)
+    expect_eq((status, body), (200, {"status": "stored", "seq": 1,
+                                     "max_id": m["message_id"]}), "first deliver")
+    status, body = st.deliver(m)
+    expect_eq((status, body), (200, {"status": "duplicate", "seq": 1,
+                                     "max_id": m["message_id"]}), "second deliver")
+    msgs = st.messages(b, cid_of(a, b))
+    expect_eq(msgs["messages"], [m], "recipient copy stored once")
+    convs = st.conversations(b)["conversations"]
+    expect_eq(len(convs), 1, "recipient conversations")
+    expect_eq(convs[0]["peer_id"], a, "recipient's peer is the sender")
+    expect_eq(st.meta(a), {"seq": 0, "max_id": "0"}, "sender untouched by deliver")
+
+
+def test_seq_counts_every_change_once(env):
+    st = env.storage
+    a, b, c = USERS.on(0), USERS.on(1), USERS.on(0)
+    sent = []
+    for i in range(3):
+        m = make_msg(a, b, "n%d" % i)
+        expect_eq(send_ok(st, m)["seq"], i + 1, "seq after send %d" % i)
+        sent.append(m)
+    st.send(sent[0])  # replay
+    status, _ = st.send(make_msg(a, b, cmid="floor", message_id=int(sent[0]["message_id"])))
+    expect_eq(status, 409, "send at an old id")
+    expect_eq(st.meta(a)["seq"], 3, "replay and floor do not count")
+    incoming = make_msg(c, a, "from c")
+    status, body = st.deliver(incoming)
+    expect_eq(body["seq"], 4, "deliver counts")
+    st.deliver(incoming)
+    expect_eq(st.meta(a), {"seq": 4, "max_id": incoming["message_id"]},
+              "duplicate does not count; max_id follows deliveries")
+    st.ack([ack_key(m) for m in sent])
+
+
+def test_conversations_newest_first(env):
+    st = env.storage
+    a = USERS.on(1)
+    b, c, d = USERS.on(0), USERS.on(1), USERS.on(0)
+    sent = [make_msg(a, peer, "to %d" % peer) for peer in (b, c, d)]
+    last = make_msg(a, b, "again b")
+    sent.append(last)
+    for m in sent:
+        send_ok(st, m)
+    body = st.conversations(a)
+    expect_eq([x["peer_id"] for x in body["conversations"]], [b, d, c], "order")
+    expect_eq(body["seq"], 4, "list seq")
+    first = body["conversations"][0]
+    expect_eq(first, {
+        "conversation_id": cid_of(a, b),
+        "participants": sorted([a, b]),
+        "peer_id": b,
+        "snippet": "again b",
+        "last_message_id": last["message_id"],
+        "last_updated_at": last["sent_at"],
+    }, "conversation object")
+    page = st.conversations(a, "?limit=2&offset=1")["conversations"]
+    expect_eq([x["peer_id"] for x in page], [d, c], "limit/offset")
+    # A late recipient copy with an older id must not move the last
+    # message back, but it is a change (seq moves).
+    old = make_msg(b, a, "older", message_id=int(last["message_id"]) - 1)
+    st.deliver(old)
+    conv = st.conversations(a, "?limit=1")["conversations"][0]
+    expect_eq((conv["last_message_id"], conv["snippet"]),
+              (last["message_id"], "again b"), "last message only moves forward")
+    expect_eq(st.conversations(a, "?since_seq=4")["conversations"][0]["conversation_id"],
+              cid_of(a, b), "late copy shows in the delta")
+    st.ack([ack_key(m) for m in sent])
+
+
+def test_messages_newest_first_with_paging(env):
+    st = env.storage
+    a, b = USERS.on(0), USERS.on(0)
+    sent = [make_msg(a, b, "m%d" % i) for i in range(5)]
+    for m in sent:
+        send_ok(st, m)
+    cid = cid_of(a, b)
+    ids = [m["message_id"] for m in reversed(sent)]  # newest first
+    body = st.messages(a, cid)
+    expect_eq([m["message_id"] for m in body["messages"]], ids, "all newest first")
+    expect_eq(body["seq"], 5, "list seq")
+    page = st.messages(a, cid, "?limit=2")["messages"]
+    expect_eq([m["message_id"] for m in page], ids[0:2], "limit")
+    page = st.messages(a, cid, "?limit=2&offset=2")["messages"]
+    expect_eq([m["message_id"] for m in page], ids[2:4], "offset")
+    page = st.messages(a, cid, "?before=%s" % ids[2])["messages"]
+    expect_eq([m["message_id"] for m in page], ids[3:5], "before")
+    page = st.messages(a, cid, "?before=%s&limit=1" % ids[2])["messages"]
+    expect_eq([m["message_id"] for m in page], ids[3:4], "before with limit")
+    expect_eq(st.messages(b, cid)["messages"], [], "no recipient copy without deliver")
+    st.ack([ack_key(m) for m in sent])
+
+
+def test_since_seq_returns_exactly_the_changes(env):
+    st = env.storage
+    a, b, c, d = USERS.on(1), USERS.on(0), USERS.on(1), USERS.on(0)
+    before = [make_msg(a, b, "old b"), make_msg(a, c, "old c"), make_msg(a, d, "old d")]
+    for m in before:
+        send_ok(st, m)
+    token = st.meta(a)["seq"]
+    new_b = [make_msg(a, b, "new b1"), make_msg(a, b, "new b2")]
+    new_c = make_msg(a, c, "new c")
+    for m in new_b + [new_c]:
+        send_ok(st, m)
+    # A recipient copy that lands now with an id older than everything.
+    late = make_msg(b, a, "late", message_id=int(before[0]["message_id"]) - 5)
+    st.deliver(late)
+    convs = st.conversations(a, "?since_seq=%d" % token)
+    expect_eq(convs["seq"], token + 4, "seq of the delta")
+    expect_eq([x["conversation_id"] for x in convs["conversations"]],
+              [cid_of(a, c), cid_of(a, b)], "changed conversations, newest first")
+    msgs = st.messages(a, cid_of(a, b), "?since_seq=%d" % token)["messages"]
+    expect_eq([m["message_id"] for m in msgs],
+              [new_b[1]["message_id"], new_b[0]["message_id"], late["message_id"]],
+              "changed messages, including the late copy")
+    expect_eq(st.messages(a, cid_of(a, d), "?since_seq=%d" % token)["messages"], [],
+              "untouched conversation has no delta")
+    current = st.conversations(a, "?since_seq=%d" % (token + 4))
+    expect_eq((current["conversations"], current["seq"]), ([], token + 4),
+              "delta from the current seq is empty")
+    limited = st.conversations(a, "?since_seq=%d&limit=1" % token)["conversations"]
+    expect_eq([x["conversation_id"] for x in limited], [cid_of(a, c)], "delta limit")
+    st.ack([ack_key(m) for m in before + new_b + [new_c]])
+
+
+def test_since_ts_filters_by_landing_time(env):
+    st = env.storage
+    a, b = USERS.on(0), USERS.on(1)
+    first = make_msg(a, b, "first")
+    send_ok(st, first)
+    time.sleep(0.05)
+    cut = now_ms()
+    time.sleep(0.05)
+    second = make_msg(a, b, "second")
+    send_ok(st, second)
+    msgs = st.messages(a, cid_of(a, b), "?since_ts=%d" % cut)["messages"]
+    expect_eq([m["message_id"] for m in msgs], [second["message_id"]], "since_ts messages")
+    convs = st.conversations(a, "?since_ts=%d" % cut)["conversations"]
+    expect_eq([x["last_message_id"] for x in convs], [second["message_id"]],
+              "since_ts conversations")
+    later = now_ms() + 60000
+    expect_eq(st.conversations(a, "?since_ts=%d" % later)["conversations"], [],
+              "nothing landed in the future")
+    st.ack([ack_key(first), ack_key(second)])
+
+
+def claimed_ids(messages):
+    return {m["message_id"] for m in messages}
+
+
+def test_outbox_claim_lease_and_ack(env):
+    st = env.storage
+    a, b = USERS.on(0), USERS.on(1)
+    c, d = USERS.on(1), USERS.on(0)
+    m1 = make_msg(a, b, "queued on instance 0")
+    m2 = make_msg(c, d, "queued on instance 1")
+    send_ok(st, m1)
+    send_ok(st, m2)
+    mine = {m1["message_id"], m2["message_id"]}
+    expect_eq(claimed_ids(st.claim(1000, 500)) & mine, set(), "not due before first retry")
+    time.sleep(OUTBOX_FIRST_RETRY_MS / 1000 + 0.3)
+    claimed = [m for m in st.claim(1000, 500) if m["message_id"] in mine]
+    expect_eq(sorted(claimed, key=lambda m: m["message_id"]),
+              sorted([m1, m2], key=lambda m: m["message_id"]),
+              "due entries from both instances, whole messages")
+    expect_eq(claimed_ids(st.claim(1000, 500)) & mine, set(), "leased entries are not reclaimed")
+    time.sleep(0.7)
+    expect_eq(claimed_ids(st.claim(1000, 500)) & mine, mine, "reclaimed after the lease")
+    expect_eq(st.ack([ack_key(m1), ack_key(m2)]), 2, "ack deletes both")
+    expect_eq(st.ack([ack_key(m1)]), 0, "second ack deletes nothing")
+    time.sleep(0.7)
+    expect_eq(claimed_ids(st.claim(1000, 500)) & mine, set(), "acked entries are gone")
+
+
+def test_content_round_trips_nul_and_utf8(env):
+    st = env.storage
+    a, b = USERS.on(1), USERS.on(1)
+    content = "nul\u0000inside \u00e9\u65e5\u672c\U0001F600 end\u0000"
+    m = make_msg(a, b, content)
+    send_ok(st, m)
+    st.deliver(m)
+    expect_eq(st.messages(a, cid_of(a, b))["messages"][0]["content"], content,
+              "sender copy content")
+    expect_eq(st.messages(b, cid_of(a, b))["messages"][0]["content"], content,
+              "recipient copy content")
+    expect_eq(st.send(m)[1]["message"]["content"], content, "replayed content")
+    expect_eq(st.conversations(b)["conversations"][0]["snippet"], content, "snippet")
+    long_text = "\u00e9\U0001F600" * 80  # 160 code points, multi-byte
+    m2 = make_msg(a, b, long_text)
+    send_ok(st, m2)
+    snippet = st.conversations(a)["conversations"][0]["snippet"]
+    expect_eq(snippet, long_text[:MSG_SNIPPET_CODEPOINTS], "snippet is 100 code points")
+    st.ack([ack_key(m), ack_key(m2)])
+
+
+def test_concurrent_sends_of_one_sender_serialise(env):
+    st = env.storage
+    a = USERS.on(0)
+    peers = [USERS.on(i % 2) for i in range(4)]
+    results = []
+    lock = threading.Lock()
+
+    def worker(k):
+        for i in range(8):
+            with lock:
+                m = make_msg(a, peers[(k + i) % len(peers)], "w%d-%d" % (k, i))
+            status, body = st.send(m)
+            with lock:
+                results.append((status, body, m))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    stored = [m for status, _, m in results if status == 201]
+    statuses = {status for status, _, _ in results}
+    assert statuses <= {201, 409}, "unexpected statuses %r" % statuses
+    meta = st.meta(a)
+    expect_eq(meta["seq"], len(stored), "seq equals the number of stored sends")
+    expect_eq(meta["max_id"], max(stored, key=lambda m: int(m["message_id"]))["message_id"],
+              "max_id is the largest stored id")
+    total = sum(len(st.messages(a, cid_of(a, p), "?limit=1000")["messages"]) for p in peers)
+    expect_eq(total, len(stored), "every stored send is in the mailbox once")
+    st.ack([ack_key(m) for m in stored])
+
+
+def test_bad_input_is_refused_without_writes(env):
+    st = env.storage
+    a, b = USERS.on(0), USERS.on(1)
+    good = make_msg(a, b)
+    cases = [
+        ("POST", "/internal/send", None, b"{not json", 400),
+        ("POST", "/internal/send", {"msg": good}, None, 400),
+        ("POST", "/internal/send", {"message": dict(good, conversation_id="1_2")}, None, 400),
+        ("POST", "/internal/send", {"message": dict(good, recipient_id=a,
+                                                    conversation_id=cid_of(a, a))}, None, 400),
+        ("POST", "/internal/send", {"message": dict(good, message_id="12x")}, None, 400),
+        ("POST", "/internal/send", {"message": dict(good, content="")}, None, 400),
+        ("POST", "/internal/send", {"message": dict(good, client_message_id="")}, None, 400),
+        ("POST", "/internal/send", {"message": dict(good, client_message_id="\u00e9")},
+         None, 400),
+        ("POST", "/internal/send", {"message": dict(good, content="x" * (MSG_CONTENT_MAX + 1))},
+         None, 413),
+        ("POST", "/internal/deliver", {"message": dict(good, sender_id=0)}, None, 400),
+        ("POST", "/internal/outbox/claim", {"limit": 0, "lease_ms": 10}, None, 400),
+        ("POST", "/internal/outbox/claim", {"limit": "5", "lease_ms": 10}, None, 400),
+        ("POST", "/internal/outbox/ack", {"entries": [{"sender_id": a}]}, None, 400),
+        ("GET", "/internal/users/0/meta", None, None, 400),
+        ("GET", "/internal/users/abc/conversations", None, None, 400),
+        ("GET", "/internal/users/%d/conversations?limit=0" % a, None, None, 400),
+        ("GET", "/internal/users/%d/conversations?offset=-1" % a, None, None, 400),
+        ("GET", "/internal/users/%d/conversations?before=5" % a, None, None, 400),
+        ("GET", "/internal/users/%d/conversations?since_seq=x" % a, None, None, 400),
+        ("GET", "/internal/users/%d/conversations/%s/messages?before=x" % (a, cid_of(a, b)),
+         None, None, 400),
+        ("GET", "/internal/users/%d/conversations/nope/messages" % a, None, None, 400),
+        ("GET", "/internal/users/%d/conversations/%s/messages" % (a, cid_of(b, b + 1)),
+         None, None, 404),
+        ("GET", "/internal/nothing", None, None, 404),
+        ("GET", "/internal/send", None, None, 405),
+    ]
+    for method, path, body, raw, want in cases:
+        status, problem, headers = st.call(method, path, body, raw)
+        expect_eq(status, want, ("%s %s %r" % (method, path, body or raw))[:120])
+        assert problem and problem.get("status") == want, "problem body for %s" % path
+    expect_eq(st.meta(a), {"seq": 0, "max_id": "0"}, "nothing written for the sender")
+    expect_eq(st.meta(b), {"seq": 0, "max_id": "0"}, "nothing written for the recipient")
+    expect_eq(st.meta(USERS.on(1)), {"seq": 0, "max_id": "0"}, "meta of an empty mailbox")
+
+
+def test_mailboxes_live_on_their_shard_instance(env):
+    owners = [env.psql(i, "SELECT owner_id FROM mailboxes") for i in (0, 1)]
+    for i in (0, 1):
+        ids = {int(x) for x in owners[i].split()}
+        assert ids, "instance %d holds no mailbox" % i
+        wrong = {u for u in ids if instance_of(u) != i}
+        expect_eq(wrong, set(), "users on the wrong instance %d" % i)
+        shards = {int(x) for x in env.psql(i, "SELECT DISTINCT shard FROM messages").split()}
+        expect_eq(shards <= ({0, 1} if i == 0 else {2, 3}), True,
+                  "shards recorded on instance %d: %r" % (i, shards))
+
+
+def test_unreachable_instance_answers_503_and_recovers(env):
+    st = env.storage
+    down, up = USERS.on(1), USERS.on(0)
+    st.meta(down)  # warm a connection that will break under it
+    env.pg_stop(1)
+    try:
+        status, problem, headers = st.call("GET", "/internal/users/%d/meta" % down)
+        expect_eq(status, 503, "user on the stopped instance")
+        expect_eq(headers.get("Retry-After"), "1", "Retry-After header")
+        expect_eq(problem["status"], 503, "problem body")
+        status, _ = st.send(make_msg(down, up))
+        expect_eq(status, 503, "send to the stopped instance")
+        expect_eq(st.call("GET", "/internal/users/%d/meta" % up)[0], 200,
+                  "other instance still serves")
+        expect_eq(st.call("GET", "/readyz")[0], 503, "not ready with an instance down")
+    finally:
+        env.pg_start(1)
+    deadline = time.time() + 15
+    status = None
+    while time.time() < deadline:
+        status = st.call("GET", "/internal/users/%d/meta" % down)[0]
+        if status == 200:
+            break
+        time.sleep(0.2)
+    expect_eq(status, 200, "serves again once the instance is back")
+    m = make_msg(down, up)
+    send_ok(st, m)
+    expect_eq(st.call("GET", "/readyz")[0], 200, "ready again")
+    st.ack([ack_key(m)])
+
+
+TESTS = [
+    test_send_stored_then_replayed,
+    test_send_below_floor_is_refused,
+    test_deliver_is_idempotent,
+    test_seq_counts_every_change_once,
+    test_conversations_newest_first,
+    test_messages_newest_first_with_paging,
+    test_since_seq_returns_exactly_the_changes,
+    test_since_ts_filters_by_landing_time,
+    test_outbox_claim_lease_and_ack,
+    test_content_round_trips_nul_and_utf8,
+    test_concurrent_sends_of_one_sender_serialise,
+    test_bad_input_is_refused_without_writes,
+    test_mailboxes_live_on_their_shard_instance,
+    test_unreachable_instance_answers_503_and_recovers,
+]
+
+# ---------------------------------------------------------------- harness
+
+
+class Stop:
+    """SIGTERM/SIGINT handling. A signal that arrives while a helper script
+    runs (scripts/pg, scripts/migrate) is acted on once the script returns,
+    so that no half-started PostgreSQL is left behind; otherwise at once."""
+
+    requested = 0
+    in_script = False
+
+
+def on_signal(signum, frame):
+    Stop.requested = signum
+    if not Stop.in_script:
+        raise SystemExit(128 + signum)
+
+
+def run_script(args, **kwargs):
+    """subprocess.run for the project's scripts, shielded from signals."""
+    Stop.in_script = True
+    try:
+        return subprocess.run(args, check=True, **kwargs)
+    finally:
+        Stop.in_script = False
+        if Stop.requested:
+            raise SystemExit(128 + Stop.requested)
+
+
+class Env:
+    """The processes of one run; stop() undoes whatever start() did."""
+
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="messenger-storage-")
+        # The PostgreSQL user must be able to reach its directories.
+        os.chmod(self.tmp, 0o755)
+        self.pg_dirs = [os.path.join(self.tmp, "pg%d" % i) for i in (0, 1)]
+        self.pg_ports = []
+        self.pg_started = [False, False]
+        self.proc = None
+        self.log_path = os.path.join(self.tmp, "storage.log")
+        self.storage = None
+
+    def url(self, i):
+        return "postgresql://messenger@127.0.0.1:%d/messenger" % self.pg_ports[i]
+
+    def pg_start(self, i):
+        run_script([PG_SCRIPT, "start", self.pg_dirs[i], str(self.pg_ports[i])])
+        self.pg_started[i] = True
+
+    def pg_stop(self, i):
+        run_script([PG_SCRIPT, "stop", self.pg_dirs[i]])
+        self.pg_started[i] = False
+
+    def psql(self, i, sql):
+        psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
+        out = subprocess.run([psql, "-X", "-tA", self.url(i), "-c", sql],
+                             check=True, capture_output=True, text=True)
+        return out.stdout
+
+    def start(self):
+        if not os.access(STORAGE_BIN, os.X_OK):
+            raise RuntimeError("%s not built (make MODE=asan %s)" % (STORAGE_BIN, STORAGE_BIN))
+        self.pg_ports = [free_port(27641), free_port(27642)]
+        if self.pg_ports[0] == self.pg_ports[1]:
+            self.pg_ports[1] = free_port(0)
+        for i in (0, 1):
+            run_script([PG_SCRIPT, "init", self.pg_dirs[i], str(self.pg_ports[i])])
+            self.pg_start(i)
+        run_script([MIGRATE_SCRIPT, self.url(0), self.url(1)], stdout=subprocess.DEVNULL)
+        port = free_port(0)
+        env = dict(os.environ,
+                   STORAGE_PORT=str(port),
+                   STORAGE_PG_URLS="%s,%s" % (self.url(0), self.url(1)),
+                   STORAGE_SHARDS=str(SHARDS),
+                   STORAGE_SHARD_MAP=SHARD_MAP,
+                   STORAGE_PG_POOL="3",
+                   MESSENGER_BIND="127.0.0.1")
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen([STORAGE_BIN], env=env, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        self.storage = Storage(port)
+        self.wait_ready()
+
+    def wait_ready(self):
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("storage exited with %d" % self.proc.returncode)
+            try:
+                if self.storage.call("GET", "/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("storage not ready in 30 s")
+
+    def stop_storage(self, timeout=20):
+        """SIGTERM by PID; returns the exit status (None if killed)."""
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+
+    def stop(self):
+        """Stops everything; runs with signals ignored so a second signal
+        cannot cut the cleanup short."""
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.stop_storage()
+        for i in (0, 1):
+            if os.path.exists(os.path.join(self.pg_dirs[i], "data")):
+                subprocess.run([PG_SCRIPT, "stop", self.pg_dirs[i]])
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def log_tail(self, lines=40):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+
+
+
+def run_test(env, test):
+    try:
+        test(env)
+        print("ok   %s" % test.__name__, flush=True)
+        return True
+    except Exception as e:  # any failure, assertion or not, fails the test
+        print("FAIL %s: %s" % (test.__name__, e), flush=True)
+        if not isinstance(e, AssertionError):
+            traceback.print_exc()
+        return False
+
+
+def main():
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    env = Env()
+    passed = failed = 0
+    try:
+        env.start()
+        for test in TESTS:
+            if run_test(env, test):
+                passed += 1
+            else:
+                failed += 1
+        # Graceful stop: SIGTERM finishes cleanly, and under ASan a leak
+        # would make the exit status non-zero.
+        code = env.stop_storage()
+        if code == 0:
+            print("ok   test_sigterm_stops_cleanly_without_leaks", flush=True)
+            passed += 1
+        else:
+            print("FAIL test_sigterm_stops_cleanly_without_leaks: exit %r" % code, flush=True)
+            failed += 1
+    except SystemExit:
+        print("FAIL interrupted by a signal", flush=True)
+        failed += 1
+    except Exception as e:
+        print("FAIL setup: %s" % e, flush=True)
+        traceback.print_exc()
+        failed += 1
+    finally:
+        if failed:
+            print("--- storage log (tail) ---\n%s" % env.log_tail(), flush=True)
+        env.stop()
+    print("%d passed, %d failed" % (passed, failed), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
