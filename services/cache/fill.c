@@ -55,8 +55,8 @@ static store_err load_user(cache_node *n, int64_t uid, const char *rid,
         return err;
     char path[128];
     snprintf(path, sizeof(path),
-             "/internal/users/%" PRId64 "/conversations?limit=%d&offset=0",
-             uid, HOT_CONVS_MAX + 1);
+             "/internal/users/%" PRId64 "/conversations?limit=%d&offset=0", uid,
+             HOT_CONVS_MAX + 1);
     json_t *o = NULL;
     err = store_get(n, path, rid, &o);
     if (err)
@@ -88,8 +88,7 @@ store_err fill_meta_locked(cache_node *n, int64_t uid, const char *rid,
     return load_user(n, uid, rid, meta);
 }
 
-store_err fill_meta(cache_node *n, int64_t uid, const char *rid,
-                    hot_meta *meta)
+store_err fill_meta(cache_node *n, int64_t uid, const char *rid, hot_meta *meta)
 {
     if (hot_get_meta(n->hot, uid, meta) == HOT_HIT)
         return STORE_OK;

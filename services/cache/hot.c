@@ -291,9 +291,8 @@ static int take_items(const redisReply *arr, hot_page *p)
         return -1;
     for (size_t i = 0; i < arr->elements; i++) {
         const redisReply *e = arr->element[i];
-        const char *bar = e->type == REDIS_REPLY_STRING
-                              ? memchr(e->str, '|', e->len)
-                              : NULL;
+        const char *bar =
+            e->type == REDIS_REPLY_STRING ? memchr(e->str, '|', e->len) : NULL;
         const char *json =
             bar ? memchr(bar + 1, '|', e->len - (size_t)(bar + 1 - e->str))
                 : NULL;
@@ -308,8 +307,8 @@ static int take_items(const redisReply *arr, hot_page *p)
     return 0;
 }
 
-static hot_result read_page(hot_t *h, int script, const char **argv,
-                            int argc, hot_page *out)
+static hot_result read_page(hot_t *h, int script, const char **argv, int argc,
+                            hot_page *out)
 {
     memset(out, 0, sizeof(*out));
     if (!usable(h))
@@ -381,8 +380,8 @@ static void run_write(hot_t *h, int script, int nkeys, int argc,
     freeReplyObject(r);
 }
 
-void hot_load_user(hot_t *h, int64_t uid, const hot_meta *meta,
-                   bool complete, char *const *entries, size_t n)
+void hot_load_user(hot_t *h, int64_t uid, const hot_meta *meta, bool complete,
+                   char *const *entries, size_t n)
 {
     user_keys k;
     make_keys(&k, uid, NULL);

@@ -45,8 +45,7 @@ typedef struct hot_page {
     size_t n;
 } hot_page;
 
-hot_t *hot_new(const char *host, int port, int pool_size,
-               metrics_t *metrics);
+hot_t *hot_new(const char *host, int port, int pool_size, metrics_t *metrics);
 void hot_free(hot_t *h);
 
 /* Drops every hot mailbox of this node (start-up, ownership gained). */
@@ -65,8 +64,8 @@ hot_result hot_read_msgs(hot_t *h, int64_t uid, const char *cid, size_t off,
 void hot_page_free(hot_page *p);
 
 /* Fills a user's meta and conversation window (entries borrowed). */
-void hot_load_user(hot_t *h, int64_t uid, const hot_meta *meta,
-                   bool complete, char *const *entries, size_t n);
+void hot_load_user(hot_t *h, int64_t uid, const hot_meta *meta, bool complete,
+                   char *const *entries, size_t n);
 /* Fills one conversation's message window; needs the user loaded. */
 void hot_load_msgs(hot_t *h, int64_t uid, const char *cid, bool complete,
                    char *const *entries, size_t n);

@@ -13,88 +13,88 @@
 /* KEYS u c x m; ARGV seq max cid conv_entry msg_entry convs_max msgs_max.
  * An entry below the lowest of an incomplete window is left out: the
  * window only ever holds a top-N. */
-#define HOT_LUA_APPLY                                                         \
-    "local u, c, x, m = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"                 \
-    "if redis.call('EXISTS', u) == 0 then return 0 end\n"                     \
-    "local cn = tonumber(redis.call('HGET', u, 'cn'))\n"                      \
-    "if cn == nil or redis.call('ZCARD', c) ~= cn then\n"                     \
-    "  redis.call('DEL', u, c, x) return 0 end\n"                             \
-    "redis.call('HSET', u, 'seq', ARGV[1], 'max', ARGV[2])\n"                 \
-    "local cid, ce, me = ARGV[3], ARGV[4], ARGV[5]\n"                         \
-    "local old = redis.call('HGET', x, cid)\n"                                \
-    "if old then\n"                                                           \
-    "  if old < ce then redis.call('ZREM', c, old)\n"                         \
-    "    redis.call('ZADD', c, 0, ce) redis.call('HSET', x, cid, ce) end\n"   \
-    "else\n"                                                                  \
-    "  local low = redis.call('ZRANGE', c, 0, 0)[1]\n"                        \
-    "  if redis.call('HGET', u, 'cc') == '1' or (low and ce > low) then\n"    \
-    "    redis.call('ZADD', c, 0, ce) redis.call('HSET', x, cid, ce) end\n"   \
-    "end\n"                                                                   \
-    "while redis.call('ZCARD', c) > tonumber(ARGV[6]) do\n"                   \
-    "  local lo = redis.call('ZRANGE', c, 0, 0)[1]\n"                         \
-    "  redis.call('ZREM', c, lo)\n"                                           \
-    "  redis.call('HDEL', x, string.match(lo, '^%d+|([^|]+)|'))\n"            \
-    "  redis.call('HSET', u, 'cc', '0') end\n"                                \
-    "redis.call('HSET', u, 'cn', redis.call('ZCARD', c))\n"                   \
-    "local mf = redis.call('HGET', u, 'm:' .. cid)\n"                         \
-    "if mf then\n"                                                            \
-    "  local cnt, comp = string.match(mf, '^(%d+):(%d)$')\n"                  \
-    "  if tonumber(cnt) ~= redis.call('ZCARD', m) then\n"                     \
-    "    redis.call('HDEL', u, 'm:' .. cid) redis.call('DEL', m)\n"           \
-    "  else\n"                                                                \
-    "    local lo = redis.call('ZRANGE', m, 0, 0)[1]\n"                       \
-    "    if comp == '1' or (lo and me > lo) then\n"                           \
-    "      redis.call('ZADD', m, 0, me) end\n"                                \
-    "    while redis.call('ZCARD', m) > tonumber(ARGV[7]) do\n"               \
-    "      redis.call('ZREMRANGEBYRANK', m, 0, 0) comp = '0' end\n"           \
-    "    redis.call('HSET', u, 'm:' .. cid,\n"                                \
-    "      redis.call('ZCARD', m) .. ':' .. comp)\n"                          \
-    "  end\n"                                                                 \
-    "end\n"                                                                   \
+#define HOT_LUA_APPLY                                                          \
+    "local u, c, x, m = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"                  \
+    "if redis.call('EXISTS', u) == 0 then return 0 end\n"                      \
+    "local cn = tonumber(redis.call('HGET', u, 'cn'))\n"                       \
+    "if cn == nil or redis.call('ZCARD', c) ~= cn then\n"                      \
+    "  redis.call('DEL', u, c, x) return 0 end\n"                              \
+    "redis.call('HSET', u, 'seq', ARGV[1], 'max', ARGV[2])\n"                  \
+    "local cid, ce, me = ARGV[3], ARGV[4], ARGV[5]\n"                          \
+    "local old = redis.call('HGET', x, cid)\n"                                 \
+    "if old then\n"                                                            \
+    "  if old < ce then redis.call('ZREM', c, old)\n"                          \
+    "    redis.call('ZADD', c, 0, ce) redis.call('HSET', x, cid, ce) end\n"    \
+    "else\n"                                                                   \
+    "  local low = redis.call('ZRANGE', c, 0, 0)[1]\n"                         \
+    "  if redis.call('HGET', u, 'cc') == '1' or (low and ce > low) then\n"     \
+    "    redis.call('ZADD', c, 0, ce) redis.call('HSET', x, cid, ce) end\n"    \
+    "end\n"                                                                    \
+    "while redis.call('ZCARD', c) > tonumber(ARGV[6]) do\n"                    \
+    "  local lo = redis.call('ZRANGE', c, 0, 0)[1]\n"                          \
+    "  redis.call('ZREM', c, lo)\n"                                            \
+    "  redis.call('HDEL', x, string.match(lo, '^%d+|([^|]+)|'))\n"             \
+    "  redis.call('HSET', u, 'cc', '0') end\n"                                 \
+    "redis.call('HSET', u, 'cn', redis.call('ZCARD', c))\n"                    \
+    "local mf = redis.call('HGET', u, 'm:' .. cid)\n"                          \
+    "if mf then\n"                                                             \
+    "  local cnt, comp = string.match(mf, '^(%d+):(%d)$')\n"                   \
+    "  if tonumber(cnt) ~= redis.call('ZCARD', m) then\n"                      \
+    "    redis.call('HDEL', u, 'm:' .. cid) redis.call('DEL', m)\n"            \
+    "  else\n"                                                                 \
+    "    local lo = redis.call('ZRANGE', m, 0, 0)[1]\n"                        \
+    "    if comp == '1' or (lo and me > lo) then\n"                            \
+    "      redis.call('ZADD', m, 0, me) end\n"                                 \
+    "    while redis.call('ZCARD', m) > tonumber(ARGV[7]) do\n"                \
+    "      redis.call('ZREMRANGEBYRANK', m, 0, 0) comp = '0' end\n"            \
+    "    redis.call('HSET', u, 'm:' .. cid,\n"                                 \
+    "      redis.call('ZCARD', m) .. ':' .. comp)\n"                           \
+    "  end\n"                                                                  \
+    "end\n"                                                                    \
     "return 1\n"
 
 /* KEYS u c x; ARGV seq max complete entries... */
-#define HOT_LUA_LOAD_USER                                                     \
-    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])\n"                          \
-    "redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'max', ARGV[2],\n"           \
-    "  'cc', ARGV[3], 'cn', #ARGV - 3)\n"                                     \
-    "for i = 4, #ARGV do\n"                                                   \
-    "  redis.call('ZADD', KEYS[2], 0, ARGV[i])\n"                             \
-    "  redis.call('HSET', KEYS[3],\n"                                         \
-    "    string.match(ARGV[i], '^%d+|([^|]+)|'), ARGV[i])\n"                  \
-    "end\n"                                                                   \
+#define HOT_LUA_LOAD_USER                                                      \
+    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])\n"                           \
+    "redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'max', ARGV[2],\n"            \
+    "  'cc', ARGV[3], 'cn', #ARGV - 3)\n"                                      \
+    "for i = 4, #ARGV do\n"                                                    \
+    "  redis.call('ZADD', KEYS[2], 0, ARGV[i])\n"                              \
+    "  redis.call('HSET', KEYS[3],\n"                                          \
+    "    string.match(ARGV[i], '^%d+|([^|]+)|'), ARGV[i])\n"                   \
+    "end\n"                                                                    \
     "return 1\n"
 
 /* KEYS u m; ARGV cid complete entries... */
-#define HOT_LUA_LOAD_MSGS                                                     \
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"               \
-    "redis.call('DEL', KEYS[2])\n"                                            \
-    "for i = 3, #ARGV do redis.call('ZADD', KEYS[2], 0, ARGV[i]) end\n"       \
-    "redis.call('HSET', KEYS[1], 'm:' .. ARGV[1],\n"                          \
-    "  (#ARGV - 2) .. ':' .. ARGV[2])\n"                                      \
+#define HOT_LUA_LOAD_MSGS                                                      \
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"                \
+    "redis.call('DEL', KEYS[2])\n"                                             \
+    "for i = 3, #ARGV do redis.call('ZADD', KEYS[2], 0, ARGV[i]) end\n"        \
+    "redis.call('HSET', KEYS[1], 'm:' .. ARGV[1],\n"                           \
+    "  (#ARGV - 2) .. ':' .. ARGV[2])\n"                                       \
     "return 1\n"
 
 /* KEYS u c; ARGV off count -> {seq, card, cc, items} or nil */
-#define HOT_LUA_READ_CONVS                                                    \
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return nil end\n"             \
-    "local f = redis.call('HMGET', KEYS[1], 'seq', 'cn', 'cc')\n"             \
-    "local card = redis.call('ZCARD', KEYS[2])\n"                             \
-    "if tonumber(f[2]) ~= card then return nil end\n"                         \
-    "local off = tonumber(ARGV[1])\n"                                         \
-    "return {f[1], card, f[3], redis.call('ZREVRANGE', KEYS[2], off,\n"       \
+#define HOT_LUA_READ_CONVS                                                     \
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return nil end\n"              \
+    "local f = redis.call('HMGET', KEYS[1], 'seq', 'cn', 'cc')\n"              \
+    "local card = redis.call('ZCARD', KEYS[2])\n"                              \
+    "if tonumber(f[2]) ~= card then return nil end\n"                          \
+    "local off = tonumber(ARGV[1])\n"                                          \
+    "return {f[1], card, f[3], redis.call('ZREVRANGE', KEYS[2], off,\n"        \
     "  off + tonumber(ARGV[2]) - 1)}\n"
 
 /* KEYS u m; ARGV cid off count -> {seq, card, complete, items} or nil */
-#define HOT_LUA_READ_MSGS                                                     \
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return nil end\n"             \
-    "local seq = redis.call('HGET', KEYS[1], 'seq')\n"                        \
-    "local mf = redis.call('HGET', KEYS[1], 'm:' .. ARGV[1])\n"               \
-    "if not mf then return nil end\n"                                         \
-    "local cnt, comp = string.match(mf, '^(%d+):(%d)$')\n"                    \
-    "local card = redis.call('ZCARD', KEYS[2])\n"                             \
-    "if tonumber(cnt) ~= card then return nil end\n"                          \
-    "local off = tonumber(ARGV[2])\n"                                         \
-    "return {seq, card, comp, redis.call('ZREVRANGE', KEYS[2], off,\n"        \
+#define HOT_LUA_READ_MSGS                                                      \
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return nil end\n"              \
+    "local seq = redis.call('HGET', KEYS[1], 'seq')\n"                         \
+    "local mf = redis.call('HGET', KEYS[1], 'm:' .. ARGV[1])\n"                \
+    "if not mf then return nil end\n"                                          \
+    "local cnt, comp = string.match(mf, '^(%d+):(%d)$')\n"                     \
+    "local card = redis.call('ZCARD', KEYS[2])\n"                              \
+    "if tonumber(cnt) ~= card then return nil end\n"                           \
+    "local off = tonumber(ARGV[2])\n"                                          \
+    "return {seq, card, comp, redis.call('ZREVRANGE', KEYS[2], off,\n"         \
     "  off + tonumber(ARGV[3]) - 1)}\n"
 
 #endif

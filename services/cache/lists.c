@@ -51,9 +51,9 @@ static void reply_list(const list_ref *l, json_t *items, bool is_delta,
         hs_reply_problem(rep, 500, "Internal error", "cannot build the list");
         return;
     }
-    json_t *body = json_pack("{s:o,s:b,s:s,s:b}", items_key(l), items,
-                             "is_delta_update", is_delta, "sync_token", token,
-                             "has_more", has_more);
+    json_t *body =
+        json_pack("{s:o,s:b,s:s,s:b}", items_key(l), items, "is_delta_update",
+                  is_delta, "sync_token", token, "has_more", has_more);
     hs_reply_json(rep, 200, body);
 }
 
@@ -67,8 +67,7 @@ static int storage_path(const list_ref *l, const char *query, char *out,
                                 "/conversations/%s/messages?%s",
                                 l->uid, l->cid, query)
                      : snprintf(out, cap,
-                                "/internal/users/%" PRId64
-                                "/conversations?%s",
+                                "/internal/users/%" PRId64 "/conversations?%s",
                                 l->uid, query);
     return len < 0 || (size_t)len >= cap ? -1 : 0;
 }
@@ -102,7 +101,7 @@ static json_t *parse_items(const hot_page *p, size_t count)
 {
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < count && i < p->n; i++) {
-        json_t *item = json_loads(p->items[i], 0, NULL);
+        json_t *item = json_loads(p->items[i], JSON_ALLOW_NUL, NULL);
         if (!item || json_array_append_new(arr, item)) {
             json_decref(arr);
             return NULL;
@@ -112,8 +111,8 @@ static json_t *parse_items(const hot_page *p, size_t count)
 }
 
 /* Serves a full page from the hot window if it holds it. */
-static bool hot_page_reply(cache_node *n, const list_ref *l, int page,
-                           int size, hs_reply *rep)
+static bool hot_page_reply(cache_node *n, const list_ref *l, int page, int size,
+                           hs_reply *rep)
 {
     size_t off = (size_t)page * (size_t)size;
     hot_page p;
@@ -124,8 +123,8 @@ static bool hot_page_reply(cache_node *n, const list_ref *l, int page,
         return false;
     bool holds = p.n == (size_t)size + 1 || p.complete;
     if (holds)
-        reply_list(l, parse_items(&p, size), false, p.seq,
-                   p.n > (size_t)size, rep);
+        reply_list(l, parse_items(&p, size), false, p.seq, p.n > (size_t)size,
+                   rep);
     hot_page_free(&p);
     return holds;
 }
@@ -202,8 +201,8 @@ static void delta(cache_node *n, const list_ref *l, const list_query *q,
 }
 
 /* Older than a message id: always storage (deep history). */
-static void before_page(cache_node *n, const list_ref *l,
-                        const list_query *q, const char *rid, hs_reply *rep)
+static void before_page(cache_node *n, const list_ref *l, const list_query *q,
+                        const char *rid, hs_reply *rep)
 {
     char query[128];
     snprintf(query, sizeof(query), "limit=%d&offset=%lld&before=%" PRId64,

@@ -110,9 +110,14 @@ int main(void)
     ringview_refresh(n.ring);
     ringview_start(n.ring, 1000);
     outbox_worker *ob = outbox_start(&n);
-    hs_config hc = {.service = "cache", .bind = c.bind, .port = c.port,
-                    .threads = c.threads, .routes = cache_routes,
-                    .nroutes = cache_nroutes, .ready = is_ready, .ctx = &n,
+    hs_config hc = {.service = "cache",
+                    .bind = c.bind,
+                    .port = c.port,
+                    .threads = c.threads,
+                    .routes = cache_routes,
+                    .nroutes = cache_nroutes,
+                    .ready = is_ready,
+                    .ctx = &n,
                     .metrics = n.metrics};
     hs_server *srv = hs_start(&hc);
     if (!srv || !ob) {

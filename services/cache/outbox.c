@@ -50,8 +50,8 @@ static int run_batch(outbox_worker *w)
     size_t total = json_array_size(messages);
     json_decref(messages);
     if (total)
-        log_msg("info", "outbox: delivered %d of %zu queued copies",
-                delivered, total);
+        log_msg("info", "outbox: delivered %d of %zu queued copies", delivered,
+                total);
     metrics_count(w->node->metrics, "outbox_delivered_total",
                   "Recipient copies delivered by the outbox worker",
                   (uint64_t)delivered);

@@ -24,8 +24,8 @@ static int parse_epoch(const char *s, int64_t *epoch)
     return ids_parse(s, strlen(s), epoch);
 }
 
-own_result owner_check(cache_node *n, const char *epoch_header,
-                       int64_t user_id, const ring_t **ring)
+own_result owner_check(cache_node *n, const char *epoch_header, int64_t user_id,
+                       const ring_t **ring)
 {
     int64_t epoch;
     if (parse_epoch(epoch_header, &epoch))

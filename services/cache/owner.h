@@ -22,8 +22,8 @@ typedef enum {
 } own_result;
 
 /* On OWN_OK, *ring holds a reference (ringview_release when done). */
-own_result owner_check(cache_node *n, const char *epoch_header,
-                       int64_t user_id, const ring_t **ring);
+own_result owner_check(cache_node *n, const char *epoch_header, int64_t user_id,
+                       const ring_t **ring);
 
 /* True if this node owns user_id in ring. */
 bool owner_is_self(const cache_node *n, const ring_t *ring, int64_t user_id);

@@ -22,8 +22,8 @@ static void handle_send(hs_request *req, hs_reply *rep)
     cache_node *n = req->ctx;
     msg_send_req s;
     char why[256];
-    msg_err err = msg_parse_send(req->body, req->body_len, &s, why,
-                                 sizeof(why));
+    msg_err err =
+        msg_parse_send(req->body, req->body_len, &s, why, sizeof(why));
     if (err) {
         hs_reply_problem(rep, msg_err_status(err), "Invalid message", why);
         return;
@@ -42,8 +42,9 @@ static void handle_send(hs_request *req, hs_reply *rep)
 static void handle_deliver(hs_request *req, hs_reply *rep)
 {
     cache_node *n = req->ctx;
-    json_t *body = req->body ? json_loadb(req->body, req->body_len, 0, NULL)
-                             : NULL;
+    json_t *body =
+        req->body ? json_loadb(req->body, req->body_len, JSON_ALLOW_NUL, NULL)
+                  : NULL;
     msg m;
     if (!body || msg_from_json(json_object_get(body, "message"), &m)) {
         json_decref(body);

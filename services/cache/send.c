@@ -37,8 +37,8 @@ static int64_t wall_ms(void)
 static json_t *conversation_json(const msg *m, int64_t owner)
 {
     int64_t peer = owner == m->sender_id ? m->recipient_id : m->sender_id;
-    int64_t lo = m->sender_id < m->recipient_id ? m->sender_id
-                                                : m->recipient_id;
+    int64_t lo =
+        m->sender_id < m->recipient_id ? m->sender_id : m->recipient_id;
     int64_t hi = m->sender_id ^ m->recipient_id ^ lo;
     char idbuf[24];
     snprintf(idbuf, sizeof(idbuf), "%" PRId64, m->message_id);
@@ -59,10 +59,10 @@ static void apply_hot(cache_node *n, const msg *m, int64_t owner,
     json_t *mj = msg_to_json(m);
     char *ctext = conv ? json_dumps(conv, JSON_COMPACT) : NULL;
     char *mtext = mj ? json_dumps(mj, JSON_COMPACT) : NULL;
-    char *ce = ctext ? hot_entry(m->message_id, m->conversation_id, ctext)
-                     : NULL;
-    char *me = mtext ? hot_entry(m->message_id, m->conversation_id, mtext)
-                     : NULL;
+    char *ce =
+        ctext ? hot_entry(m->message_id, m->conversation_id, ctext) : NULL;
+    char *me =
+        mtext ? hot_entry(m->message_id, m->conversation_id, mtext) : NULL;
     if (ce && me)
         hot_apply(n->hot, owner, meta, m->conversation_id, ce, me);
     else /* cannot describe the change: forget rather than be stale */
@@ -180,8 +180,8 @@ static int post_to_peer(cache_node *n, const ring_node *peer, int64_t epoch,
     snprintf(rh, sizeof(rh), "X-Request-Id: %s", rid ? rid : "");
     hc_headers h = {.lines = {eh, rh}, .n = 2};
     hc_response resp = {0};
-    hc_err err = hc_request(n->hops, "POST", url, &h, text, strlen(text),
-                            &resp);
+    hc_err err =
+        hc_request(n->hops, "POST", url, &h, text, strlen(text), &resp);
     free(text);
     *misdirected = !err && resp.status == 421;
     int rc = !err && resp.status == 200 ? 0 : -1;

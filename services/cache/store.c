@@ -13,9 +13,9 @@
 
 /* Sends body (may be NULL for GET) to storage; on STORE_OK sets *status
  * and *out (parsed JSON object, caller decrefs). */
-static store_err call_json(cache_node *n, const char *method,
-                           const char *path, json_t *body, const char *rid,
-                           long *status, json_t **out)
+static store_err call_json(cache_node *n, const char *method, const char *path,
+                           json_t *body, const char *rid, long *status,
+                           json_t **out)
 {
     char url[1024];
     snprintf(url, sizeof(url), "%s%s", n->storage_url, path);
@@ -38,7 +38,7 @@ static store_err call_json(cache_node *n, const char *method,
         hc_response_free(&resp);
         return STORE_DOWN;
     }
-    *out = json_loadb(resp.body, resp.len, 0, NULL);
+    *out = json_loadb(resp.body, resp.len, JSON_ALLOW_NUL, NULL);
     hc_response_free(&resp);
     if (!json_is_object(*out)) {
         json_decref(*out);
@@ -63,9 +63,8 @@ static int read_meta(const json_t *o, hot_meta *meta)
 {
     meta->seq = json_integer_value(json_object_get(o, "seq"));
     meta->max_id = json_id(json_object_get(o, "max_id"));
-    return json_is_integer(json_object_get(o, "seq")) && meta->max_id >= 0
-               ? 0
-               : -1;
+    return json_is_integer(json_object_get(o, "seq")) && meta->max_id >= 0 ? 0
+                                                                           : -1;
 }
 
 static json_t *message_body(const msg *m)
@@ -155,8 +154,8 @@ store_err store_meta(cache_node *n, int64_t uid, const char *rid,
     return err;
 }
 
-store_err store_get(cache_node *n, const char *path_and_query,
-                    const char *rid, json_t **out)
+store_err store_get(cache_node *n, const char *path_and_query, const char *rid,
+                    json_t **out)
 {
     long status = 0;
     store_err err =
@@ -164,8 +163,7 @@ store_err store_get(cache_node *n, const char *path_and_query,
     if (err)
         return err;
     if (status != 200) {
-        log_msg("error", "storage GET %s answered %ld", path_and_query,
-                status);
+        log_msg("error", "storage GET %s answered %ld", path_and_query, status);
         json_decref(*out);
         *out = NULL;
         return STORE_BAD;
@@ -179,8 +177,8 @@ store_err store_outbox_claim(cache_node *n, int limit, int lease_ms,
     json_t *body = json_pack("{sisi}", "limit", limit, "lease_ms", lease_ms);
     long status = 0;
     json_t *o = NULL;
-    store_err err = body ? call_json(n, "POST", "/internal/outbox/claim",
-                                     body, NULL, &status, &o)
+    store_err err = body ? call_json(n, "POST", "/internal/outbox/claim", body,
+                                     NULL, &status, &o)
                          : STORE_BAD;
     json_decref(body);
     if (err)
@@ -195,8 +193,8 @@ store_err store_outbox_claim(cache_node *n, int limit, int lease_ms,
     return STORE_OK;
 }
 
-store_err store_outbox_ack(cache_node *n, int64_t sender_id,
-                           int64_t message_id, const char *rid)
+store_err store_outbox_ack(cache_node *n, int64_t sender_id, int64_t message_id,
+                           const char *rid)
 {
     char idbuf[24];
     snprintf(idbuf, sizeof(idbuf), "%" PRId64, message_id);

@@ -43,14 +43,14 @@ store_err store_meta(cache_node *n, int64_t uid, const char *rid,
 
 /* GET path_and_query on storage; on STORE_OK *out is the parsed body
  * (caller decrefs). */
-store_err store_get(cache_node *n, const char *path_and_query,
-                    const char *rid, json_t **out);
+store_err store_get(cache_node *n, const char *path_and_query, const char *rid,
+                    json_t **out);
 
 /* Claims due outbox entries; *messages is a new array reference. */
 store_err store_outbox_claim(cache_node *n, int limit, int lease_ms,
                              json_t **messages);
 /* Removes the outbox entry of a delivered recipient copy. */
-store_err store_outbox_ack(cache_node *n, int64_t sender_id,
-                           int64_t message_id, const char *rid);
+store_err store_outbox_ack(cache_node *n, int64_t sender_id, int64_t message_id,
+                           const char *rid);
 
 #endif
