@@ -29,7 +29,8 @@ void ids_destroy(ids_gen *g);
 
 /* Next id: greater than floor and than every id g issued. now_ms is the
  * wall clock in ms since the Unix epoch (a parameter so tests can drive
- * it). Thread safe. */
+ * it). Thread safe. Returns -1 if no such id fits in 63 bits (a floor
+ * at the very end of the id space: only a corrupt mailbox holds one). */
 int64_t ids_next(ids_gen *g, int64_t floor, int64_t now_ms);
 
 /* Unix milliseconds encoded in an id. */

@@ -1,0 +1,300 @@
+/*
+ * jwt.c - verification and signing of HS256 JSON Web Tokens.
+ *
+ * The gateway calls jwt_verify on every public request, with a token the
+ * client chose, so it refuses anything but the one shape we issue: three
+ * unpadded base64url parts, a header naming HS256, a signature of exactly
+ * 32 bytes compared in constant time, and only then the claims. The
+ * header is checked before the signature so "alg":"none" tricks fail on
+ * the alg, never reach a downgrade.
+ */
+#include "jwt.h"
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ids.h"
+#include "limits.h"
+
+#define SHA256_LEN 32
+/* Decoded parts are 3/4 of their text; a token is at most JWT_TOKEN_MAX. */
+#define PART_MAX (JWT_TOKEN_MAX / 4 * 3 + 3)
+
+const char *jwt_strerror(jwt_err err)
+{
+    switch (err) {
+    case JWT_OK:
+        return "ok";
+    case JWT_MALFORMED:
+        return "malformed token";
+    case JWT_BAD_ALG:
+        return "unsupported token algorithm";
+    case JWT_BAD_SIGNATURE:
+        return "bad token signature";
+    case JWT_EXPIRED:
+        return "token expired or not yet valid";
+    }
+    return "unknown token error";
+}
+
+/* Value of a base64url character, or -1. */
+static int b64url_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '-')
+        return 62;
+    if (c == '_')
+        return 63;
+    return -1;
+}
+
+/* Base64url of in[0..len) without padding into out (NUL terminated).
+ * OpenSSL encodes the standard alphabet with padding, into a scratch
+ * buffer since the padding may not fit in out; we translate and drop the
+ * '='. Returns the length or -1 if cap is too small. */
+static int b64url_encode(const unsigned char *in, size_t len, char *out,
+                         size_t cap)
+{
+    char tmp[4 * ((PART_MAX + 2) / 3) + 1];
+
+    if (len > PART_MAX)
+        return -1;
+    int n = EVP_EncodeBlock((unsigned char *)tmp, in, (int)len);
+    while (n > 0 && tmp[n - 1] == '=')
+        n--;
+    if ((size_t)n >= cap)
+        return -1;
+    for (int i = 0; i < n; i++)
+        out[i] = tmp[i] == '+' ? '-' : tmp[i] == '/' ? '_' : tmp[i];
+    out[n] = '\0';
+    return n;
+}
+
+/* Decodes unpadded base64url in[0..len) into out. Refuses padding, any
+ * other character, an impossible length and non-zero trailing bits (so
+ * no two strings decode alike). OpenSSL wants the standard alphabet,
+ * padded; its result counts the padding as zero bytes, which we take off
+ * again. Returns the decoded length or -1. */
+static int b64url_decode(const char *in, size_t len, unsigned char *out,
+                         size_t cap)
+{
+    char std[JWT_TOKEN_MAX + 4];
+    size_t rem = len % 4, pad = rem ? 4 - rem : 0;
+
+    if (len == 0 || len > JWT_TOKEN_MAX || rem == 1 ||
+        cap < (len + pad) / 4 * 3)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (b64url_value(in[i]) < 0)
+            return -1;
+        std[i] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
+    }
+    int last = b64url_value(in[len - 1]);
+    if ((rem == 2 && (last & 0x0F)) || (rem == 3 && (last & 0x03)))
+        return -1;
+    memset(std + len, '=', pad);
+    int n = EVP_DecodeBlock(out, (const unsigned char *)std, (int)(len + pad));
+    if (n < 0)
+        return -1;
+    return n - (int)pad;
+}
+
+/* The JSON object encoded in part[0..len), or NULL. New reference. */
+static json_t *decode_object(const char *part, size_t len)
+{
+    unsigned char buf[PART_MAX];
+    int n = b64url_decode(part, len, buf, sizeof buf);
+
+    if (n < 0)
+        return NULL;
+    json_t *j =
+        json_loadb((const char *)buf, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* "crit" names extensions the issuer requires us to understand; we
+ * understand none, so such a token is refused (RFC 7515 4.1.11). */
+static jwt_err check_header(const char *part, size_t len)
+{
+    json_t *h = decode_object(part, len);
+    jwt_err err = JWT_OK;
+
+    if (h == NULL)
+        return JWT_MALFORMED;
+    const json_t *alg = json_object_get(h, "alg");
+    const json_t *typ = json_object_get(h, "typ");
+    if (!json_is_string(alg) || strcmp(json_string_value(alg), "HS256") != 0)
+        err = JWT_BAD_ALG;
+    else if ((typ != NULL && !json_is_string(typ)) ||
+             json_object_get(h, "crit") != NULL)
+        err = JWT_MALFORMED;
+    json_decref(h);
+    return err;
+}
+
+static int hmac_sha256(const char *secret, const char *data, size_t len,
+                       unsigned char md[SHA256_LEN])
+{
+    unsigned int md_len = 0;
+
+    if (HMAC(EVP_sha256(), secret, (int)strlen(secret),
+             (const unsigned char *)data, len, md, &md_len) == NULL ||
+        md_len != SHA256_LEN)
+        return -1;
+    return 0;
+}
+
+/* signed_part is "header.payload", sig the third part's text. */
+static jwt_err check_signature(const char *secret, const char *signed_part,
+                               size_t signed_len, const char *sig,
+                               size_t sig_len)
+{
+    unsigned char given[PART_MAX], expected[SHA256_LEN];
+    int n = b64url_decode(sig, sig_len, given, sizeof given);
+
+    if (n < 0)
+        return JWT_MALFORMED;
+    if (n != SHA256_LEN ||
+        hmac_sha256(secret, signed_part, signed_len, expected) != 0 ||
+        CRYPTO_memcmp(given, expected, SHA256_LEN) != 0)
+        return JWT_BAD_SIGNATURE;
+    return JWT_OK;
+}
+
+/* exp is required; nbf optional. Both tolerate JWT_LEEWAY_S of skew,
+ * written so that no claim value can overflow the arithmetic. */
+static jwt_err check_times(const json_t *claims, int64_t now)
+{
+    const json_t *exp = json_object_get(claims, "exp");
+    const json_t *nbf = json_object_get(claims, "nbf");
+
+    if (!json_is_integer(exp) || (nbf != NULL && !json_is_integer(nbf)))
+        return JWT_MALFORMED;
+    int64_t e = json_integer_value(exp);
+    if (e < INT64_MAX - JWT_LEEWAY_S && now > e + JWT_LEEWAY_S)
+        return JWT_EXPIRED;
+    if (nbf != NULL) {
+        int64_t b = json_integer_value(nbf);
+        if (b > INT64_MIN + JWT_LEEWAY_S && now < b - JWT_LEEWAY_S)
+            return JWT_EXPIRED;
+    }
+    return JWT_OK;
+}
+
+static jwt_err check_claims(const char *part, size_t len, int64_t now,
+                            int64_t *user_id)
+{
+    json_t *claims = decode_object(part, len);
+    int64_t id = 0;
+
+    if (claims == NULL)
+        return JWT_MALFORMED;
+    const json_t *sub = json_object_get(claims, "sub");
+    jwt_err err = JWT_MALFORMED;
+    if (json_is_string(sub) &&
+        ids_parse_user(json_string_value(sub), json_string_length(sub), &id) ==
+            0)
+        err = check_times(claims, now);
+    json_decref(claims);
+    if (err == JWT_OK)
+        *user_id = id;
+    return err;
+}
+
+/* Splits token[0..len) into its three parts: exactly two dots and
+ * nothing but the base64url alphabet elsewhere, so '=' padding, '+',
+ * '/' or whitespace anywhere make the token malformed before any
+ * decoding or signature work. */
+static int split_token(const char *token, size_t len, const char *part[3],
+                       size_t part_len[3])
+{
+    size_t start = 0;
+    int count = 0;
+
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && token[i] != '.') {
+            if (b64url_value(token[i]) < 0)
+                return -1;
+            continue;
+        }
+        if (count == 3)
+            return -1;
+        part[count] = token + start;
+        part_len[count] = i - start;
+        count++;
+        start = i + 1;
+    }
+    return count == 3 ? 0 : -1;
+}
+
+jwt_err jwt_verify(const char *secret, const char *token, size_t len,
+                   int64_t now, int64_t *user_id)
+{
+    const char *part[3];
+    size_t part_len[3];
+
+    if (len == 0 || len > JWT_TOKEN_MAX ||
+        split_token(token, len, part, part_len) != 0)
+        return JWT_MALFORMED;
+    jwt_err err = check_header(part[0], part_len[0]);
+    if (err == JWT_OK)
+        err = check_signature(secret, token, part_len[0] + 1 + part_len[1],
+                              part[2], part_len[2]);
+    if (err == JWT_OK)
+        err = check_claims(part[1], part_len[1], now, user_id);
+    return err;
+}
+
+/* Appends the base64url of data[0..len) at out + *pos, then sep when it
+ * is not NUL. Returns 0 or -1 if cap is too small. */
+static int append_part(const void *data, size_t len, char sep, char *out,
+                       size_t cap, size_t *pos)
+{
+    int n = b64url_encode(data, len, out + *pos, cap - *pos);
+
+    if (n < 0)
+        return -1;
+    *pos += (size_t)n;
+    if (sep != '\0') {
+        if (*pos + 1 >= cap)
+            return -1;
+        out[(*pos)++] = sep;
+        out[*pos] = '\0';
+    }
+    return 0;
+}
+
+int jwt_sign(const char *secret, int64_t user_id, int64_t exp, char *out,
+             size_t cap)
+{
+    static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+    char claims[96];
+    unsigned char md[SHA256_LEN];
+    size_t pos = 0;
+
+    if (user_id < 1 || user_id > MSG_USER_ID_MAX)
+        return -1;
+    int n = snprintf(claims, sizeof claims, "{\"sub\":\"%lld\",\"exp\":%lld}",
+                     (long long)user_id, (long long)exp);
+    if (n < 0 || (size_t)n >= sizeof claims)
+        return -1;
+    if (append_part(header, sizeof header - 1, '.', out, cap, &pos) != 0 ||
+        append_part(claims, (size_t)n, '.', out, cap, &pos) != 0 ||
+        hmac_sha256(secret, out, pos - 1, md) != 0 ||
+        append_part(md, sizeof md, '\0', out, cap, &pos) != 0)
+        return -1;
+    return (int)pos;
+}
