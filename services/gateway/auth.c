@@ -1,0 +1,274 @@
+/*
+ * auth.c - bearer tokens, the path and body checks of authorisation.
+ * See auth.h.
+ *
+ * The lenient sender scan exists because authorisation must answer
+ * before validation: jansson refuses a whole document for one invalid
+ * UTF-8 byte in a string, so a body acting as another user with a bad
+ * content would be a 400 if we asked jansson. The scan follows only the
+ * top-level object's structure and skips string contents byte by byte.
+ * It never grants anything: a body it passes is still parsed strictly
+ * by msg_parse_send, and the handler compares the parsed sender again.
+ */
+#include "auth.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "jwt.h"
+#include "limits.h"
+
+#define BEARER "bearer"
+#define BEARER_LEN 6
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+int auth_bearer_token(const char *header, const char **token, size_t *len)
+{
+    if (header == NULL || strncasecmp(header, BEARER, BEARER_LEN) != 0 ||
+        header[BEARER_LEN] != ' ')
+        return -1;
+    const char *t = header + BEARER_LEN;
+    while (*t == ' ')
+        t++;
+    size_t n = strlen(t);
+    while (n > 0 && is_blank(t[n - 1]))
+        n--;
+    if (n == 0 || n > JWT_TOKEN_MAX)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (is_blank(t[i]))
+            return -1;
+    }
+    *token = t;
+    *len = n;
+    return 0;
+}
+
+auth_err auth_authenticate(const char *secret, const char *header, int64_t now,
+                           int64_t *user_id, const char **detail)
+{
+    const char *token;
+    size_t len;
+    if (header == NULL) {
+        *detail = "an Authorization: Bearer <token> header is required";
+        return AUTH_MISSING;
+    }
+    if (auth_bearer_token(header, &token, &len)) {
+        *detail = "the Authorization header must be Bearer <token>";
+        return AUTH_NOT_BEARER;
+    }
+    jwt_err err = jwt_verify(secret, token, len, now, user_id);
+    if (err) {
+        *detail = jwt_strerror(err);
+        return AUTH_BAD_TOKEN;
+    }
+    *detail = NULL;
+    return AUTH_OK;
+}
+
+bool auth_path_is_user(const char *segment, int64_t user_id)
+{
+    char own[24];
+    snprintf(own, sizeof(own), "%lld", (long long)user_id);
+    return segment != NULL && strcmp(segment, own) == 0;
+}
+
+/* ---- the lenient sender scan ------------------------------------- */
+
+typedef struct scan {
+    const char *p;
+    const char *end;
+} scan;
+
+static void skip_ws(scan *s)
+{
+    while (s->p < s->end &&
+           (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+/* Consumes c after optional whitespace. */
+static bool eat(scan *s, char c)
+{
+    skip_ws(s);
+    if (s->p < s->end && *s->p == c) {
+        s->p++;
+        return true;
+    }
+    return false;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The character an escape stands for, after the backslash: ASCII
+ * escapes decode, anything else becomes 0x80 (never part of a key we
+ * look for). Consumes the escape. */
+static unsigned char unescape(scan *s)
+{
+    char c = *s->p++;
+    switch (c) {
+    case 'u':
+        break;
+    case 'b':
+        return '\b';
+    case 'f':
+        return '\f';
+    case 'n':
+        return '\n';
+    case 'r':
+        return '\r';
+    case 't':
+        return '\t';
+    default:
+        return (unsigned char)c; /* '"', '\\', '/', or invalid anyway */
+    }
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = s->p < s->end ? hex_value(*s->p) : -1;
+        if (h < 0)
+            return 0x80;
+        v = v * 16 + h;
+        s->p++;
+    }
+    return v < 0x80 ? (unsigned char)v : 0x80;
+}
+
+/* Skips a string whose opening quote was consumed. When out is given,
+ * keeps its first cap bytes (escapes decoded) and sets *out_len, which
+ * exceeds cap when the string was longer. Returns false when the string
+ * does not end. */
+static bool skip_string(scan *s, char *out, size_t cap, size_t *out_len)
+{
+    size_t n = 0;
+    while (s->p < s->end) {
+        unsigned char c = (unsigned char)*s->p++;
+        if (c == '"') {
+            if (out_len)
+                *out_len = n;
+            return true;
+        }
+        if (c == '\\') {
+            if (s->p >= s->end)
+                return false;
+            c = unescape(s);
+        }
+        if (out && n < cap)
+            out[n] = (char)c;
+        n++;
+    }
+    return false;
+}
+
+/* Skips an array or object starting at s->p, strings inside included.
+ * Brackets are only counted, not matched: validation judges shape. */
+static bool skip_container(scan *s)
+{
+    size_t depth = 0;
+    while (s->p < s->end) {
+        char c = *s->p++;
+        if (c == '"' && !skip_string(s, NULL, 0, NULL))
+            return false;
+        if (c == '{' || c == '[')
+            depth++;
+        if ((c == '}' || c == ']') && --depth == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool is_scalar_char(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+           (c >= 'A' && c <= 'Z') || c == '-' || c == '+' || c == '.';
+}
+
+/* Skips a number or literal; sets *tok and *tok_len to its text. */
+static bool skip_scalar(scan *s, const char **tok, size_t *tok_len)
+{
+    const char *start = s->p;
+    while (s->p < s->end && is_scalar_char(*s->p))
+        s->p++;
+    *tok = start;
+    *tok_len = (size_t)(s->p - start);
+    return s->p > start;
+}
+
+/* Skips one value. When it is a scalar, *tok and *tok_len give its text,
+ * else *tok is NULL. */
+static bool skip_value(scan *s, const char **tok, size_t *tok_len)
+{
+    *tok = NULL;
+    skip_ws(s);
+    if (s->p >= s->end)
+        return false;
+    if (*s->p == '"') {
+        s->p++;
+        return skip_string(s, NULL, 0, NULL);
+    }
+    if (*s->p == '{' || *s->p == '[')
+        return skip_container(s);
+    return skip_scalar(s, tok, tok_len);
+}
+
+/* True when tok is a JSON integer literal ('-'? digits) of another
+ * value than user_id. Values outside the user id range are another
+ * user by definition. */
+static bool integer_differs(const char *tok, size_t len, int64_t user_id)
+{
+    bool negative = len > 0 && tok[0] == '-';
+    size_t i = negative ? 1 : 0;
+    if (i == len)
+        return false;
+    int64_t v = 0;
+    bool huge = false;
+    for (; i < len; i++) {
+        if (tok[i] < '0' || tok[i] > '9')
+            return false;
+        if (v > MSG_USER_ID_MAX)
+            huge = true; /* keep checking the digits, stop growing */
+        else
+            v = v * 10 + (tok[i] - '0');
+    }
+    return negative || huge || v != user_id;
+}
+
+bool auth_body_names_other_sender(const char *body, size_t len, int64_t user_id)
+{
+    static const char key_sender[] = "sender_id";
+    if (body == NULL)
+        return false;
+    scan s = {body, body + len};
+    if (!eat(&s, '{') || eat(&s, '}'))
+        return false;
+    /* One member per pass; each consumes at least `"":x`. */
+    while (s.p < s.end) {
+        char key[sizeof(key_sender)];
+        size_t key_len;
+        const char *tok;
+        size_t tok_len;
+        if (!eat(&s, '"') || !skip_string(&s, key, sizeof(key), &key_len) ||
+            !eat(&s, ':') || !skip_value(&s, &tok, &tok_len))
+            return false;
+        if (key_len == sizeof(key_sender) - 1 &&
+            memcmp(key, key_sender, key_len) == 0 && tok != NULL &&
+            integer_differs(tok, tok_len, user_id))
+            return true;
+        if (!eat(&s, ','))
+            return false;
+    }
+    return false;
+}

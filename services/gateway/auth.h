@@ -1,0 +1,55 @@
+/*
+ * auth.h - authentication and authorisation of public calls (SPEC 3).
+ *
+ * A call authenticates with "Authorization: Bearer <JWT>"; the token's
+ * sub is the user the call acts as. Authorisation comes before
+ * validation (SPEC 4): a token for user X acting as or reading user Y is
+ * a 403 whatever else the request holds, so the checks here read only as
+ * much of the request as they need and are lenient about the rest.
+ *
+ * Pure functions: no I/O, no allocation, safe from any thread.
+ */
+#ifndef GATEWAY_AUTH_H
+#define GATEWAY_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    AUTH_OK = 0,
+    AUTH_MISSING,    /* no Authorization header */
+    AUTH_NOT_BEARER, /* another scheme, no token, or a malformed one */
+    AUTH_BAD_TOKEN,  /* the JWT does not verify (see jwt_verify) */
+} auth_err;
+
+/* Finds the token in an Authorization value "Bearer <token>". The
+ * scheme is case-insensitive (RFC 9110 11.1) and followed by one or more
+ * spaces; the token is the rest without trailing blanks, must be
+ * non-empty, hold no blank and be at most JWT_TOKEN_MAX bytes. Returns
+ * 0 and points *token and *len into header, or -1. */
+int auth_bearer_token(const char *header, const char **token, size_t *len);
+
+/* Authenticates an Authorization header value (NULL when absent) with
+ * secret at time now (seconds). On AUTH_OK sets *user_id. On error
+ * *detail is a static string for the 401 problem. */
+auth_err auth_authenticate(const char *secret, const char *header, int64_t now,
+                           int64_t *user_id, const char **detail);
+
+/* True when a path segment names user_id: it must be exactly the
+ * user's decimal form (no sign, no leading zeros), so anything else in
+ * the path, a number or not, is another user's mailbox: 403. */
+bool auth_path_is_user(const char *segment, int64_t user_id);
+
+/* True when a send body, read leniently, names a sender_id other than
+ * user_id: a top-level "sender_id" member whose value is a JSON integer
+ * literal of another value (out of range ones included). Bytes inside
+ * strings are not checked (invalid UTF-8, bad escapes), so a body that
+ * validation would refuse for other reasons is still recognised as
+ * acting as someone else. A body whose structure cannot be followed up
+ * to its sender_id, or whose sender_id is not an integer, is not: it
+ * falls through to validation (400). */
+bool auth_body_names_other_sender(const char *body, size_t len,
+                                  int64_t user_id);
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * forward.h - calling the cache node that owns a user, with the
+ * retries the ring protocol needs (docs/internal-api.md).
+ *
+ * Each call carries the gateway's ring epoch (X-Ring-Epoch) and the
+ * request id. A node that answers 421 does not own the user at that
+ * epoch: the gateway refreshes its ring from the router and tries again,
+ * at most GATEWAY_RING_RETRIES times. A node that cannot be reached or
+ * does not answer in time gets one more try after a refresh (its users
+ * may have moved). Retrying a send is safe: sends are idempotent by
+ * (sender_id, client_message_id). Whatever else the node answers is the
+ * public answer and is passed through unchanged.
+ */
+#ifndef GATEWAY_FORWARD_H
+#define GATEWAY_FORWARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gateway.h"
+#include "http_server.h"
+
+typedef struct forward_call {
+    const char *method; /* "GET" or "POST" */
+    int64_t user_id;    /* the user whose owner node answers */
+    const char *path;   /* path and query on the node, "/internal/..." */
+    const char *body;   /* POST body, sent unchanged; NULL for GET */
+    size_t body_len;
+    const char *request_id; /* passed along as X-Request-Id */
+} forward_call;
+
+/* Runs the call and fills rep with the node's answer, or with a 503
+ * problem (Retry-After: 1) when no node could answer: no ring yet, the
+ * node is unreachable, or it kept refusing the call as misdirected.
+ * Blocks for at most a few hop timeouts. Thread safe. */
+void forward_call_owner(gateway *g, const forward_call *c, hs_reply *rep);
+
+#endif

@@ -1,0 +1,24 @@
+/*
+ * gateway.h - the gateway's context: everything main wires up once and
+ * every request borrows. The gateway holds no user state; it
+ * authenticates, validates and forwards each call to the cache node that
+ * owns the user.
+ */
+#ifndef GATEWAY_GATEWAY_H
+#define GATEWAY_GATEWAY_H
+
+#include "http_client.h"
+#include "metrics.h"
+#include "ringview.h"
+
+typedef struct gateway {
+    const char *jwt_secret; /* MESSENGER_JWT_SECRET, lives as long as the
+                               process environment */
+    ringview *ring;         /* the ring published by the router */
+    hc_pool *hops;          /* keep-alive HTTP to the cache nodes */
+    hc_pool *router_hops;   /* ring fetches, apart so they never queue
+                               behind slow cache calls */
+    metrics_t *metrics;
+} gateway;
+
+#endif

@@ -1,0 +1,182 @@
+/*
+ * membership.c - parsing ROUTER_NODES, its canonical string, and the
+ * heartbeat table. See membership.h.
+ *
+ * The canonical string is what decides whether a restart keeps the epoch
+ * (epochfile.c): it must change whenever the placement of any user could
+ * change, so it holds vnodes and every name and URL in configured order.
+ * Names cannot hold '=' and entries cannot hold ',', so distinct
+ * memberships never share a string.
+ */
+#include "membership.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+__attribute__((format(printf, 3, 4))) static int
+fail(char *errbuf, size_t errcap, const char *fmt, ...)
+{
+    if (errbuf != NULL && errcap > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errbuf, errcap, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Printable ASCII without blanks: safe in the epoch file (space is its
+ * separator), in logs and in URLs. */
+static bool is_plain(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] <= ' ' || s[i] > '~')
+            return false;
+    }
+    return true;
+}
+
+static bool has_http_scheme(const char *url, size_t len)
+{
+    return (len > 7 && strncmp(url, "http://", 7) == 0) ||
+           (len > 8 && strncmp(url, "https://", 8) == 0);
+}
+
+/* Parses one "name=url" entry of entry[0..len) (blanks trimmed). */
+static int parse_entry(const char *entry, size_t len, ring_node *node,
+                       char *errbuf, size_t errcap)
+{
+    while (len > 0 && is_blank(*entry)) {
+        entry++;
+        len--;
+    }
+    while (len > 0 && is_blank(entry[len - 1]))
+        len--;
+    const char *eq = memchr(entry, '=', len);
+    if (eq == NULL)
+        return fail(errbuf, errcap, "entry '%.*s' is not name=url", (int)len,
+                    entry);
+    size_t name_len = (size_t)(eq - entry);
+    const char *url = eq + 1;
+    size_t url_len = len - name_len - 1;
+    if (name_len == 0 || name_len >= sizeof(node->name) ||
+        !is_plain(entry, name_len))
+        return fail(errbuf, errcap,
+                    "node name '%.*s' must be 1-%zu printable characters",
+                    (int)name_len, entry, sizeof(node->name) - 1);
+    if (url_len >= sizeof(node->url) || !is_plain(url, url_len) ||
+        !has_http_scheme(url, url_len))
+        return fail(errbuf, errcap,
+                    "URL '%.*s' of node %.*s must be an http:// or https:// "
+                    "URL of at most %zu characters",
+                    (int)url_len, url, (int)name_len, entry,
+                    sizeof(node->url) - 1);
+    memcpy(node->name, entry, name_len);
+    node->name[name_len] = '\0';
+    memcpy(node->url, url, url_len);
+    node->url[url_len] = '\0';
+    return 0;
+}
+
+static int find_duplicate(const ring_node *nodes, int nnodes)
+{
+    for (int i = 0; i < nnodes; i++) {
+        for (int j = i + 1; j < nnodes; j++) {
+            if (strcmp(nodes[i].name, nodes[j].name) == 0)
+                return i;
+        }
+    }
+    return -1;
+}
+
+int membership_parse(const char *spec, ring_node *nodes, int *nnodes,
+                     char *errbuf, size_t errcap)
+{
+    if (spec == NULL || spec[0] == '\0')
+        return fail(errbuf, errcap, "no nodes given");
+    int n = 0;
+    const char *p = spec;
+    /* One entry per pass; the count bound also bounds the loop. */
+    while (n < RING_NODES_MAX) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        memset(&nodes[n], 0, sizeof(nodes[n]));
+        if (parse_entry(p, len, &nodes[n], errbuf, errcap))
+            return -1;
+        n++;
+        if (comma == NULL) {
+            int dup = find_duplicate(nodes, n);
+            if (dup >= 0)
+                return fail(errbuf, errcap, "node name %s appears twice",
+                            nodes[dup].name);
+            *nnodes = n;
+            return 0;
+        }
+        p = comma + 1;
+    }
+    return fail(errbuf, errcap, "more than %d nodes", RING_NODES_MAX);
+}
+
+int membership_string(const ring_node *nodes, int nnodes, int vnodes, char *out,
+                      size_t cap)
+{
+    int len = snprintf(out, cap, "vnodes=%d", vnodes);
+    if (len < 0 || (size_t)len >= cap)
+        return -1;
+    for (int i = 0; i < nnodes; i++) {
+        int n = snprintf(out + len, cap - (size_t)len, ",%s=%s", nodes[i].name,
+                         nodes[i].url);
+        if (n < 0 || (size_t)n >= cap - (size_t)len)
+            return -1;
+        len += n;
+    }
+    return len;
+}
+
+int members_init(member_table *t, const ring_t *r)
+{
+    memset(t, 0, sizeof(*t));
+    if (pthread_mutex_init(&t->lock, NULL))
+        return -1;
+    t->n = r->nnodes;
+    for (int i = 0; i < r->nnodes; i++) {
+        snprintf(t->members[i].name, sizeof(t->members[i].name), "%s",
+                 r->nodes[i].name);
+        snprintf(t->members[i].url, sizeof(t->members[i].url), "%s",
+                 r->nodes[i].url);
+    }
+    return 0;
+}
+
+void members_destroy(member_table *t)
+{
+    pthread_mutex_destroy(&t->lock);
+}
+
+members_result members_heartbeat(member_table *t, const char *name,
+                                 const char *url, int64_t epoch, int64_t now_ms)
+{
+    members_result res = MEMBERS_UNKNOWN;
+    pthread_mutex_lock(&t->lock);
+    for (int i = 0; i < t->n; i++) {
+        member_state *m = &t->members[i];
+        if (strcmp(m->name, name) != 0)
+            continue;
+        bool changed = strcmp(m->announced, url) != 0;
+        res = changed && strcmp(m->url, url) != 0 ? MEMBERS_URL_MISMATCH
+                                                  : MEMBERS_OK;
+        snprintf(m->announced, sizeof(m->announced), "%s", url);
+        m->epoch = epoch;
+        m->last_seen_ms = now_ms;
+        break;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return res;
+}
