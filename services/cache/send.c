@@ -100,7 +100,12 @@ static store_err write_sender_copy(cache_node *n, const msg_send_req *req,
     hot_meta meta;
     store_err err = fill_meta_locked(n, req->sender_id, rid, &meta);
     for (int i = 0; !err && i <= SEND_FLOOR_RETRIES; i++) {
-        build_message(req, ids_next(&n->ids, meta.max_id, wall_ms()), m);
+        int64_t id = ids_next(&n->ids, meta.max_id, wall_ms());
+        if (id < 0) { /* the mailbox holds an id at the end of the space */
+            err = STORE_BAD;
+            break;
+        }
+        build_message(req, id, m);
         err = store_send(n, m, rid, res);
         if (err || res->outcome != SEND_FLOOR)
             break;
