@@ -46,24 +46,27 @@ deps:
 
 $(BUILD)/%.o: %.c $(wildcard common/*.h) $(wildcard services/*/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+	@echo "  CC $<"
+	@$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(BUILD)/libcommon.a: $(COMMON_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 # One link rule per service: its own objects plus libcommon.
 define service_rule
 $(BUILD)/bin/$(1): $(patsubst %.c,$(BUILD)/%.o,$(wildcard services/$(1)/*.c)) $(BUILD)/libcommon.a
 	@mkdir -p $$(dir $$@)
-	$$(CC) $(LDFLAGS_MODE) -o $$@ $$^ $$(LDLIBS_ALL)
+	@echo "  LD $$@"
+	@$$(CC) $(LDFLAGS_MODE) -o $$@ $$^ $$(LDLIBS_ALL)
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
 
 # Unit tests see file-local helpers: TESTABLE is empty there.
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libcommon.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -DUNIT_TEST $(shell pkg-config --cflags check) -o $@ $^ \
+	@echo "  TEST $@"
+	@$(CC) $(CFLAGS_ALL) -DUNIT_TEST $(shell pkg-config --cflags check) -o $@ $^ \
 	  $(LDFLAGS_MODE) $(shell pkg-config --libs check) $(LDLIBS_ALL)
 
 run: deps

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "limits.h"
+#include "constants.h"
 
 /* Idle connections one handle keeps: one per peer it talks to (every
  * cache node, the router, storage) so that none is closed to make room. */

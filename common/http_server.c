@@ -32,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "limits.h"
+#include "constants.h"
 #include "log.h"
 
 /* An idle keep-alive connection is closed after this long. */

@@ -10,7 +10,7 @@
 
 #include <stdio.h>
 
-#include "limits.h"
+#include "constants.h"
 
 /* The millisecond field has 63 - ID_NODE_BITS - ID_SEQ_BITS bits: ids
  * stay positive int64_t values. */

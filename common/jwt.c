@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "ids.h"
-#include "limits.h"
+#include "constants.h"
 
 #define SHA256_LEN 32
 /* Decoded parts are 3/4 of their text; a token is at most JWT_TOKEN_MAX. */

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "ids.h"
-#include "limits.h"
+#include "constants.h"
 
 /* A parsed, validated send request. content points into `owned` memory
  * released by msg_send_req_free. */

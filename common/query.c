@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "limits.h"
+#include "constants.h"
 
 __attribute__((format(printf, 3, 4))) static int
 fail(char *errbuf, size_t errcap, const char *fmt, ...)

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "limits.h"
+#include "constants.h"
 
 typedef struct ring_node {
     char name[64]; /* stable node identity, e.g. "cache-1" */

@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "limits.h"
+#include "constants.h"
 
 /* Longest payload: "v1|m|" + user + "|" + seq + "|" + conversation id. */
 #define PAYLOAD_MAX 128

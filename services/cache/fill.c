@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "limits.h"
+#include "constants.h"
 
 void fill_entries_free(char **entries, size_t n)
 {

@@ -19,7 +19,7 @@
 #include <time.h>
 
 #include "hot_scripts.h"
-#include "limits.h"
+#include "constants.h"
 #include "log.h"
 
 /* Redis is on loopback next to the node: anything slower than this is a

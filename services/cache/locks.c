@@ -7,7 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "limits.h"
+#include "constants.h"
 #include "ring.h"
 
 struct user_locks {

@@ -10,7 +10,7 @@
 
 #include "config.h"
 #include "http_server.h"
-#include "limits.h"
+#include "constants.h"
 #include "log.h"
 #include "outbox.h"
 #include "routes.h"

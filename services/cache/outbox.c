@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "limits.h"
+#include "constants.h"
 #include "log.h"
 #include "send.h"
 #include "store.h"

@@ -17,7 +17,7 @@
 #include <strings.h>
 
 #include "jwt.h"
-#include "limits.h"
+#include "constants.h"
 
 #define BEARER "bearer"
 #define BEARER_LEN 6

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "limits.h"
+#include "constants.h"
 #include "log.h"
 
 /* Pause before retrying when a refresh brought no newer epoch: the

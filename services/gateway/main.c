@@ -12,16 +12,13 @@
 #include "config.h"
 #include "gateway.h"
 #include "http_server.h"
-#include "limits.h"
+#include "constants.h"
 #include "log.h"
 #include "routes.h"
 
 /* The ring is fetched again this often, so a new epoch reaches every
  * gateway within about a second even when no cache node refuses a call. */
 #define RING_REFRESH_MS 1000
-/* Ready only if the router answered this recently: a gateway cut off
- * from the router would keep routing by a ring that may be stale. */
-#define RING_FRESH_MS 5000
 /* At start, the first ring is awaited this many times this far apart
  * (5 s in all) before serving anyway, not ready, while the background
  * refresh keeps trying. */
@@ -61,10 +58,15 @@ static int read_config(gateway_config *c)
     return config_report(&errs);
 }
 
+/* Ready once a ring is held, however old: a stale ring is safe because
+ * cache nodes fence calls by epoch (a refused call refreshes and
+ * retries), and gateways must keep serving while the router is away. */
 static bool is_ready(void *ctx)
 {
     gateway *g = ctx;
-    return ringview_is_fresh(g->ring, RING_FRESH_MS);
+    const ring_t *r = ringview_acquire(g->ring);
+    ringview_release(g->ring, r);
+    return r != NULL;
 }
 
 static void gateway_destroy(gateway *g)

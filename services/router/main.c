@@ -11,7 +11,7 @@
 #include "config.h"
 #include "epochfile.h"
 #include "http_server.h"
-#include "limits.h"
+#include "constants.h"
 #include "log.h"
 #include "membership.h"
 #include "routes.h"

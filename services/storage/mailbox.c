@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "limits.h"
+#include "constants.h"
 #include "log.h"
 
 static const char SQL_SEND[] =

@@ -16,7 +16,7 @@
 
 #include "config.h"
 #include "http_server.h"
-#include "limits.h"
+#include "constants.h"
 #include "log.h"
 #include "mailbox.h"
 #include "metrics.h"

@@ -19,7 +19,7 @@
 #include <time.h>
 
 #include "ids.h"
-#include "limits.h"
+#include "constants.h"
 #include "mailbox.h"
 #include "message.h"
 #include "utf8.h"

@@ -37,7 +37,7 @@ STORAGE_BIN = os.path.join(BUILD, "bin", "storage")
 PG_SCRIPT = os.path.join(ROOT, "scripts", "pg")
 MIGRATE_SCRIPT = os.path.join(ROOT, "scripts", "migrate")
 
-# Mirrors of constants of common/limits.h that the assertions depend on.
+# Mirrors of constants of common/constants.h that the assertions depend on.
 ID_EPOCH_MS = 1577836800000
 OUTBOX_FIRST_RETRY_MS = 3000
 MSG_SNIPPET_CODEPOINTS = 100

@@ -1,10 +1,10 @@
 /*
- * limits.h - every limit, timeout and key prefix of the project, in one
+ * constants.h - every limit, timeout and key prefix of the project, in one
  * place, each with its unit and the reason for its value. Code that
  * enforces a limit includes this header; docs quote it from here.
  */
-#ifndef MSG_LIMITS_H
-#define MSG_LIMITS_H
+#ifndef MSG_CONSTANTS_H
+#define MSG_CONSTANTS_H
 
 /* Message content, in bytes after JSON decoding (SPEC 4): 65,535 is the
  * largest accepted; 65,536 or more answers 413. */
