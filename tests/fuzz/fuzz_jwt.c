@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "jwt.h"
-#include "limits.h"
+#include "constants.h"
 
 #define SECRET "fuzz-secret"
 #define NOW 1700000000

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "limits.h"
+#include "constants.h"
 #include "query.h"
 
 #define FIELDS 5

@@ -24,7 +24,7 @@
 
 #include "http_client.h"
 #include "http_server.h"
-#include "limits.h"
+#include "constants.h"
 #include "log.h"
 #include "metrics.h"
 

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "ids.h"
-#include "limits.h"
+#include "constants.h"
 
 /* 2024-01-01T00:00:00Z in ms. */
 #define NOW_MS 1704067200000LL

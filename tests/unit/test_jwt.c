@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "jwt.h"
-#include "limits.h"
+#include "constants.h"
 
 #define SECRET "s3cret"
 #define NOW 1700000000LL

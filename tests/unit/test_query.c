@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "limits.h"
+#include "constants.h"
 #include "query.h"
 
 static char errbuf[256];

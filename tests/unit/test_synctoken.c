@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "limits.h"
+#include "constants.h"
 #include "synctoken.h"
 
 /* Base64url without padding of an arbitrary payload, written here with
