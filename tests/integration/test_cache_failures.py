@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Integration: the cache node against real PostgreSQL, Redis and peers.
+
+Starts its own cluster with scripts/cluster (temporary MESSENGER_VAR, its
+own ports) and proves what the cache tier promises:
+
+- fencing: a call routed by a stale epoch, or to a node that does not own
+  the user, is refused with 421 and changes nothing;
+- the hot mailbox is written through after the durable write and reads
+  are served from it;
+- a Redis restart (empty Redis) or a Redis that is down never makes a
+  reader miss a message: the node rebuilds from storage;
+- a recipient whose node is down still gets the copy once the node is
+  back (the transactional outbox), exactly once.
+
+Run: python3 tests/integration/test_cache_failures.py
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+
+import e2e_lib  # noqa: E402
+from e2e_lib import check, expect_status, fail, new_user, run_tests, test  # noqa: E402
+
+BASE_PORT = int(os.environ.get("MESSENGER_CACHE_TEST_BASE_PORT", "31000"))
+CLUSTER = os.path.join(ROOT, "scripts", "cluster")
+# How long a recipient copy may take to land through the outbox worker
+# after its node is back (first retry after 3 s, then every second).
+OUTBOX_WAIT_S = 20
+
+
+def cluster(var, *args, check_rc=True):
+    env = dict(os.environ, MESSENGER_VAR=var, MESSENGER_BASE_PORT=str(BASE_PORT),
+               MESSENGER_GATEWAYS="1", MESSENGER_CACHES="3")
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1")
+    r = subprocess.run([CLUSTER] + list(args), env=env, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180)
+    if check_rc and r.returncode != 0:
+        raise e2e_lib.TestFailure("scripts/cluster %s failed:\n%s" % (" ".join(args),
+                                                                    r.stdout.decode()[-3000:]))
+    return r
+
+
+def read_env(var):
+    env = {}
+    with open(os.path.join(var, "cluster.env"), encoding="utf-8") as f:
+        for line in f:
+            if "=" in line:
+                k, v = line.strip().split("=", 1)
+                env[k] = v.strip("'\"")
+    return env
+
+
+def http_json(method, url, headers=None, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+class Layout:
+    """The cluster's internal URLs and the ring epoch."""
+
+    def __init__(self, env):
+        self.router = env["ROUTER_URL"]
+        self.caches = [u for u in env["CACHE_URLS"].split(",") if u]
+
+    def epoch(self):
+        status, ring = http_json("GET", self.router + "/internal/ring")
+        check(status == 200, "router answered %d" % status)
+        return ring["epoch"]
+
+    def probe(self, cache_url, user, epoch):
+        return http_json("GET", "%s/internal/users/%d/conversations" % (cache_url, user),
+                         headers={"X-Ring-Epoch": str(epoch)})[0]
+
+    def owner(self, user):
+        """Index (0-based) of the node that owns user: the only one that
+        answers 200 at the current epoch."""
+        epoch = self.epoch()
+        answers = [self.probe(u, user, epoch) for u in self.caches]
+        owners = [i for i, s in enumerate(answers) if s == 200]
+        check(len(owners) == 1 and all(s in (200, 421) for s in answers),
+              "user %d: expected one owner and 421 elsewhere, got %r" % (user, answers))
+        return owners[0]
+
+    def users_on(self, node, count, exclude=()):
+        out = []
+        for _ in range(2000):
+            u = new_user()
+            if u not in exclude and self.owner(u) == node:
+                out.append(u)
+                if len(out) == count:
+                    return out
+        fail("no user found on node %d" % node)
+
+
+LAYOUT = None
+VAR = None
+
+
+def metric(cache_url, name):
+    with urllib.request.urlopen(cache_url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def messages_of(api, user, peer):
+    cid = "%d_%d" % (min(user, peer), max(user, peer))
+    return [m["message_id"] for m in api.all_msgs(user, cid)]
+
+
+@test
+def test_cache_refuses_stale_epoch_and_foreign_users(api):
+    user = new_user()
+    epoch = LAYOUT.epoch()
+    owner = LAYOUT.owner(user)
+    for i, url in enumerate(LAYOUT.caches):
+        if i != owner:
+            check(LAYOUT.probe(url, user, epoch) == 421, "non-owner served user")
+    check(LAYOUT.probe(LAYOUT.caches[owner], user, epoch - 1) == 421,
+          "owner accepted a stale epoch")
+    status, _ = http_json("GET", "%s/internal/users/%d/conversations" % (LAYOUT.caches[owner], user))
+    check(status == 400, "a call without X-Ring-Epoch got %d" % status)
+    # A refused send stores nothing.
+    peer = new_user()
+    body = {"sender_id": user, "recipient_id": peer, "content": "fenced",
+            "client_message_id": "fence-1"}
+    status, _ = http_json("POST", LAYOUT.caches[owner] + "/internal/send",
+                          headers={"X-Ring-Epoch": str(epoch - 1)}, body=body)
+    check(status == 421, "stale-epoch send got %d" % status)
+    check(messages_of(api, user, peer) == [], "a refused send stored a message")
+
+
+@test
+def test_reads_are_served_from_the_hot_mailbox(api):
+    a, b = LAYOUT.users_on(0, 1)[0], new_user()
+    sent = [api.send_ok(a, b, "hot %d" % i)["message_id"] for i in range(5)]
+    url = LAYOUT.caches[0]
+    api.convs_ok(a)  # fills the window if needed
+    hits = metric(url, "cache_hits_total")
+    for _ in range(5):
+        j = api.convs_ok(a)
+        check(j["conversations"][0]["last_message_id"] == sent[-1], "stale conversation list")
+    check(metric(url, "cache_hits_total") >= hits + 5, "list reads did not hit the hot mailbox")
+    # A send after the window was filled is visible at once (write-through).
+    newer = api.send_ok(a, b, "after fill")["message_id"]
+    check(api.convs_ok(a)["conversations"][0]["last_message_id"] == newer,
+          "write-through did not update the hot conversation list")
+    check(messages_of(api, a, b) == [newer] + sent[::-1], "messages differ after write-through")
+
+
+@test
+def test_redis_restart_rebuilds_from_storage(api):
+    a = LAYOUT.users_on(1, 1)[0]
+    b = new_user()
+    before = [api.send_ok(a, b, "before restart %d" % i)["message_id"] for i in range(3)]
+    check(messages_of(api, a, b) == before[::-1], "history wrong before the restart")
+    cluster(VAR, "restart", "redis-2")
+    after = api.send_ok(a, b, "after restart")["message_id"]
+    check(messages_of(api, a, b) == [after] + before[::-1], "history lost across a Redis restart")
+    check(api.convs_ok(a)["conversations"][0]["last_message_id"] == after,
+          "conversation list stale after a Redis restart")
+
+
+@test
+def test_redis_down_serves_from_storage_and_recovers(api):
+    a = LAYOUT.users_on(2, 1)[0]
+    b = new_user()
+    first = api.send_ok(a, b, "with redis")["message_id"]
+    api.convs_ok(a)
+    cluster(VAR, "kill", "redis-3")
+    try:
+        during = api.send_ok(a, b, "without redis")["message_id"]
+        check(messages_of(api, a, b) == [during, first], "reads wrong while Redis is down")
+    finally:
+        cluster(VAR, "restart", "redis-3")
+    after = api.send_ok(a, b, "redis back")["message_id"]
+    check(messages_of(api, a, b) == [after, during, first], "history wrong after Redis came back")
+    check(api.convs_ok(a)["conversations"][0]["last_message_id"] == after,
+          "conversation list stale after Redis came back")
+
+
+@test
+def test_outbox_delivers_once_the_recipient_node_is_back(api):
+    a = LAYOUT.users_on(0, 1)[0]
+    b = LAYOUT.users_on(1, 1, exclude=(a,))[0]
+    cluster(VAR, "kill", "cache-2")
+    try:
+        m = api.send_ok(a, b, "while your node is down")
+        r = api.send(a, b, "while your node is down", cmid=m["client_message_id"])
+        expect_status(r, 200)
+        check(r.json == m, "replay differs from the first answer")
+        cid = m["conversation_id"]
+        check([x["message_id"] for x in api.all_msgs(a, cid)] == [m["message_id"]],
+              "sender's copy missing")
+    finally:
+        cluster(VAR, "restart", "cache-2")
+    deadline = time.monotonic() + OUTBOX_WAIT_S
+    got = []
+    while time.monotonic() < deadline:
+        r = api.msgs(b, cid)
+        if r.status == 200:
+            got = [x["message_id"] for x in r.json["messages"]]
+            if got:
+                break
+        time.sleep(0.5)
+    check(got == [m["message_id"]], "recipient copy did not land exactly once: %r" % got)
+    conv = api.convs_ok(b)["conversations"]
+    check(len(conv) == 1 and conv[0]["last_message_id"] == m["message_id"],
+          "recipient's conversation list wrong: %r" % conv)
+
+
+def main():
+    global LAYOUT, VAR
+    VAR = tempfile.mkdtemp(prefix="messenger-cache-test.")
+    try:
+        cluster(VAR, "start")
+        env = read_env(VAR)
+        LAYOUT = Layout(env)
+        os.environ["MESSENGER_CLUSTER_ENV"] = os.path.join(VAR, "cluster.env")
+        run_tests()
+    except e2e_lib.TestFailure as e:
+        print("FAIL setup: %s" % e)
+        print("0 passed, 1 failed")
+        sys.exit(1)
+    finally:
+        cluster(VAR, "clean", check_rc=False)
+
+
+if __name__ == "__main__":
+    main()
