@@ -642,6 +642,19 @@ int hs_wait_for_signal(void)
     return sig;
 }
 
+int hs_serve_until_signal(const hs_config *cfg)
+{
+    hs_server *s = hs_start(cfg);
+    if (!s)
+        return -1;
+    log_msg("info", "%s listening on %s:%d", cfg->service, cfg->bind,
+            hs_port(s));
+    int sig = hs_wait_for_signal();
+    log_msg("info", "signal %d: shutting down", sig);
+    hs_stop(s, SHUTDOWN_GRACE_MS);
+    return 0;
+}
+
 /* The listening address; false when bind is not an IPv4/IPv6 literal. */
 static bool make_address(const hs_config *cfg, struct sockaddr_storage *ss,
                          bool *is_v6)

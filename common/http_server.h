@@ -115,4 +115,11 @@ void hs_block_signals(void);
  * if sigwait failed. */
 int hs_wait_for_signal(void);
 
+/* The server's whole life, for a service's main: hs_start(cfg), one log
+ * line that it listens (cfg->service, bind and the actual port), then
+ * hs_wait_for_signal and hs_stop with SHUTDOWN_GRACE_MS for requests in
+ * flight. Returns 0 once stopped, or -1 if it did not start (hs_start
+ * logged why). cfg is borrowed as by hs_start. */
+int hs_serve_until_signal(const hs_config *cfg);
+
 #endif

@@ -17,8 +17,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ids.h"
+#include "b64url.h"
 #include "constants.h"
+#include "ids.h"
 
 #define SHA256_LEN 32
 /* Decoded parts are 3/4 of their text; a token is at most JWT_TOKEN_MAX. */
@@ -39,73 +40,6 @@ const char *jwt_strerror(jwt_err err)
         return "token expired or not yet valid";
     }
     return "unknown token error";
-}
-
-/* Value of a base64url character, or -1. */
-static int b64url_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-/* Base64url of in[0..len) without padding into out (NUL terminated).
- * OpenSSL encodes the standard alphabet with padding, into a scratch
- * buffer since the padding may not fit in out; we translate and drop the
- * '='. Returns the length or -1 if cap is too small. */
-static int b64url_encode(const unsigned char *in, size_t len, char *out,
-                         size_t cap)
-{
-    char tmp[4 * ((PART_MAX + 2) / 3) + 1];
-
-    if (len > PART_MAX)
-        return -1;
-    int n = EVP_EncodeBlock((unsigned char *)tmp, in, (int)len);
-    while (n > 0 && tmp[n - 1] == '=')
-        n--;
-    if ((size_t)n >= cap)
-        return -1;
-    for (int i = 0; i < n; i++)
-        out[i] = tmp[i] == '+' ? '-' : tmp[i] == '/' ? '_' : tmp[i];
-    out[n] = '\0';
-    return n;
-}
-
-/* Decodes unpadded base64url in[0..len) into out. Refuses padding, any
- * other character, an impossible length and non-zero trailing bits (so
- * no two strings decode alike). OpenSSL wants the standard alphabet,
- * padded; its result counts the padding as zero bytes, which we take off
- * again. Returns the decoded length or -1. */
-static int b64url_decode(const char *in, size_t len, unsigned char *out,
-                         size_t cap)
-{
-    char std[JWT_TOKEN_MAX + 4];
-    size_t rem = len % 4, pad = rem ? 4 - rem : 0;
-
-    if (len == 0 || len > JWT_TOKEN_MAX || rem == 1 ||
-        cap < (len + pad) / 4 * 3)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (b64url_value(in[i]) < 0)
-            return -1;
-        std[i] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
-    }
-    int last = b64url_value(in[len - 1]);
-    if ((rem == 2 && (last & 0x0F)) || (rem == 3 && (last & 0x03)))
-        return -1;
-    memset(std + len, '=', pad);
-    int n = EVP_DecodeBlock(out, (const unsigned char *)std, (int)(len + pad));
-    if (n < 0)
-        return -1;
-    return n - (int)pad;
 }
 
 /* The JSON object encoded in part[0..len), or NULL. New reference. */
@@ -226,7 +160,7 @@ static int split_token(const char *token, size_t len, const char *part[3],
 
     for (size_t i = 0; i <= len; i++) {
         if (i < len && token[i] != '.') {
-            if (b64url_value(token[i]) < 0)
+            if (!b64url_is_char(token[i]))
                 return -1;
             continue;
         }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errbuf.h"
 #include "utf8.h"
 
 #define ID_RANGE_FMT "%s must be an integer from 1 to %lld"
@@ -25,12 +26,11 @@
 __attribute__((format(printf, 4, 5))) static msg_err
 fail(msg_err err, char *errbuf, size_t errcap, const char *fmt, ...)
 {
-    if (errbuf != NULL && errcap > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errcap, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+
+    va_start(ap, fmt);
+    errbuf_vformat(errbuf, errcap, fmt, ap);
+    va_end(ap);
     return err;
 }
 

@@ -17,18 +17,7 @@
 #include <string.h>
 
 #include "constants.h"
-
-__attribute__((format(printf, 3, 4))) static int
-fail(char *errbuf, size_t errcap, const char *fmt, ...)
-{
-    if (errbuf != NULL && errcap > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errcap, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
+#include "errbuf.h"
 
 /* Plain decimal digits (at least one, no sign, no spaces) with a value
  * of at most max. Returns 0 and sets *out, or -1. */
@@ -57,26 +46,27 @@ static int parse_paging(const query_raw *raw, list_query *q, char *errbuf,
 
     if (raw->page_size != NULL) {
         if (parse_digits(raw->page_size, LIST_PAGE_SIZE_MAX, &v) != 0 || v < 1)
-            return fail(errbuf, errcap,
-                        "page_size must be an integer from 1 to %d",
-                        LIST_PAGE_SIZE_MAX);
+            return errbuf_fail(errbuf, errcap,
+                               "page_size must be an integer from 1 to %d",
+                               LIST_PAGE_SIZE_MAX);
         q->page_size = (int)v;
     }
     if (raw->page != NULL) {
         if (raw->page[0] == '-')
-            return fail(errbuf, errcap, "page must not be negative");
+            return errbuf_fail(errbuf, errcap, "page must not be negative");
         if (parse_digits(raw->page, INT64_MAX, &v) != 0)
-            return fail(errbuf, errcap, "page must be an integer from 0");
+            return errbuf_fail(errbuf, errcap,
+                               "page must be an integer from 0");
         /* Bounded before the multiplication so neither can overflow. */
         if (v > LIST_OFFSET_MAX)
             v = LIST_OFFSET_MAX + 1;
         q->page = (int)v;
     }
     if ((int64_t)q->page * q->page_size > LIST_OFFSET_MAX)
-        return fail(errbuf, errcap,
-                    "page * page_size must be at most %d, use before or "
-                    "since to read further",
-                    LIST_OFFSET_MAX);
+        return errbuf_fail(errbuf, errcap,
+                           "page * page_size must be at most %d, use before or "
+                           "since to read further",
+                           LIST_OFFSET_MAX);
     return 0;
 }
 
@@ -86,10 +76,10 @@ static int parse_before(const query_raw *raw, sync_kind kind, list_query *q,
     if (raw->before == NULL)
         return 0;
     if (kind == SYNC_CONVERSATIONS)
-        return fail(errbuf, errcap,
-                    "before is not supported on the conversation list");
+        return errbuf_fail(errbuf, errcap,
+                           "before is not supported on the conversation list");
     if (ids_parse(raw->before, strlen(raw->before), &q->before) != 0)
-        return fail(errbuf, errcap, "before must be a message_id");
+        return errbuf_fail(errbuf, errcap, "before must be a message_id");
     q->has_before = true;
     return 0;
 }
@@ -99,18 +89,19 @@ static int parse_delta(const query_raw *raw, sync_kind kind, list_query *q,
 {
     if (raw->since != NULL) {
         if (synctoken_decode(raw->since, strlen(raw->since), &q->since) != 0)
-            return fail(errbuf, errcap, "since is not a valid sync_token");
+            return errbuf_fail(errbuf, errcap,
+                               "since is not a valid sync_token");
         if (q->since.kind != kind)
-            return fail(errbuf, errcap,
-                        "since is a sync_token of another list");
+            return errbuf_fail(errbuf, errcap,
+                               "since is a sync_token of another list");
         q->has_since = true;
     }
     if (raw->last_updated_timestamp != NULL) {
         if (parse_digits(raw->last_updated_timestamp, INT64_MAX,
                          &q->updated_after) != 0)
-            return fail(errbuf, errcap,
-                        "last_updated_timestamp must be a non-negative "
-                        "integer of milliseconds");
+            return errbuf_fail(errbuf, errcap,
+                               "last_updated_timestamp must be a non-negative "
+                               "integer of milliseconds");
         q->has_updated_after = true;
     }
     return 0;
@@ -124,15 +115,16 @@ static int check_combinations(const query_raw *raw, char *errbuf, size_t errcap)
     bool positioned = raw->page != NULL || raw->before != NULL;
 
     if (raw->since != NULL && positioned)
-        return fail(errbuf, errcap,
-                    "since cannot be combined with page or before");
+        return errbuf_fail(errbuf, errcap,
+                           "since cannot be combined with page or before");
     if (raw->last_updated_timestamp != NULL && positioned)
-        return fail(errbuf, errcap,
-                    "last_updated_timestamp cannot be "
-                    "combined with page or before");
+        return errbuf_fail(errbuf, errcap,
+                           "last_updated_timestamp cannot be "
+                           "combined with page or before");
     if (raw->since != NULL && raw->last_updated_timestamp != NULL)
-        return fail(errbuf, errcap,
-                    "since cannot be combined with last_updated_timestamp");
+        return errbuf_fail(
+            errbuf, errcap,
+            "since cannot be combined with last_updated_timestamp");
     return 0;
 }
 

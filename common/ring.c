@@ -199,6 +199,14 @@ static int copy_field(const json_t *j, char *buf, size_t cap)
     return 0;
 }
 
+int ring_node_from_json(const json_t *j, ring_node *node)
+{
+    if (!json_is_object(j) ||
+        copy_field(json_object_get(j, "name"), node->name, sizeof node->name))
+        return -1;
+    return copy_field(json_object_get(j, "url"), node->url, sizeof node->url);
+}
+
 static int nodes_from_json(const json_t *arr, ring_node *nodes, int *nnodes)
 {
     size_t count = json_array_size(arr);
@@ -206,12 +214,7 @@ static int nodes_from_json(const json_t *arr, ring_node *nodes, int *nnodes)
     if (!json_is_array(arr) || count < 1 || count > RING_NODES_MAX)
         return -1;
     for (size_t i = 0; i < count; i++) {
-        const json_t *n = json_array_get(arr, i);
-        if (!json_is_object(n) ||
-            copy_field(json_object_get(n, "name"), nodes[i].name,
-                       sizeof nodes[i].name) != 0 ||
-            copy_field(json_object_get(n, "url"), nodes[i].url,
-                       sizeof nodes[i].url) != 0)
+        if (ring_node_from_json(json_array_get(arr, i), &nodes[i]) != 0)
             return -1;
     }
     *nnodes = (int)count;

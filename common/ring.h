@@ -12,6 +12,7 @@
 #ifndef MSG_RING_H
 #define MSG_RING_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,8 +44,7 @@ uint64_t ring_hash_user(int64_t user_id);
 
 /* Builds a ring. Returns NULL on allocation failure, nnodes out of
  * [1, RING_NODES_MAX] or vnodes < 1. The caller owns the result. */
-ring_t *ring_new(int64_t epoch, int vnodes, const ring_node *nodes,
-                 int nnodes);
+ring_t *ring_new(int64_t epoch, int vnodes, const ring_node *nodes, int nnodes);
 void ring_free(ring_t *r);
 
 /* Index into r->nodes of the owner of user_id. */
@@ -59,5 +59,11 @@ int ring_find(const ring_t *r, const char *name);
  * ring_from_json parses buf[0..len) and builds the ring, or NULL. */
 char *ring_to_json(const ring_t *r);
 ring_t *ring_from_json(const char *buf, size_t len);
+
+/* Reads one node of that form, {"name":..,"url":..} (other members are
+ * ignored), into *node: both must be non-empty strings without NUL that
+ * fit their fields. Returns 0, or -1 with *node unspecified. j is
+ * borrowed. A cache node's heartbeat to the router names itself so. */
+int ring_node_from_json(const json_t *j, ring_node *node);
 
 #endif

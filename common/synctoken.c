@@ -9,82 +9,15 @@
  */
 #include "synctoken.h"
 
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "b64url.h"
 #include "constants.h"
 
 /* Longest payload: "v1|m|" + user + "|" + seq + "|" + conversation id. */
 #define PAYLOAD_MAX 128
 #define FIELDS_MAX 5
-
-/* Value of a base64url character, or -1. */
-static int b64url_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-/* Base64url of in[0..len) without padding into out (NUL terminated).
- * OpenSSL encodes the standard alphabet with padding, into a scratch
- * buffer since the padding may not fit in out; we translate and drop the
- * '='. Returns the length or -1 if cap is too small. */
-static int b64url_encode(const unsigned char *in, size_t len, char *out,
-                         size_t cap)
-{
-    char tmp[4 * ((PAYLOAD_MAX + 2) / 3) + 1];
-
-    if (len > PAYLOAD_MAX)
-        return -1;
-    int n = EVP_EncodeBlock((unsigned char *)tmp, in, (int)len);
-    while (n > 0 && tmp[n - 1] == '=')
-        n--;
-    if ((size_t)n >= cap)
-        return -1;
-    for (int i = 0; i < n; i++)
-        out[i] = tmp[i] == '+' ? '-' : tmp[i] == '/' ? '_' : tmp[i];
-    out[n] = '\0';
-    return n;
-}
-
-/* Decodes unpadded base64url in[0..len) into out. Refuses padding, any
- * other character, an impossible length and non-zero trailing bits (so
- * no two strings decode alike). OpenSSL wants the standard alphabet,
- * padded; its result counts the padding as zero bytes, which we take off
- * again. Returns the decoded length or -1. */
-static int b64url_decode(const char *in, size_t len, unsigned char *out,
-                         size_t cap)
-{
-    char std[SYNCTOKEN_MAX + 4];
-    size_t rem = len % 4, pad = rem ? 4 - rem : 0;
-
-    if (len == 0 || len > SYNCTOKEN_MAX || rem == 1 ||
-        cap < (len + pad) / 4 * 3)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (b64url_value(in[i]) < 0)
-            return -1;
-        std[i] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
-    }
-    int last = b64url_value(in[len - 1]);
-    if ((rem == 2 && (last & 0x0F)) || (rem == 3 && (last & 0x03)))
-        return -1;
-    memset(std + len, '=', pad);
-    int n = EVP_DecodeBlock(out, (const unsigned char *)std, (int)(len + pad));
-    if (n < 0)
-        return -1;
-    return n - (int)(pad);
-}
 
 /* Non-negative decimal with one spelling: "0" or no leading zero. */
 static int parse_seq(const char *s, size_t len, int64_t *seq)
@@ -127,7 +60,7 @@ int synctoken_encode(const sync_token *t, char *out, size_t cap)
     }
     if (n < 0 || (size_t)n >= sizeof payload)
         return -1;
-    return b64url_encode((const unsigned char *)payload, (size_t)n, out, cap);
+    return b64url_encode(payload, (size_t)n, out, cap);
 }
 
 /* Splits p[0..len) on '|' into at most FIELDS_MAX fields. Returns the
@@ -181,6 +114,9 @@ int synctoken_decode(const char *s, size_t len, sync_token *t)
     unsigned char payload[PAYLOAD_MAX];
     sync_token tmp;
 
+    /* No token we issue is longer: refused before any decoding. */
+    if (len > SYNCTOKEN_MAX)
+        return -1;
     int n = b64url_decode(s, len, payload, sizeof payload);
     if (n < 0 || parse_payload((const char *)payload, (size_t)n, &tmp) != 0)
         return -1;

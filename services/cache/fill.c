@@ -46,6 +46,17 @@ char **fill_entries(const json_t *arr, const char *id_key, const char *cid,
     return out;
 }
 
+/* Storage pages are read one row past the hot window (max + 1 rows): a
+ * row beyond max means the list is longer than Redis keeps. Drops that
+ * row and returns whether the page held the whole list. */
+static bool trim_to_window(json_t *arr, size_t max)
+{
+    bool complete = json_array_size(arr) <= max;
+    if (!complete)
+        json_array_remove(arr, max);
+    return complete;
+}
+
 /* Loads meta and the conversation window from storage into Redis. */
 static store_err load_user(cache_node *n, int64_t uid, const char *rid,
                            hot_meta *meta)
@@ -62,10 +73,7 @@ static store_err load_user(cache_node *n, int64_t uid, const char *rid,
     if (err)
         return err;
     json_t *arr = json_object_get(o, "conversations");
-    size_t count = json_array_size(arr);
-    bool complete = count <= HOT_CONVS_MAX;
-    if (!complete)
-        json_array_remove(arr, HOT_CONVS_MAX);
+    bool complete = trim_to_window(arr, HOT_CONVS_MAX);
     size_t ne = 0;
     char **entries = fill_entries(arr, "last_message_id", NULL, &ne);
     if (entries)
@@ -115,9 +123,7 @@ store_err fill_messages(cache_node *n, int64_t uid, const char *cid,
     }
     if (!err) {
         json_t *arr = json_object_get(o, "messages");
-        bool complete = json_array_size(arr) <= HOT_MSGS_MAX;
-        if (!complete)
-            json_array_remove(arr, HOT_MSGS_MAX);
+        bool complete = trim_to_window(arr, HOT_MSGS_MAX);
         size_t ne = 0;
         char **entries = fill_entries(arr, "message_id", cid, &ne);
         if (entries)

@@ -110,6 +110,11 @@ int main(void)
     ringview_refresh(n.ring);
     ringview_start(n.ring, 1000);
     outbox_worker *ob = outbox_start(&n);
+    if (!ob) {
+        log_msg("error", "cache: cannot start the outbox worker");
+        node_destroy(&n);
+        return 1;
+    }
     hs_config hc = {.service = "cache",
                     .bind = c.bind,
                     .port = c.port,
@@ -119,17 +124,9 @@ int main(void)
                     .ready = is_ready,
                     .ctx = &n,
                     .metrics = n.metrics};
-    hs_server *srv = hs_start(&hc);
-    if (!srv || !ob) {
-        outbox_stop(ob);
-        node_destroy(&n);
-        return 1;
-    }
-    log_msg("info", "cache %s listening on %s:%d", c.name, c.bind, c.port);
-    int sig = hs_wait_for_signal();
-    log_msg("info", "signal %d: shutting down", sig);
-    hs_stop(srv, SHUTDOWN_GRACE_MS);
+    log_msg("info", "cache: node %s", c.name);
+    int status = hs_serve_until_signal(&hc) ? 1 : 0;
     outbox_stop(ob);
     node_destroy(&n);
-    return 0;
+    return status;
 }

@@ -9,12 +9,24 @@
 #include "lists.h"
 #include "message.h"
 #include "owner.h"
-#include "query.h"
+#include "query_http.h"
 #include "send.h"
 
 static const char *epoch_of(const hs_request *req)
 {
     return hs_header(req, "X-Ring-Epoch");
+}
+
+/* Fencing before any work on uid. Returns 0 with *ring held (give it
+ * back with ringview_release), or answers the refusal and returns -1. */
+static int claim_owner(cache_node *n, const hs_request *req, int64_t uid,
+                       const ring_t **ring, hs_reply *rep)
+{
+    own_result own = owner_check(n, epoch_of(req), uid, ring);
+    if (own == OWN_OK)
+        return 0;
+    owner_reply_refusal(n, own, rep);
+    return -1;
 }
 
 static void handle_send(hs_request *req, hs_reply *rep)
@@ -29,14 +41,24 @@ static void handle_send(hs_request *req, hs_reply *rep)
         return;
     }
     const ring_t *ring;
-    own_result own = owner_check(n, epoch_of(req), s.sender_id, &ring);
-    if (own)
-        owner_reply_refusal(n, own, rep);
-    else
+    if (claim_owner(n, req, s.sender_id, &ring, rep) == 0) {
         send_message(n, &s, req->request_id, rep);
-    if (!own)
         ringview_release(n->ring, ring);
+    }
     msg_send_req_free(&s);
+}
+
+/* Lands a delivered recipient copy and answers. */
+static void land_copy(cache_node *n, const msg *m, const char *rid,
+                      hs_reply *rep)
+{
+    if (send_land_copy(n, m, rid)) {
+        hs_reply_problem(rep, 503, "Storage unavailable",
+                         "the copy did not land; retry");
+        rep->retry_after_s = 1;
+        return;
+    }
+    hs_reply_json(rep, 200, json_pack("{s:s}", "status", "landed"));
 }
 
 static void handle_deliver(hs_request *req, hs_reply *rep)
@@ -54,18 +76,10 @@ static void handle_deliver(hs_request *req, hs_reply *rep)
     }
     json_decref(body);
     const ring_t *ring;
-    own_result own = owner_check(n, epoch_of(req), m.recipient_id, &ring);
-    if (own) {
-        owner_reply_refusal(n, own, rep);
-    } else if (send_land_copy(n, &m, req->request_id)) {
-        hs_reply_problem(rep, 503, "Storage unavailable",
-                         "the copy did not land; retry");
-        rep->retry_after_s = 1;
-    } else {
-        hs_reply_json(rep, 200, json_pack("{s:s}", "status", "landed"));
-    }
-    if (!own)
+    if (claim_owner(n, req, m.recipient_id, &ring, rep) == 0) {
+        land_copy(n, &m, req->request_id, rep);
         ringview_release(n->ring, ring);
+    }
     msg_clear(&m);
 }
 
@@ -79,25 +93,8 @@ static int parse_list(hs_request *req, sync_kind kind, int64_t *uid,
         hs_reply_problem(rep, 404, "Not found", "no such user");
         return -1;
     }
-    query_raw raw = {
-        .page_size = hs_query(req, "page_size"),
-        .page = hs_query(req, "page"),
-        .before = hs_query(req, "before"),
-        .since = hs_query(req, "since"),
-        .last_updated_timestamp = hs_query(req, "last_updated_timestamp"),
-    };
-    char why[256];
-    if (query_parse(&raw, kind, q, why, sizeof(why))) {
-        hs_reply_problem(rep, 400, "Invalid query", why);
-        return -1;
-    }
     const char *cid = kind == SYNC_MESSAGES ? req->params[1] : NULL;
-    if (query_check_token(q, *uid, cid)) {
-        hs_reply_problem(rep, 400, "Invalid query",
-                         "since: the token was issued for another list");
-        return -1;
-    }
-    return 0;
+    return query_http_parse(req, kind, *uid, cid, q, rep);
 }
 
 static void handle_conversations(hs_request *req, hs_reply *rep)
@@ -108,11 +105,8 @@ static void handle_conversations(hs_request *req, hs_reply *rep)
     if (parse_list(req, SYNC_CONVERSATIONS, &uid, &q, rep))
         return;
     const ring_t *ring;
-    own_result own = owner_check(n, epoch_of(req), uid, &ring);
-    if (own) {
-        owner_reply_refusal(n, own, rep);
+    if (claim_owner(n, req, uid, &ring, rep))
         return;
-    }
     lists_conversations(n, uid, &q, req->request_id, rep);
     ringview_release(n->ring, ring);
 }
@@ -138,11 +132,8 @@ static void handle_messages(hs_request *req, hs_reply *rep)
         return;
     }
     const ring_t *ring;
-    own_result own = owner_check(n, epoch_of(req), uid, &ring);
-    if (own) {
-        owner_reply_refusal(n, own, rep);
+    if (claim_owner(n, req, uid, &ring, rep))
         return;
-    }
     lists_messages(n, uid, cid, &q, req->request_id, rep);
     ringview_release(n->ring, ring);
 }

@@ -73,6 +73,17 @@ static json_t *message_body(const msg *m)
     return mj ? json_pack("{so}", "message", mj) : NULL;
 }
 
+/* POSTs body to storage as call_json does. body is stolen; NULL (it
+ * could not be built) is STORE_BAD without a call. */
+static store_err post_json(cache_node *n, const char *path, json_t *body,
+                           const char *rid, long *status, json_t **out)
+{
+    store_err err =
+        body ? call_json(n, "POST", path, body, rid, status, out) : STORE_BAD;
+    json_decref(body);
+    return err;
+}
+
 static store_err parse_send(long status, json_t *o, store_send_result *out)
 {
     const char *st = json_string_value(json_object_get(o, "status"));
@@ -102,14 +113,10 @@ store_err store_send(cache_node *n, const msg *m, const char *rid,
                      store_send_result *out)
 {
     memset(out, 0, sizeof(*out));
-    json_t *body = message_body(m);
-    if (!body)
-        return STORE_BAD;
     long status = 0;
     json_t *o = NULL;
     store_err err =
-        call_json(n, "POST", "/internal/send", body, rid, &status, &o);
-    json_decref(body);
+        post_json(n, "/internal/send", message_body(m), rid, &status, &o);
     if (err)
         return err;
     err = parse_send(status, o, out);
@@ -120,14 +127,10 @@ store_err store_send(cache_node *n, const msg *m, const char *rid,
 store_err store_deliver(cache_node *n, const msg *m, const char *rid,
                         bool *stored, hot_meta *meta)
 {
-    json_t *body = message_body(m);
-    if (!body)
-        return STORE_BAD;
     long status = 0;
     json_t *o = NULL;
     store_err err =
-        call_json(n, "POST", "/internal/deliver", body, rid, &status, &o);
-    json_decref(body);
+        post_json(n, "/internal/deliver", message_body(m), rid, &status, &o);
     if (err)
         return err;
     const char *st = json_string_value(json_object_get(o, "status"));
@@ -177,10 +180,8 @@ store_err store_outbox_claim(cache_node *n, int limit, int lease_ms,
     json_t *body = json_pack("{sisi}", "limit", limit, "lease_ms", lease_ms);
     long status = 0;
     json_t *o = NULL;
-    store_err err = body ? call_json(n, "POST", "/internal/outbox/claim", body,
-                                     NULL, &status, &o)
-                         : STORE_BAD;
-    json_decref(body);
+    store_err err =
+        post_json(n, "/internal/outbox/claim", body, NULL, &status, &o);
     if (err)
         return err;
     json_t *arr = json_object_get(o, "messages");
@@ -202,10 +203,8 @@ store_err store_outbox_ack(cache_node *n, int64_t sender_id, int64_t message_id,
                              (json_int_t)sender_id, "message_id", idbuf);
     long status = 0;
     json_t *o = NULL;
-    store_err err = body ? call_json(n, "POST", "/internal/outbox/ack", body,
-                                     rid, &status, &o)
-                         : STORE_BAD;
-    json_decref(body);
+    store_err err =
+        post_json(n, "/internal/outbox/ack", body, rid, &status, &o);
     if (err)
         return err;
     json_decref(o);

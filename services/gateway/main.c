@@ -133,15 +133,7 @@ int main(void)
                     .ready = is_ready,
                     .ctx = &g,
                     .metrics = g.metrics};
-    hs_server *srv = hs_start(&hc);
-    if (!srv) {
-        gateway_destroy(&g);
-        return 1;
-    }
-    log_msg("info", "gateway listening on %s:%d", c.bind, hs_port(srv));
-    int sig = hs_wait_for_signal();
-    log_msg("info", "signal %d: shutting down", sig);
-    hs_stop(srv, SHUTDOWN_GRACE_MS);
+    int status = hs_serve_until_signal(&hc) ? 1 : 0;
     gateway_destroy(&g);
-    return 0;
+    return status;
 }

@@ -17,7 +17,7 @@
 #include "gateway.h"
 #include "ids.h"
 #include "message.h"
-#include "query.h"
+#include "query_http.h"
 
 /* Cache node paths: "/internal/users/<uid>/conversations/<cid>/messages"
  * and a canonical query (page_size, page or before, a sync token of at
@@ -96,31 +96,6 @@ static int authorise_path(const hs_request *req, hs_reply *rep, int64_t user)
     return -1;
 }
 
-/* Parses and validates the list query for user (and conversation cid
- * for messages, NULL for conversations). Answers 400 on error. */
-static int validate_query(const hs_request *req, sync_kind kind, int64_t user,
-                          const char *cid, list_query *q, hs_reply *rep)
-{
-    query_raw raw = {
-        .page_size = hs_query(req, "page_size"),
-        .page = hs_query(req, "page"),
-        .before = hs_query(req, "before"),
-        .since = hs_query(req, "since"),
-        .last_updated_timestamp = hs_query(req, "last_updated_timestamp"),
-    };
-    char why[256];
-    if (query_parse(&raw, kind, q, why, sizeof(why))) {
-        hs_reply_problem(rep, 400, "Invalid query", why);
-        return -1;
-    }
-    if (query_check_token(q, user, cid)) {
-        hs_reply_problem(rep, 400, "Invalid query",
-                         "since: the token was issued for another list");
-        return -1;
-    }
-    return 0;
-}
-
 /* Builds the node path of a list call; cid NULL for conversations.
  * Returns 0, or -1 (answering 500) if it does not fit. */
 static int list_path(char *out, size_t cap, int64_t user, const char *cid,
@@ -159,7 +134,7 @@ static void handle_conversations(hs_request *req, hs_reply *rep)
     list_query q;
     char path[NODE_PATH_MAX];
     if (authenticate(g, req, rep, &user) || authorise_path(req, rep, user) ||
-        validate_query(req, SYNC_CONVERSATIONS, user, NULL, &q, rep) ||
+        query_http_parse(req, SYNC_CONVERSATIONS, user, NULL, &q, rep) ||
         list_path(path, sizeof(path), user, NULL, &q, rep))
         return;
     forward_list(g, req, user, path, rep);
@@ -189,7 +164,7 @@ static void handle_messages(hs_request *req, hs_reply *rep)
     char cid[IDS_CONVERSATION_MAX];
     char path[NODE_PATH_MAX];
     if (authenticate(g, req, rep, &user) || authorise_path(req, rep, user) ||
-        validate_query(req, SYNC_MESSAGES, user, req->params[1], &q, rep) ||
+        query_http_parse(req, SYNC_MESSAGES, user, req->params[1], &q, rep) ||
         find_conversation(req->params[1], user, cid, rep) ||
         list_path(path, sizeof(path), user, cid, &q, rep))
         return;

@@ -7,29 +7,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "errbuf.h"
 #include "membership.h"
 
 /* The file holds the epoch (at most 19 digits), a space, the membership
  * and a newline. */
 #define EPOCHFILE_MAX (MEMBERSHIP_STRING_MAX + 32)
-
-__attribute__((format(printf, 3, 4))) static int
-fail(char *errbuf, size_t errcap, const char *fmt, ...)
-{
-    if (errbuf != NULL && errcap > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errcap, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* Reads the whole file into buf (NUL terminated). Returns its length,
  * 0 with *absent set when there is no file, or -1. */
@@ -113,22 +101,22 @@ static int store(const char *path, int64_t epoch, const char *membership,
 {
     char tmp[4096];
     if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-        return fail(errbuf, errcap, "%s: path too long", path);
+        return errbuf_fail(errbuf, errcap, "%s: path too long", path);
     char line[EPOCHFILE_MAX];
     int len =
         snprintf(line, sizeof(line), "%lld %s\n", (long long)epoch, membership);
     if (len < 0 || len >= (int)sizeof(line))
-        return fail(errbuf, errcap, "membership too long to store");
+        return errbuf_fail(errbuf, errcap, "membership too long to store");
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return fail(errbuf, errcap, "%s: %s", tmp, strerror(errno));
+        return errbuf_fail(errbuf, errcap, "%s: %s", tmp, strerror(errno));
     int rc = write_all(fd, line, (size_t)len);
     rc = rc ? rc : fsync(fd);
     rc = close(fd) ? -1 : rc;
     if (rc || rename(tmp, path) || sync_parent(path)) {
         int saved = errno;
         unlink(tmp);
-        return fail(errbuf, errcap, "%s: %s", path, strerror(saved));
+        return errbuf_fail(errbuf, errcap, "%s: %s", path, strerror(saved));
     }
     return 0;
 }
@@ -142,18 +130,19 @@ int epochfile_resolve(const char *path, const char *membership, int64_t *epoch,
     }
     char *text = malloc(EPOCHFILE_MAX);
     if (text == NULL)
-        return fail(errbuf, errcap, "out of memory");
+        return errbuf_fail(errbuf, errcap, "out of memory");
     int absent;
     ssize_t len = read_all(path, text, EPOCHFILE_MAX, &absent);
     int64_t stored = 0;
     const char *stored_membership = NULL;
     int rc = 0;
     if (len < 0)
-        rc =
-            fail(errbuf, errcap, "%s: cannot read (%s)", path, strerror(errno));
+        rc = errbuf_fail(errbuf, errcap, "%s: cannot read (%s)", path,
+                         strerror(errno));
     else if (!absent && parse_stored(text, &stored, &stored_membership))
-        rc = fail(errbuf, errcap,
-                  "%s: not \"<epoch> <membership>\"; fix or remove it", path);
+        rc = errbuf_fail(errbuf, errcap,
+                         "%s: not \"<epoch> <membership>\"; fix or remove it",
+                         path);
     else if (!absent && strcmp(stored_membership, membership) == 0)
         *epoch = stored;
     else {

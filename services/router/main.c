@@ -125,16 +125,9 @@ int main(void)
                     .ready = is_ready,
                     .ctx = &r,
                     .metrics = r.metrics};
-    hs_server *srv = hs_start(&hc);
-    if (!srv) {
-        router_destroy(&r);
-        return 1;
-    }
-    log_msg("info", "router listening on %s:%d, epoch %lld, %d nodes", c.bind,
-            hs_port(srv), (long long)r.ring->epoch, nnodes);
-    int sig = hs_wait_for_signal();
-    log_msg("info", "signal %d: shutting down", sig);
-    hs_stop(srv, SHUTDOWN_GRACE_MS);
+    log_msg("info", "router: epoch %lld, %d nodes", (long long)r.ring->epoch,
+            nnodes);
+    int status = hs_serve_until_signal(&hc) ? 1 : 0;
     router_destroy(&r);
-    return 0;
+    return status;
 }

@@ -10,22 +10,11 @@
  */
 #include "membership.h"
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
-__attribute__((format(printf, 3, 4))) static int
-fail(char *errbuf, size_t errcap, const char *fmt, ...)
-{
-    if (errbuf != NULL && errcap > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errcap, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
+#include "errbuf.h"
 
 static bool is_blank(char c)
 {
@@ -61,23 +50,24 @@ static int parse_entry(const char *entry, size_t len, ring_node *node,
         len--;
     const char *eq = memchr(entry, '=', len);
     if (eq == NULL)
-        return fail(errbuf, errcap, "entry '%.*s' is not name=url", (int)len,
-                    entry);
+        return errbuf_fail(errbuf, errcap, "entry '%.*s' is not name=url",
+                           (int)len, entry);
     size_t name_len = (size_t)(eq - entry);
     const char *url = eq + 1;
     size_t url_len = len - name_len - 1;
     if (name_len == 0 || name_len >= sizeof(node->name) ||
         !is_plain(entry, name_len))
-        return fail(errbuf, errcap,
-                    "node name '%.*s' must be 1-%zu printable characters",
-                    (int)name_len, entry, sizeof(node->name) - 1);
+        return errbuf_fail(
+            errbuf, errcap,
+            "node name '%.*s' must be 1-%zu printable characters",
+            (int)name_len, entry, sizeof(node->name) - 1);
     if (url_len >= sizeof(node->url) || !is_plain(url, url_len) ||
         !has_http_scheme(url, url_len))
-        return fail(errbuf, errcap,
-                    "URL '%.*s' of node %.*s must be an http:// or https:// "
-                    "URL of at most %zu characters",
-                    (int)url_len, url, (int)name_len, entry,
-                    sizeof(node->url) - 1);
+        return errbuf_fail(
+            errbuf, errcap,
+            "URL '%.*s' of node %.*s must be an http:// or https:// "
+            "URL of at most %zu characters",
+            (int)url_len, url, (int)name_len, entry, sizeof(node->url) - 1);
     memcpy(node->name, entry, name_len);
     node->name[name_len] = '\0';
     memcpy(node->url, url, url_len);
@@ -100,7 +90,7 @@ int membership_parse(const char *spec, ring_node *nodes, int *nnodes,
                      char *errbuf, size_t errcap)
 {
     if (spec == NULL || spec[0] == '\0')
-        return fail(errbuf, errcap, "no nodes given");
+        return errbuf_fail(errbuf, errcap, "no nodes given");
     int n = 0;
     const char *p = spec;
     /* One entry per pass; the count bound also bounds the loop. */
@@ -114,14 +104,14 @@ int membership_parse(const char *spec, ring_node *nodes, int *nnodes,
         if (comma == NULL) {
             int dup = find_duplicate(nodes, n);
             if (dup >= 0)
-                return fail(errbuf, errcap, "node name %s appears twice",
-                            nodes[dup].name);
+                return errbuf_fail(errbuf, errcap, "node name %s appears twice",
+                                   nodes[dup].name);
             *nnodes = n;
             return 0;
         }
         p = comma + 1;
     }
-    return fail(errbuf, errcap, "more than %d nodes", RING_NODES_MAX);
+    return errbuf_fail(errbuf, errcap, "more than %d nodes", RING_NODES_MAX);
 }
 
 int membership_string(const ring_node *nodes, int nnodes, int vnodes, char *out,

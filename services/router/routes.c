@@ -6,15 +6,13 @@
  */
 #include "routes.h"
 
-#include <string.h>
 #include <time.h>
 
 #include "log.h"
 #include "testable.h"
 
 typedef struct heartbeat {
-    char name[64];
-    char url[128];
+    ring_node node; /* the name and URL the cache node announces */
     int64_t epoch;
 } heartbeat;
 
@@ -25,19 +23,6 @@ static int64_t monotonic_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Copies a JSON string of 1..cap-1 bytes without NUL into buf. */
-static int copy_string(const json_t *j, char *buf, size_t cap)
-{
-    if (!json_is_string(j))
-        return -1;
-    size_t len = json_string_length(j);
-    const char *s = json_string_value(j);
-    if (len == 0 || len >= cap || memchr(s, '\0', len) != NULL)
-        return -1;
-    memcpy(buf, s, len + 1);
-    return 0;
-}
-
 /* Parses {"name":..,"url":..,"epoch":N} from buf[0..len). Returns 0, or
  * -1 when the body is not that shape (a 400). Pure. */
 TESTABLE int heartbeat_parse(const char *buf, size_t len, heartbeat *hb)
@@ -46,12 +31,8 @@ TESTABLE int heartbeat_parse(const char *buf, size_t len, heartbeat *hb)
         return -1;
     json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
     const json_t *epoch = json_object_get(root, "epoch");
-    int rc = json_is_object(root) && json_is_integer(epoch) &&
-                     json_integer_value(epoch) >= 0 &&
-                     copy_string(json_object_get(root, "name"), hb->name,
-                                 sizeof(hb->name)) == 0 &&
-                     copy_string(json_object_get(root, "url"), hb->url,
-                                 sizeof(hb->url)) == 0
+    int rc = json_is_integer(epoch) && json_integer_value(epoch) >= 0 &&
+                     ring_node_from_json(root, &hb->node) == 0
                  ? 0
                  : -1;
     if (rc == 0)
@@ -68,10 +49,10 @@ static void handle_ring(hs_request *req, hs_reply *rep)
 
 static void log_url_mismatch(const router *r, const heartbeat *hb)
 {
-    int i = ring_find(r->ring, hb->name);
-    json_t *fields =
-        json_pack("{s:s, s:s, s:s}", "node", hb->name, "announced", hb->url,
-                  "configured", i >= 0 ? r->ring->nodes[i].url : "");
+    int i = ring_find(r->ring, hb->node.name);
+    json_t *fields = json_pack("{s:s, s:s, s:s}", "node", hb->node.name,
+                               "announced", hb->node.url, "configured",
+                               i >= 0 ? r->ring->nodes[i].url : "");
     log_event("warn", "node announces another URL than ROUTER_NODES gives",
               fields);
     json_decref(fields);
@@ -87,8 +68,8 @@ static void handle_heartbeat(hs_request *req, hs_reply *rep)
                          "\"epoch\":integer >= 0}");
         return;
     }
-    members_result res = members_heartbeat(&r->members, hb.name, hb.url,
-                                           hb.epoch, monotonic_ms());
+    members_result res = members_heartbeat(
+        &r->members, hb.node.name, hb.node.url, hb.epoch, monotonic_ms());
     if (res == MEMBERS_UNKNOWN) {
         hs_reply_problem(rep, 404, "Unknown node",
                          "no node of that name in ROUTER_NODES");

@@ -138,6 +138,16 @@ static mbox_err from_pgpool(pgpool_err err)
     return MBOX_FAILED;
 }
 
+/* One statement on pool (pgpool_exec), its error mapped to ours. On
+ * MBOX_OK the caller owns *r and PQclears it. */
+static mbox_err exec_on(pgpool *pool, const char *sql, const pgpool_params *ps,
+                        bool is_retry_safe, PGresult **r, char *errbuf,
+                        size_t errcap)
+{
+    return from_pgpool(
+        pgpool_exec(pool, sql, ps, is_retry_safe, r, errbuf, errcap));
+}
+
 static mbox_err bad_result(char *errbuf, size_t errcap, const char *what)
 {
     snprintf(errbuf, errcap, "unexpected result from %s", what);
@@ -264,11 +274,9 @@ mbox_err mbox_send(const mbox_store *s, const msg *m, int64_t now_ms,
     write_params(&ps, shard, m, now_ms);
     pgpool_param_int(&ps, OUTBOX_FIRST_RETRY_MS);
     PGresult *r;
-    pgpool_err err =
-        pgpool_exec(pool, SQL_SEND, &ps, false, &r, errbuf, errcap);
-    if (err)
-        return from_pgpool(err);
-    mbox_err result = MBOX_OK;
+    mbox_err result = exec_on(pool, SQL_SEND, &ps, false, &r, errbuf, errcap);
+    if (result)
+        return result;
     if (read_write_head(r, out) != 0 || out->status == MBOX_DUPLICATE)
         result = bad_result(errbuf, errcap, "msg_send");
     else if (out->status == MBOX_REPLAY &&
@@ -290,11 +298,10 @@ mbox_err mbox_deliver(const mbox_store *s, const msg *m, int64_t now_ms,
     pgpool_params ps;
     write_params(&ps, shard, m, now_ms);
     PGresult *r;
-    pgpool_err err =
-        pgpool_exec(pool, SQL_DELIVER, &ps, false, &r, errbuf, errcap);
-    if (err)
-        return from_pgpool(err);
-    mbox_err result = MBOX_OK;
+    mbox_err result =
+        exec_on(pool, SQL_DELIVER, &ps, false, &r, errbuf, errcap);
+    if (result)
+        return result;
     if (read_write_head(r, out) != 0 ||
         (out->status != MBOX_STORED && out->status != MBOX_DUPLICATE))
         result = bad_result(errbuf, errcap, "msg_deliver");
@@ -312,10 +319,9 @@ mbox_err mbox_get_meta(const mbox_store *s, int64_t user_id, int64_t *seq,
     pgpool_params ps = {0};
     pgpool_param_int(&ps, user_id);
     PGresult *r;
-    pgpool_err err = pgpool_exec(pool, SQL_META, &ps, true, &r, errbuf, errcap);
-    if (err)
-        return from_pgpool(err);
-    mbox_err result = MBOX_OK;
+    mbox_err result = exec_on(pool, SQL_META, &ps, true, &r, errbuf, errcap);
+    if (result)
+        return result;
     if (PQntuples(r) != 1 || pgpool_get_int64(r, 0, 0, seq) != 0 ||
         pgpool_get_int64(r, 0, 1, max_id) != 0)
         result = bad_result(errbuf, errcap, "meta");
@@ -338,11 +344,15 @@ static void filter_params(pgpool_params *ps, const mbox_filter *f)
     pgpool_param_int(ps, f->offset);
 }
 
-/* Rows of a list result: the first row may be the lone "no items" row of
- * the left join, recognised by a NULL in the item's first column. */
-static int list_rows(const PGresult *r)
+/* Reads the seq of a list result (first column, every row holds it) and
+ * returns its number of item rows, or -1. The first row may be the lone
+ * "no items" row of the left join, recognised by a NULL in the item's
+ * first column. */
+static int read_list_head(const PGresult *r, int64_t *seq)
 {
     int n = PQntuples(r);
+    if (n < 1 || pgpool_get_int64(r, 0, 0, seq) != 0)
+        return -1;
     if (n == 1 && PQgetisnull(r, 0, 1))
         return 0;
     return n;
@@ -372,11 +382,9 @@ void mbox_conv_list_clear(mbox_conv_list *l)
 /* Fills out from a conversations result; -1 on a malformed row. */
 static int read_conversations(const PGresult *r, mbox_conv_list *out)
 {
-    if (PQntuples(r) < 1 || pgpool_get_int64(r, 0, 0, &out->seq) != 0)
-        return -1;
-    int rows = list_rows(r);
-    if (rows == 0)
-        return 0;
+    int rows = read_list_head(r, &out->seq);
+    if (rows <= 0)
+        return rows;
     out->items = calloc((size_t)rows, sizeof *out->items);
     if (!out->items)
         return -1;
@@ -399,11 +407,10 @@ mbox_err mbox_list_conversations(const mbox_store *s, int64_t user_id,
     pgpool_param_int(&ps, user_id);
     filter_params(&ps, f);
     PGresult *r;
-    pgpool_err err =
-        pgpool_exec(pool, SQL_CONVERSATIONS, &ps, true, &r, errbuf, errcap);
-    if (err)
-        return from_pgpool(err);
-    mbox_err result = MBOX_OK;
+    mbox_err result =
+        exec_on(pool, SQL_CONVERSATIONS, &ps, true, &r, errbuf, errcap);
+    if (result)
+        return result;
     if (read_conversations(r, out) != 0) {
         mbox_conv_list_clear(out);
         result = bad_result(errbuf, errcap, "conversations");
@@ -437,11 +444,9 @@ static int append_messages(const PGresult *r, int rows, int col0,
 
 static int read_messages(const PGresult *r, mbox_msg_list *out)
 {
-    if (PQntuples(r) < 1 || pgpool_get_int64(r, 0, 0, &out->seq) != 0)
-        return -1;
-    int rows = list_rows(r);
-    if (rows == 0)
-        return 0;
+    int rows = read_list_head(r, &out->seq);
+    if (rows <= 0)
+        return rows;
     out->items = calloc((size_t)rows, sizeof *out->items);
     if (!out->items)
         return -1;
@@ -464,11 +469,10 @@ mbox_err mbox_list_messages(const mbox_store *s, int64_t user_id,
         pgpool_param_null(&ps);
     filter_params(&ps, f);
     PGresult *r;
-    pgpool_err err =
-        pgpool_exec(pool, SQL_MESSAGES, &ps, true, &r, errbuf, errcap);
-    if (err)
-        return from_pgpool(err);
-    mbox_err result = MBOX_OK;
+    mbox_err result =
+        exec_on(pool, SQL_MESSAGES, &ps, true, &r, errbuf, errcap);
+    if (result)
+        return result;
     if (read_messages(r, out) != 0) {
         mbox_msg_list_clear(out);
         result = bad_result(errbuf, errcap, "messages");
@@ -488,11 +492,9 @@ static mbox_err claim_on(pgpool *pool, int limit, int64_t lease_ms,
     pgpool_param_int(&ps, lease_ms);
     pgpool_param_int(&ps, limit);
     PGresult *r;
-    pgpool_err err =
-        pgpool_exec(pool, SQL_CLAIM, &ps, false, &r, errbuf, errcap);
-    if (err)
-        return from_pgpool(err);
-    mbox_err result = MBOX_OK;
+    mbox_err result = exec_on(pool, SQL_CLAIM, &ps, false, &r, errbuf, errcap);
+    if (result)
+        return result;
     int rows = PQntuples(r);
     if (rows > limit || append_messages(r, rows, 0, out) != 0)
         result = bad_result(errbuf, errcap, "outbox claim");
@@ -574,12 +576,10 @@ static mbox_err ack_on(const mbox_store *s, const mbox_outbox_key *keys,
     pgpool_param_text(&ps, senders);
     pgpool_param_text(&ps, ids);
     PGresult *r;
-    pgpool_err err = pgpool_exec(s->pools[instance], SQL_ACK, &ps, false, &r,
-                                 errbuf, errcap);
-    if (err) {
-        result = from_pgpool(err);
+    result =
+        exec_on(s->pools[instance], SQL_ACK, &ps, false, &r, errbuf, errcap);
+    if (result)
         goto done;
-    }
     *deleted += strtoll(PQcmdTuples(r), NULL, 10);
     PQclear(r);
 done:
@@ -618,8 +618,8 @@ bool mbox_is_ready(const mbox_store *s)
     for (int i = 0; i < s->map->instances; i++) {
         char errbuf[256];
         PGresult *r;
-        if (pgpool_exec(s->pools[i], SQL_PING, NULL, true, &r, errbuf,
-                        sizeof errbuf) != PGPOOL_OK)
+        if (exec_on(s->pools[i], SQL_PING, NULL, true, &r, errbuf,
+                    sizeof errbuf) != MBOX_OK)
             return false;
         PQclear(r);
     }

@@ -8,15 +8,12 @@
  * the pools. Any bad variable or shard map stops start-up with a log line
  * naming it.
  */
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
 #include "http_server.h"
-#include "constants.h"
 #include "log.h"
 #include "mailbox.h"
 #include "metrics.h"
@@ -118,27 +115,16 @@ static int serve(const storage_config *c, mbox_store *store, metrics_t *metrics)
     hs.ready = storage_ready;
     hs.ctx = store;
     hs.metrics = metrics;
-    hs_server *server = hs_start(&hs);
-    if (!server)
-        return 1;
-    log_msg("info", "storage listening on %s:%d (%d instances, %d shards)",
-            c->bind, c->port, store->map->instances, store->map->shards);
-    int sig = hs_wait_for_signal();
-    log_msg("info", "signal %d: stopping", sig);
-    hs_stop(server, SHUTDOWN_GRACE_MS);
-    return 0;
+    log_msg("info", "storage: %d instances, %d shards", store->map->instances,
+            store->map->shards);
+    return hs_serve_until_signal(&hs) ? 1 : 0;
 }
 
 int main(void)
 {
     /* Block the stop signals before any thread exists, so every thread
      * inherits the mask and only hs_wait_for_signal receives them. */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    hs_block_signals();
     log_init("storage");
 
     storage_config c;

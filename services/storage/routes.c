@@ -76,7 +76,11 @@ static void reply_json(hs_reply *rep, int status, json_t *body)
     hs_reply_json(rep, status, body);
 }
 
-/* ---- parsing and validation helpers ---- */
+/* ---- parsing and validation helpers ----
+ *
+ * The read_* helpers parse one part of the request and, when it is bad,
+ * answer 400/413 themselves and return -1, so each validation step of a
+ * handler is one line. */
 
 /* Parses the body as a JSON object. U+0000 is allowed in strings: it is
  * valid message content. Returns a new reference or NULL. */
@@ -138,12 +142,15 @@ static bool is_valid_cmid(const char *s)
     return true;
 }
 
-/* The {uid} path parameter. */
-static int parse_user_param(const hs_request *req, int64_t *user_id)
+/* The {uid} path parameter. Returns 0, or answers 400 and returns -1. */
+static int read_user_param(const hs_request *req, hs_reply *rep,
+                           int64_t *user_id)
 {
-    if (req->nparams < 1 || !req->params[0])
-        return -1;
-    return ids_parse_user(req->params[0], strlen(req->params[0]), user_id);
+    if (req->nparams >= 1 && req->params[0] &&
+        ids_parse_user(req->params[0], strlen(req->params[0]), user_id) == 0)
+        return 0;
+    reply_invalid(rep, 400, "bad user id");
+    return -1;
 }
 
 /* Full check of a message about to be stored. Returns 0, or the status
@@ -188,6 +195,25 @@ static int parse_message_body(const hs_request *req, msg *m)
     return rc;
 }
 
+/* Parses and fully checks the message of a send or deliver body. Returns
+ * 0 with m owning its content, or answers 400/413 and returns -1 with m
+ * holding nothing. */
+static int read_message_request(const hs_request *req, hs_reply *rep, msg *m)
+{
+    if (parse_message_body(req, m) != 0) {
+        reply_invalid(rep, 400, "body must be {\"message\":{message}}");
+        return -1;
+    }
+    const char *detail;
+    int status = check_message(m, &detail);
+    if (status) {
+        msg_clear(m);
+        reply_invalid(rep, status, detail);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- POST /internal/send and /internal/deliver ---- */
 
 static json_t *write_json(const char *status, const mbox_write *w)
@@ -216,61 +242,50 @@ static void reply_send(hs_reply *rep, const mbox_write *w)
     }
 }
 
-static void route_send(hs_request *req, hs_reply *rep)
+/* mbox_send and mbox_deliver: a validated message, written in one
+ * transaction on its owner's instance. */
+typedef mbox_err (*message_writer)(const mbox_store *s, const msg *m,
+                                   int64_t now_ms, mbox_write *out,
+                                   char *errbuf, size_t errcap);
+
+/* Reads and checks the body's message and writes it with writer. Returns
+ * 0 with *w filled (mbox_write_clear it), or answers the error and
+ * returns -1. */
+static int write_message(const hs_request *req, hs_reply *rep,
+                         message_writer writer, mbox_write *w)
 {
-    const mbox_store *store = req->ctx;
     msg m;
-    if (parse_message_body(req, &m) != 0) {
-        reply_invalid(rep, 400, "body must be {\"message\":{message}}");
-        return;
-    }
-    const char *detail;
-    int status = check_message(&m, &detail);
-    if (status) {
-        msg_clear(&m);
-        reply_invalid(rep, status, detail);
-        return;
-    }
+    if (read_message_request(req, rep, &m) != 0)
+        return -1;
     char errbuf[256];
-    mbox_write w;
     mbox_err err =
-        mbox_send(store, &m, wall_clock_ms(), &w, errbuf, sizeof errbuf);
+        writer(req->ctx, &m, wall_clock_ms(), w, errbuf, sizeof errbuf);
     msg_clear(&m);
     if (err) {
         reply_storage_error(rep, err, errbuf);
-        return;
+        return -1;
     }
+    return 0;
+}
+
+static void route_send(hs_request *req, hs_reply *rep)
+{
+    mbox_write w;
+    if (write_message(req, rep, mbox_send, &w) != 0)
+        return;
     reply_send(rep, &w);
     mbox_write_clear(&w);
 }
 
 static void route_deliver(hs_request *req, hs_reply *rep)
 {
-    const mbox_store *store = req->ctx;
-    msg m;
-    if (parse_message_body(req, &m) != 0) {
-        reply_invalid(rep, 400, "body must be {\"message\":{message}}");
-        return;
-    }
-    const char *detail;
-    int status = check_message(&m, &detail);
-    if (status) {
-        msg_clear(&m);
-        reply_invalid(rep, status, detail);
-        return;
-    }
-    char errbuf[256];
     mbox_write w;
-    mbox_err err =
-        mbox_deliver(store, &m, wall_clock_ms(), &w, errbuf, sizeof errbuf);
-    msg_clear(&m);
-    if (err) {
-        reply_storage_error(rep, err, errbuf);
+    if (write_message(req, rep, mbox_deliver, &w) != 0)
         return;
-    }
     reply_json(
         rep, 200,
         write_json(w.status == MBOX_DUPLICATE ? "duplicate" : "stored", &w));
+    mbox_write_clear(&w);
 }
 
 /* ---- POST /internal/outbox/claim and /internal/outbox/ack ---- */
@@ -392,10 +407,8 @@ static void route_meta(hs_request *req, hs_reply *rep)
 {
     const mbox_store *store = req->ctx;
     int64_t user_id;
-    if (parse_user_param(req, &user_id) != 0) {
-        reply_invalid(rep, 400, "bad user id");
+    if (read_user_param(req, rep, &user_id) != 0)
         return;
-    }
     char errbuf[256];
     int64_t seq, max_id;
     mbox_err err =
@@ -444,6 +457,17 @@ static int parse_filter(const hs_request *req, bool allows_before,
     return 0;
 }
 
+/* parse_filter, answering 400 on a bad filter. Returns 0 or -1. */
+static int read_filter(const hs_request *req, bool allows_before,
+                       mbox_filter *f, hs_reply *rep)
+{
+    const char *detail;
+    if (parse_filter(req, allows_before, f, &detail) == 0)
+        return 0;
+    reply_invalid(rep, 400, detail);
+    return -1;
+}
+
 static json_t *conversation_json(const mbox_conv *c)
 {
     int64_t low, high;
@@ -475,16 +499,11 @@ static void route_conversations(hs_request *req, hs_reply *rep)
 {
     const mbox_store *store = req->ctx;
     int64_t user_id;
-    if (parse_user_param(req, &user_id) != 0) {
-        reply_invalid(rep, 400, "bad user id");
+    if (read_user_param(req, rep, &user_id) != 0)
         return;
-    }
     mbox_filter filter;
-    const char *detail;
-    if (parse_filter(req, false, &filter, &detail) != 0) {
-        reply_invalid(rep, 400, detail);
+    if (read_filter(req, false, &filter, rep) != 0)
         return;
-    }
     char errbuf[256];
     mbox_conv_list list;
     mbox_err err = mbox_list_conversations(store, user_id, &filter, &list,
@@ -516,10 +535,8 @@ static void route_messages(hs_request *req, hs_reply *rep)
 {
     const mbox_store *store = req->ctx;
     int64_t user_id;
-    if (parse_user_param(req, &user_id) != 0) {
-        reply_invalid(rep, 400, "bad user id");
+    if (read_user_param(req, rep, &user_id) != 0)
         return;
-    }
     const char *cid;
     int status = check_conversation_param(req, user_id, &cid);
     if (status == 404) {
@@ -532,11 +549,8 @@ static void route_messages(hs_request *req, hs_reply *rep)
         return;
     }
     mbox_filter filter;
-    const char *detail;
-    if (parse_filter(req, true, &filter, &detail) != 0) {
-        reply_invalid(rep, 400, detail);
+    if (read_filter(req, true, &filter, rep) != 0)
         return;
-    }
     char errbuf[256];
     mbox_msg_list list;
     mbox_err err = mbox_list_messages(store, user_id, cid, &filter, &list,

@@ -376,6 +376,42 @@ START_TEST(test_json_refuses_oversized_fields)
 }
 END_TEST
 
+/* The node shape alone, as a heartbeat carries it: extra members are
+ * ignored, each field is a non-empty string without NUL that fits. */
+START_TEST(test_node_from_json)
+{
+    static const char *const bad[] = {
+        "[]",
+        "\"a\"",
+        "{\"name\":\"a\"}",
+        "{\"url\":\"u\"}",
+        "{\"name\":\"\",\"url\":\"u\"}",
+        "{\"name\":\"a\",\"url\":2}",
+        "{\"name\":\"a\\u0000b\",\"url\":\"u\"}",
+        "{\"name\":"
+        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaa\",\"url\":\"u\"}",
+    };
+    ring_node n;
+    json_t *j = json_loads(
+        "{\"name\":\"cache-1\",\"url\":\"http://127.0.0.1:1\",\"epoch\":3}",
+        JSON_ALLOW_NUL, NULL);
+
+    ck_assert_int_eq(ring_node_from_json(j, &n), 0);
+    ck_assert_str_eq(n.name, "cache-1");
+    ck_assert_str_eq(n.url, "http://127.0.0.1:1");
+    json_decref(j);
+    ck_assert_int_eq(ring_node_from_json(NULL, &n), -1);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        j = json_loads(bad[i], JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        ck_assert_ptr_nonnull(j);
+        if (ring_node_from_json(j, &n) != -1)
+            ck_abort_msg("accepted %s", bad[i]);
+        json_decref(j);
+    }
+}
+END_TEST
+
 static Suite *ring_suite(void)
 {
     Suite *s = suite_create("ring");
@@ -396,6 +432,7 @@ static Suite *ring_suite(void)
     tcase_add_test(json, test_json_accepts_limits);
     tcase_add_test(json, test_json_refuses_malformed);
     tcase_add_test(json, test_json_refuses_oversized_fields);
+    tcase_add_test(json, test_node_from_json);
     suite_add_tcase(s, tc);
     suite_add_tcase(s, json);
     return s;
