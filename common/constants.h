@@ -66,6 +66,11 @@
 /* Service-to-service calls. */
 #define HOP_CONNECT_TIMEOUT_MS 500
 #define HOP_TIMEOUT_MS 5000
+/* Gateway to cache node: a send there makes up to three sequential hops
+ * of HOP_TIMEOUT_MS (storage write, delivery to the recipient's node,
+ * outbox acknowledgement), so the gateway waits longer than all three:
+ * giving up first would turn a slow success into a client retry. */
+#define GATEWAY_HOP_TIMEOUT_MS (3 * HOP_TIMEOUT_MS + 2000)
 /* How many times the gateway refreshes the ring and retries a call that a
  * cache node refused as misdirected (stale epoch or not the owner). */
 #define GATEWAY_RING_RETRIES 3

@@ -82,7 +82,7 @@ static int gateway_init(gateway *g, const gateway_config *c)
     memset(g, 0, sizeof(*g));
     g->jwt_secret = c->jwt_secret;
     g->metrics = metrics_new("gateway");
-    g->hops = hc_pool_new(c->hop_pool, HOP_TIMEOUT_MS);
+    g->hops = hc_pool_new(c->hop_pool, GATEWAY_HOP_TIMEOUT_MS);
     g->router_hops = hc_pool_new(ROUTER_HOP_POOL, HOP_TIMEOUT_MS);
     if (!g->metrics || !g->hops || !g->router_hops)
         return -1;
