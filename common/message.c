@@ -259,6 +259,19 @@ int msg_from_json(const json_t *j, msg *m)
     return 0;
 }
 
+int msg_from_body(const char *buf, size_t len, msg *m)
+{
+    if (buf == NULL)
+        return -1;
+    json_t *root = json_loadb(buf, len, JSON_ALLOW_NUL, NULL);
+    const json_t *message = json_object_get(root, "message");
+    int rc = json_is_object(root) && json_is_object(message)
+                 ? msg_from_json(message, m)
+                 : -1;
+    json_decref(root);
+    return rc;
+}
+
 size_t msg_snippet_len(const char *content, size_t len)
 {
     return utf8_prefix(content, len, MSG_SNIPPET_CODEPOINTS);

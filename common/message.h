@@ -29,13 +29,13 @@ typedef struct msg_send_req {
 
 typedef enum {
     MSG_OK = 0,
-    MSG_BAD_JSON,      /* 400: not a JSON object */
-    MSG_BAD_FIELD,     /* 400: missing or mistyped field, bad id */
-    MSG_SAME_USER,     /* 400: sender == recipient */
-    MSG_BAD_UTF8,      /* 400: content is not valid UTF-8 */
-    MSG_EMPTY,         /* 400: content is empty */
-    MSG_TOO_LARGE,     /* 413: content over MSG_CONTENT_MAX bytes */
-    MSG_BAD_CMID,      /* 400: client_message_id not 1-64 printable ASCII */
+    MSG_BAD_JSON,  /* 400: not a JSON object */
+    MSG_BAD_FIELD, /* 400: missing or mistyped field, bad id */
+    MSG_SAME_USER, /* 400: sender == recipient */
+    MSG_BAD_UTF8,  /* 400: content is not valid UTF-8 */
+    MSG_EMPTY,     /* 400: content is empty */
+    MSG_TOO_LARGE, /* 413: content over MSG_CONTENT_MAX bytes */
+    MSG_BAD_CMID,  /* 400: client_message_id not 1-64 printable ASCII */
 } msg_err;
 
 /* Parses and fully validates a send body. On MSG_OK the caller owns req's
@@ -68,6 +68,12 @@ json_t *msg_to_json(const msg *m);
  * or -1 if a field is missing or mistyped. On success m->content is
  * owned by m. */
 int msg_from_json(const json_t *j, msg *m);
+/* Parses an internal {"message":{public JSON form}} body (send and
+ * deliver between services) from buf[0..len); U+0000 is allowed in
+ * strings. Returns 0 with m owning its content, or -1 (nothing
+ * allocated) when buf is NULL or not that shape. Pure: the fuzz target
+ * drives it. */
+int msg_from_body(const char *buf, size_t len, msg *m);
 
 /* The snippet of content: at most MSG_SNIPPET_CODEPOINTS code points.
  * Returns the byte length of the prefix. */

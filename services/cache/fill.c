@@ -28,13 +28,15 @@ char **fill_entries(const json_t *arr, const char *id_key, const char *cid,
         return NULL;
     for (size_t i = 0; i < count; i++) {
         const json_t *item = json_array_get(arr, i);
-        const char *ids = json_string_value(json_object_get(item, id_key));
+        const json_t *id_field = json_object_get(item, id_key);
+        const char *ids = json_string_value(id_field);
         const char *item_cid =
             cid ? cid
                 : json_string_value(json_object_get(item, "conversation_id"));
         int64_t id;
         char *text = json_dumps(item, JSON_COMPACT);
-        if (!ids || !item_cid || !text || ids_parse(ids, strlen(ids), &id) ||
+        if (!ids || !item_cid || !text ||
+            ids_parse(ids, json_string_length(id_field), &id) ||
             !(out[i] = hot_entry(id, item_cid, text))) {
             free(text);
             fill_entries_free(out, i);
@@ -57,6 +59,21 @@ static bool trim_to_window(json_t *arr, size_t max)
     return complete;
 }
 
+/* GETs a list page from storage; on STORE_OK *items is a new reference
+ * to its checked array of items_key. */
+static store_err get_list(cache_node *n, const char *path,
+                          const char *items_key, const char *rid,
+                          json_t **items)
+{
+    json_t *o = NULL;
+    int64_t seq;
+    store_err err = store_get(n, path, rid, &o);
+    if (!err)
+        err = store_parse_list(o, items_key, items, &seq);
+    json_decref(o);
+    return err;
+}
+
 /* Loads meta and the conversation window from storage into Redis. */
 static store_err load_user(cache_node *n, int64_t uid, const char *rid,
                            hot_meta *meta)
@@ -68,18 +85,17 @@ static store_err load_user(cache_node *n, int64_t uid, const char *rid,
     snprintf(path, sizeof(path),
              "/internal/users/%" PRId64 "/conversations?limit=%d&offset=0", uid,
              HOT_CONVS_MAX + 1);
-    json_t *o = NULL;
-    err = store_get(n, path, rid, &o);
+    json_t *arr = NULL;
+    err = get_list(n, path, "conversations", rid, &arr);
     if (err)
         return err;
-    json_t *arr = json_object_get(o, "conversations");
     bool complete = trim_to_window(arr, HOT_CONVS_MAX);
     size_t ne = 0;
     char **entries = fill_entries(arr, "last_message_id", NULL, &ne);
     if (entries)
         hot_load_user(n->hot, uid, meta, complete, entries, ne);
     fill_entries_free(entries, ne);
-    json_decref(o);
+    json_decref(arr);
     return STORE_OK;
 }
 
@@ -112,17 +128,16 @@ store_err fill_messages(cache_node *n, int64_t uid, const char *cid,
     locks_acquire(n->locks, uid);
     hot_meta meta;
     store_err err = fill_meta_locked(n, uid, rid, &meta);
-    json_t *o = NULL;
+    json_t *arr = NULL;
     if (!err) {
         char path[192];
         snprintf(path, sizeof(path),
                  "/internal/users/%" PRId64
                  "/conversations/%s/messages?limit=%d&offset=0",
                  uid, cid, HOT_MSGS_MAX + 1);
-        err = store_get(n, path, rid, &o);
+        err = get_list(n, path, "messages", rid, &arr);
     }
     if (!err) {
-        json_t *arr = json_object_get(o, "messages");
         bool complete = trim_to_window(arr, HOT_MSGS_MAX);
         size_t ne = 0;
         char **entries = fill_entries(arr, "message_id", cid, &ne);
@@ -131,6 +146,6 @@ store_err fill_messages(cache_node *n, int64_t uid, const char *cid,
         fill_entries_free(entries, ne);
     }
     locks_release(n->locks, uid);
-    json_decref(o);
+    json_decref(arr);
     return err;
 }

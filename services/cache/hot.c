@@ -225,14 +225,6 @@ bool hot_ping(hot_t *h)
     return ok;
 }
 
-char *hot_entry(int64_t id, const char *cid, const char *json)
-{
-    char *out = NULL;
-    if (asprintf(&out, "%020" PRId64 "|%s|%s", id, cid, json) < 0)
-        return NULL;
-    return out;
-}
-
 typedef struct user_keys {
     char u[48], c[48], x[48], m[48 + 64];
 } user_keys;
@@ -283,7 +275,8 @@ hot_result hot_get_meta(hot_t *h, int64_t uid, hot_meta *out)
     return res;
 }
 
-/* Copies the JSON part of each entry ("id|cid|json") into p->items. */
+/* Copies the JSON part of each entry into p->items. An element that is
+ * not an entry as hot_entry writes it fails the whole page. */
 static int take_items(const redisReply *arr, hot_page *p)
 {
     p->items = calloc(arr->elements ? arr->elements : 1, sizeof(char *));
@@ -291,15 +284,11 @@ static int take_items(const redisReply *arr, hot_page *p)
         return -1;
     for (size_t i = 0; i < arr->elements; i++) {
         const redisReply *e = arr->element[i];
-        const char *bar =
-            e->type == REDIS_REPLY_STRING ? memchr(e->str, '|', e->len) : NULL;
-        const char *json =
-            bar ? memchr(bar + 1, '|', e->len - (size_t)(bar + 1 - e->str))
-                : NULL;
-        if (!json)
+        hot_entry_parts parts;
+        if (e->type != REDIS_REPLY_STRING ||
+            hot_entry_split(e->str, e->len, &parts))
             return -1;
-        json++;
-        p->items[i] = strndup(json, e->len - (size_t)(json - e->str));
+        p->items[i] = strndup(parts.json, parts.json_len);
         if (!p->items[i])
             return -1;
         p->n++;

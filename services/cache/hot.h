@@ -5,7 +5,8 @@
  * `max`, and bookkeeping), a window of the HOT_CONVS_MAX most recent
  * conversations, and for conversations that were read, a window of the
  * HOT_MSGS_MAX newest messages. Entries are "<20-digit id>|<cid>|<json>"
- * members of zsets with score 0, so Redis keeps them in id order.
+ * members of zsets with score 0, so Redis keeps them in id order
+ * (hot_entry.h).
  *
  * Every write is one Lua script (atomic), run only after the durable write
  * succeeded. Every read is one Lua script too, so a page and the `seq`
@@ -25,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hot_entry.h"
 #include "metrics.h"
 
 typedef struct hot hot_t;
@@ -52,9 +54,6 @@ void hot_free(hot_t *h);
 int hot_flush(hot_t *h);
 /* True when Redis answers PING. */
 bool hot_ping(hot_t *h);
-
-/* "<20-digit id>|<cid>|<json>", malloc'd, or NULL. */
-char *hot_entry(int64_t id, const char *cid, const char *json);
 
 hot_result hot_get_meta(hot_t *h, int64_t uid, hot_meta *out);
 hot_result hot_read_convs(hot_t *h, int64_t uid, size_t off, size_t count,

@@ -84,16 +84,9 @@ static store_err storage_page(cache_node *n, const list_ref *l,
     store_err err = store_get(n, path, rid, &o);
     if (err)
         return err;
-    json_t *arr = json_object_get(o, items_key(l));
-    json_t *s = json_object_get(o, "seq");
-    if (!json_is_array(arr) || !json_is_integer(s)) {
-        json_decref(o);
-        return STORE_BAD;
-    }
-    *items = json_incref(arr);
-    *seq = json_integer_value(s);
+    err = store_parse_list(o, items_key(l), items, seq);
     json_decref(o);
-    return STORE_OK;
+    return err;
 }
 
 /* Parses hot JSON texts into an array; NULL if any does not parse. */

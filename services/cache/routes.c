@@ -64,17 +64,12 @@ static void land_copy(cache_node *n, const msg *m, const char *rid,
 static void handle_deliver(hs_request *req, hs_reply *rep)
 {
     cache_node *n = req->ctx;
-    json_t *body =
-        req->body ? json_loadb(req->body, req->body_len, JSON_ALLOW_NUL, NULL)
-                  : NULL;
     msg m;
-    if (!body || msg_from_json(json_object_get(body, "message"), &m)) {
-        json_decref(body);
+    if (msg_from_body(req->body, req->body_len, &m)) {
         hs_reply_problem(rep, 400, "Invalid delivery",
                          "body must be {\"message\": {...}}");
         return;
     }
-    json_decref(body);
     const ring_t *ring;
     if (claim_owner(n, req, m.recipient_id, &ring, rep) == 0) {
         land_copy(n, &m, req->request_id, rep);

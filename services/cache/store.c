@@ -38,33 +38,9 @@ static store_err call_json(cache_node *n, const char *method, const char *path,
         hc_response_free(&resp);
         return STORE_DOWN;
     }
-    *out = json_loadb(resp.body, resp.len, JSON_ALLOW_NUL, NULL);
+    *out = store_parse_body(resp.body, resp.len);
     hc_response_free(&resp);
-    if (!json_is_object(*out)) {
-        json_decref(*out);
-        *out = NULL;
-        return STORE_BAD;
-    }
-    return STORE_OK;
-}
-
-static int64_t json_id(const json_t *j)
-{
-    if (json_is_integer(j))
-        return json_integer_value(j);
-    int64_t v = 0;
-    const char *s = json_string_value(j);
-    if (!s || ids_parse(s, strlen(s), &v))
-        return s && strcmp(s, "0") == 0 ? 0 : -1;
-    return v;
-}
-
-static int read_meta(const json_t *o, hot_meta *meta)
-{
-    meta->seq = json_integer_value(json_object_get(o, "seq"));
-    meta->max_id = json_id(json_object_get(o, "max_id"));
-    return json_is_integer(json_object_get(o, "seq")) && meta->max_id >= 0 ? 0
-                                                                           : -1;
+    return *out ? STORE_OK : STORE_BAD;
 }
 
 static json_t *message_body(const msg *m)
@@ -84,31 +60,6 @@ static store_err post_json(cache_node *n, const char *path, json_t *body,
     return err;
 }
 
-static store_err parse_send(long status, json_t *o, store_send_result *out)
-{
-    const char *st = json_string_value(json_object_get(o, "status"));
-    if (!st)
-        return STORE_BAD;
-    if (status == 201 && strcmp(st, "stored") == 0) {
-        out->outcome = SEND_STORED;
-        return read_meta(o, &out->meta) ? STORE_BAD : STORE_OK;
-    }
-    if (status == 409 && strcmp(st, "floor") == 0) {
-        out->outcome = SEND_FLOOR;
-        out->meta.max_id = json_id(json_object_get(o, "max_id"));
-        return out->meta.max_id < 0 ? STORE_BAD : STORE_OK;
-    }
-    if (status == 200 && strcmp(st, "replay") == 0) {
-        out->outcome = SEND_REPLAY;
-        out->outbox_pending =
-            json_is_true(json_object_get(o, "outbox_pending"));
-        return msg_from_json(json_object_get(o, "message"), &out->stored)
-                   ? STORE_BAD
-                   : STORE_OK;
-    }
-    return STORE_BAD;
-}
-
 store_err store_send(cache_node *n, const msg *m, const char *rid,
                      store_send_result *out)
 {
@@ -119,7 +70,7 @@ store_err store_send(cache_node *n, const msg *m, const char *rid,
         post_json(n, "/internal/send", message_body(m), rid, &status, &o);
     if (err)
         return err;
-    err = parse_send(status, o, out);
+    err = store_parse_send(status, o, out);
     json_decref(o);
     return err;
 }
@@ -133,12 +84,7 @@ store_err store_deliver(cache_node *n, const msg *m, const char *rid,
         post_json(n, "/internal/deliver", message_body(m), rid, &status, &o);
     if (err)
         return err;
-    const char *st = json_string_value(json_object_get(o, "status"));
-    err = STORE_BAD;
-    if (status == 200 && st && read_meta(o, meta) == 0) {
-        *stored = strcmp(st, "stored") == 0;
-        err = STORE_OK;
-    }
+    err = store_parse_deliver(status, o, stored, meta);
     json_decref(o);
     return err;
 }
@@ -152,7 +98,7 @@ store_err store_meta(cache_node *n, int64_t uid, const char *rid,
     store_err err = store_get(n, path, rid, &o);
     if (err)
         return err;
-    err = read_meta(o, meta) ? STORE_BAD : STORE_OK;
+    err = store_parse_meta(o, meta);
     json_decref(o);
     return err;
 }
@@ -184,14 +130,9 @@ store_err store_outbox_claim(cache_node *n, int limit, int lease_ms,
         post_json(n, "/internal/outbox/claim", body, NULL, &status, &o);
     if (err)
         return err;
-    json_t *arr = json_object_get(o, "messages");
-    if (status != 200 || !json_is_array(arr)) {
-        json_decref(o);
-        return STORE_BAD;
-    }
-    *messages = json_incref(arr);
+    err = store_parse_claim(status, o, messages);
     json_decref(o);
-    return STORE_OK;
+    return err;
 }
 
 store_err store_outbox_ack(cache_node *n, int64_t sender_id, int64_t message_id,

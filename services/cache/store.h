@@ -1,7 +1,8 @@
 /*
  * store.h - the cache node's calls to the storage service (see
  * docs/internal-api.md). Each call is one keep-alive HTTP request from
- * the node's pool. rid is the request id passed along for the logs.
+ * the node's pool; its answer is checked by store_parse.c before any of
+ * it is used. rid is the request id passed along for the logs.
  */
 #ifndef CACHE_STORE_H
 #define CACHE_STORE_H
@@ -11,21 +12,7 @@
 
 #include "message.h"
 #include "node.h"
-
-typedef enum {
-    STORE_OK = 0,
-    STORE_DOWN, /* storage or PostgreSQL unreachable: retryable 503 */
-    STORE_BAD,  /* storage answered something this node cannot use */
-} store_err;
-
-typedef enum { SEND_STORED, SEND_REPLAY, SEND_FLOOR } send_outcome;
-
-typedef struct store_send_result {
-    send_outcome outcome;
-    hot_meta meta;       /* STORED: the mailbox after; FLOOR: max_id */
-    msg stored;          /* REPLAY: the message stored under the key */
-    bool outbox_pending; /* REPLAY: recipient copy not yet acknowledged */
-} store_send_result;
+#include "store_parse.h" /* store_err, store_send_result */
 
 /* Writes the sender's copy, key and outbox entry in one transaction. On
  * STORE_OK with SEND_REPLAY, out->stored is owned by the caller

@@ -8,37 +8,14 @@
 
 #include <time.h>
 
+#include "heartbeat.h"
 #include "log.h"
-#include "testable.h"
-
-typedef struct heartbeat {
-    ring_node node; /* the name and URL the cache node announces */
-    int64_t epoch;
-} heartbeat;
 
 static int64_t monotonic_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Parses {"name":..,"url":..,"epoch":N} from buf[0..len). Returns 0, or
- * -1 when the body is not that shape (a 400). Pure. */
-TESTABLE int heartbeat_parse(const char *buf, size_t len, heartbeat *hb)
-{
-    if (buf == NULL)
-        return -1;
-    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
-    const json_t *epoch = json_object_get(root, "epoch");
-    int rc = json_is_integer(epoch) && json_integer_value(epoch) >= 0 &&
-                     ring_node_from_json(root, &hb->node) == 0
-                 ? 0
-                 : -1;
-    if (rc == 0)
-        hb->epoch = json_integer_value(epoch);
-    json_decref(root);
-    return rc;
 }
 
 static void handle_ring(hs_request *req, hs_reply *rep)

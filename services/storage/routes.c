@@ -4,8 +4,9 @@
  * Each handler reads top to bottom: parse the path, query and body into a
  * plain struct; validate it fully (400/413 before anything is written);
  * act through mailbox.c, which owns every SQL statement; respond by
- * serialising the result. Errors reach the client through reply_invalid
- * (bad input) and reply_storage_error (PostgreSQL), nowhere else.
+ * serialising the result. Parsing and validation live in parse.c, pure
+ * and fuzzed. Errors reach the client through reply_invalid (bad input)
+ * and reply_storage_error (PostgreSQL), nowhere else.
  *
  * The callers are other services, but input is still checked as strictly
  * as public input: storage is the last line before durable state.
@@ -19,10 +20,9 @@
 #include <time.h>
 
 #include "ids.h"
-#include "constants.h"
 #include "mailbox.h"
 #include "message.h"
-#include "utf8.h"
+#include "parse.h"
 
 /* Decimal text of a message id ("max_id", "last_message_id"). */
 typedef struct id_text {
@@ -76,71 +76,11 @@ static void reply_json(hs_reply *rep, int status, json_t *body)
     hs_reply_json(rep, status, body);
 }
 
-/* ---- parsing and validation helpers ----
+/* ---- reading the request ----
  *
  * The read_* helpers parse one part of the request and, when it is bad,
  * answer 400/413 themselves and return -1, so each validation step of a
  * handler is one line. */
-
-/* Parses the body as a JSON object. U+0000 is allowed in strings: it is
- * valid message content. Returns a new reference or NULL. */
-static json_t *parse_body(const hs_request *req)
-{
-    if (!req->body || req->body_len == 0)
-        return NULL;
-    json_error_t jerr;
-    json_t *root = json_loadb(req->body, req->body_len, JSON_ALLOW_NUL, &jerr);
-    if (root && !json_is_object(root)) {
-        json_decref(root);
-        return NULL;
-    }
-    return root;
-}
-
-/* Strict non-negative decimal: digits only, no sign, no spaces, within
- * [min, max]. Returns 0 or -1. */
-static int parse_decimal(const char *s, int64_t min, int64_t max, int64_t *out)
-{
-    size_t len = strlen(s);
-    if (len == 0 || len > 18)
-        return -1;
-    int64_t value = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        value = value * 10 + (s[i] - '0');
-    }
-    if (value < min || value > max)
-        return -1;
-    *out = value;
-    return 0;
-}
-
-/* An optional integer query parameter. Returns 0 (absent, or present and
- * valid with *has set) or -1. */
-static int query_int(const hs_request *req, const char *key, int64_t min,
-                     int64_t max, bool *has, int64_t *out)
-{
-    const char *s = hs_query(req, key);
-    *has = s != NULL;
-    return s ? parse_decimal(s, min, max, out) : 0;
-}
-
-static bool is_user_id(int64_t id)
-{
-    return id >= 1 && id <= MSG_USER_ID_MAX;
-}
-
-static bool is_valid_cmid(const char *s)
-{
-    size_t len = strlen(s);
-    if (len < 1 || len > MSG_CMID_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (s[i] < 0x20 || s[i] > 0x7e)
-            return false;
-    return true;
-}
 
 /* The {uid} path parameter. Returns 0, or answers 400 and returns -1. */
 static int read_user_param(const hs_request *req, hs_reply *rep,
@@ -153,61 +93,14 @@ static int read_user_param(const hs_request *req, hs_reply *rep,
     return -1;
 }
 
-/* Full check of a message about to be stored. Returns 0, or the status
- * (400, 413) with *detail saying why. */
-static int check_message(const msg *m, const char **detail)
-{
-    char cid[IDS_CONVERSATION_MAX];
-    if (m->content_len > MSG_CONTENT_MAX) {
-        *detail = "content is over 65535 bytes";
-        return 413;
-    }
-    *detail = NULL;
-    if (m->message_id <= 0)
-        *detail = "message_id must be a positive id";
-    else if (!is_user_id(m->sender_id) || !is_user_id(m->recipient_id))
-        *detail = "sender_id and recipient_id must be user ids";
-    else if (m->sender_id == m->recipient_id)
-        *detail = "sender_id and recipient_id must differ";
-    else if (ids_conversation(m->sender_id, m->recipient_id, cid, sizeof cid) <
-                 0 ||
-             strcmp(cid, m->conversation_id) != 0)
-        *detail = "conversation_id does not match the participants";
-    else if (m->content_len == 0 || !m->content)
-        *detail = "content is empty";
-    else if (!utf8_is_valid(m->content, m->content_len))
-        *detail = "content is not valid UTF-8";
-    else if (!is_valid_cmid(m->client_message_id))
-        *detail = "client_message_id must be 1-64 printable ASCII characters";
-    else if (m->sent_at < 0)
-        *detail = "sent_at must not be negative";
-    return *detail ? 400 : 0;
-}
-
-/* Parses {"message":{...}} into m (which then owns its content). */
-static int parse_message_body(const hs_request *req, msg *m)
-{
-    memset(m, 0, sizeof *m);
-    json_t *root = parse_body(req);
-    json_t *message = root ? json_object_get(root, "message") : NULL;
-    int rc = json_is_object(message) ? msg_from_json(message, m) : -1;
-    json_decref(root);
-    return rc;
-}
-
 /* Parses and fully checks the message of a send or deliver body. Returns
  * 0 with m owning its content, or answers 400/413 and returns -1 with m
  * holding nothing. */
 static int read_message_request(const hs_request *req, hs_reply *rep, msg *m)
 {
-    if (parse_message_body(req, m) != 0) {
-        reply_invalid(rep, 400, "body must be {\"message\":{message}}");
-        return -1;
-    }
     const char *detail;
-    int status = check_message(m, &detail);
+    int status = parse_message_request(req->body, req->body_len, m, &detail);
     if (status) {
-        msg_clear(m);
         reply_invalid(rep, status, detail);
         return -1;
     }
@@ -305,26 +198,18 @@ static json_t *messages_json(const mbox_msg_list *l)
 static void route_outbox_claim(hs_request *req, hs_reply *rep)
 {
     const mbox_store *store = req->ctx;
-    json_int_t limit = 0, lease_ms = 0;
-    json_t *root = parse_body(req);
-    int rc = root ? json_unpack(root, "{s:I,s:I}", "limit", &limit, "lease_ms",
-                                &lease_ms)
-                  : -1;
-    json_decref(root);
-    if (rc != 0) {
-        reply_invalid(rep, 400, "body must be {\"limit\":N,\"lease_ms\":L}");
-        return;
-    }
-    if (limit < 1 || limit > MBOX_OUTBOX_BATCH_MAX || lease_ms < 1 ||
-        lease_ms > MBOX_LEASE_MAX_MS) {
-        reply_invalid(rep, 400, "limit or lease_ms out of range");
+    int limit;
+    int64_t lease_ms;
+    const char *detail;
+    if (parse_outbox_claim(req->body, req->body_len, &limit, &lease_ms,
+                           &detail) != 0) {
+        reply_invalid(rep, 400, detail);
         return;
     }
     char errbuf[256];
     mbox_msg_list claimed;
-    mbox_err err =
-        mbox_outbox_claim(store, (int)limit, lease_ms, wall_clock_ms(),
-                          &claimed, errbuf, sizeof errbuf);
+    mbox_err err = mbox_outbox_claim(store, limit, lease_ms, wall_clock_ms(),
+                                     &claimed, errbuf, sizeof errbuf);
     if (err) {
         reply_storage_error(rep, err, errbuf);
         return;
@@ -334,56 +219,12 @@ static void route_outbox_claim(hs_request *req, hs_reply *rep)
     mbox_msg_list_clear(&claimed);
 }
 
-/* Reads one {"sender_id":1,"message_id":"..."} entry. */
-static int parse_ack_entry(json_t *entry, mbox_outbox_key *key)
-{
-    json_int_t sender_id;
-    const char *id;
-    size_t id_len;
-    if (json_unpack(entry, "{s:I,s:s%}", "sender_id", &sender_id, "message_id",
-                    &id, &id_len) != 0)
-        return -1;
-    if (!is_user_id(sender_id) || ids_parse(id, id_len, &key->message_id))
-        return -1;
-    key->sender_id = sender_id;
-    return 0;
-}
-
-/* Parses {"entries":[...]} into a new array of keys (*n of them). */
-static int parse_ack_body(const hs_request *req, mbox_outbox_key **keys,
-                          size_t *n)
-{
-    *keys = NULL;
-    *n = 0;
-    json_t *root = parse_body(req);
-    json_t *entries = root ? json_object_get(root, "entries") : NULL;
-    size_t count = json_array_size(entries);
-    int rc = -1;
-    if (!json_is_array(entries) || count > MBOX_OUTBOX_BATCH_MAX)
-        goto done;
-    *keys = calloc(count ? count : 1, sizeof **keys);
-    if (!*keys)
-        goto done;
-    for (size_t i = 0; i < count; i++)
-        if (parse_ack_entry(json_array_get(entries, i), &(*keys)[i]) != 0)
-            goto done;
-    *n = count;
-    rc = 0;
-done:
-    if (rc != 0) {
-        free(*keys);
-        *keys = NULL;
-    }
-    json_decref(root);
-    return rc;
-}
-
 static void route_outbox_ack(hs_request *req, hs_reply *rep)
 {
     const mbox_store *store = req->ctx;
     mbox_outbox_key *keys;
     size_t n;
-    if (parse_ack_body(req, &keys, &n) != 0) {
+    if (parse_outbox_ack(req->body, req->body_len, &keys, &n) != 0) {
         reply_invalid(rep, 400,
                       "body must be {\"entries\":[{\"sender_id\":N,"
                       "\"message_id\":\"<id>\"},...]} (at most 1000)");
@@ -422,47 +263,18 @@ static void route_meta(hs_request *req, hs_reply *rep)
                          id_to_text(max_id).s));
 }
 
-/* limit, offset, since_seq, since_ts, and before when allowed. Returns 0
- * or -1 with *detail set. */
-static int parse_filter(const hs_request *req, bool allows_before,
-                        mbox_filter *f, const char **detail)
+/* hs_query as a parse_query_fn. */
+static const char *request_query(const void *source, const char *key)
 {
-    memset(f, 0, sizeof *f);
-    bool has_limit, has_offset;
-    int64_t limit = LIST_PAGE_SIZE_DEFAULT, offset = 0;
-    *detail = NULL;
-    if (query_int(req, "limit", 1, MBOX_LIST_LIMIT_MAX, &has_limit, &limit))
-        *detail = "limit must be 1-1000";
-    else if (query_int(req, "offset", 0, LIST_OFFSET_MAX, &has_offset, &offset))
-        *detail = "offset must be 0-100000";
-    else if (query_int(req, "since_seq", 0, INT64_MAX, &f->has_since_seq,
-                       &f->since_seq))
-        *detail = "since_seq must be a non-negative integer";
-    else if (query_int(req, "since_ts", 0, INT64_MAX, &f->has_since_ts,
-                       &f->since_ts))
-        *detail = "since_ts must be a non-negative integer (ms)";
-    if (*detail)
-        return -1;
-    f->limit = (int)limit;
-    f->offset = (int)offset;
-    const char *before = hs_query(req, "before");
-    if (!before)
-        return 0;
-    f->has_before = true;
-    if (!allows_before || ids_parse(before, strlen(before), &f->before)) {
-        *detail = allows_before ? "before must be a message id"
-                                : "before is not a filter of this list";
-        return -1;
-    }
-    return 0;
+    return hs_query(source, key);
 }
 
-/* parse_filter, answering 400 on a bad filter. Returns 0 or -1. */
+/* parse_list_filter, answering 400 on a bad filter. Returns 0 or -1. */
 static int read_filter(const hs_request *req, bool allows_before,
                        mbox_filter *f, hs_reply *rep)
 {
     const char *detail;
-    if (parse_filter(req, allows_before, f, &detail) == 0)
+    if (parse_list_filter(request_query, req, allows_before, f, &detail) == 0)
         return 0;
     reply_invalid(rep, 400, detail);
     return -1;
