@@ -7,8 +7,11 @@
 #ifndef GATEWAY_GATEWAY_H
 #define GATEWAY_GATEWAY_H
 
+#include <stdbool.h>
+
 #include "http_client.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "ringview.h"
 
 typedef struct gateway {
@@ -19,6 +22,11 @@ typedef struct gateway {
     hc_pool *router_hops;   /* ring fetches, apart so they never queue
                                behind slow cache calls */
     metrics_t *metrics;
+    rl_limiter *send_limit; /* sends per user (GATEWAY_SEND_RATE/BURST) */
+    rl_limiter *anon_limit; /* failed authentications per client address
+                               (GATEWAY_ANON_RATE/BURST) */
+    bool trust_proxy;       /* GATEWAY_TRUST_PROXY: a loopback peer is
+                               nginx, whose X-Real-IP names the client */
 } gateway;
 
 #endif

@@ -5,12 +5,19 @@
  * the cache node uses, then forwards to the owner node of the user and
  * passes its answer through. Nothing is forwarded that the gateway would
  * refuse, so a bad request never reaches a cache node.
+ *
+ * Rate limits answer 429 with Retry-After: a request that fails
+ * authentication takes a token of its client address's bucket, so a
+ * flood of bad tokens is cut short; a send takes a token of its user's
+ * bucket right after authentication, before any other work.
  */
 #include "routes.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+#include "constants.h"
 
 #include "auth.h"
 #include "forward.h"
@@ -24,15 +31,57 @@
  * most SYNCTOKEN_MAX, a timestamp) stay well below this. */
 #define NODE_PATH_MAX 512
 
-/* Answers 401 unless the request carries a valid token; sets *user. */
-static int authenticate(const gateway *g, const hs_request *req, hs_reply *rep,
+static int64_t monotonic_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* Takes a token of key's bucket in limit; when there is none, answers
+ * 429 with Retry-After in whole seconds (rounded up, at least 1), counts
+ * it in the metric named and returns -1. */
+static int take_token(gateway *g, rl_limiter *limit, uint64_t key,
+                      const char *metric, const char *detail, hs_reply *rep)
+{
+    int64_t retry_ms = 0;
+    if (rl_take(limit, key, monotonic_ms(), &retry_ms))
+        return 0;
+    metrics_count(g->metrics, metric,
+                  "Requests refused with 429 by this rate limit.", 1);
+    hs_reply_problem(rep, 429, "Too Many Requests", detail);
+    int64_t seconds = (retry_ms + 999) / 1000;
+    rep->retry_after_s = seconds < 1 ? 1 : (int)seconds;
+    return -1;
+}
+
+/* Counts a failed authentication against the client's address: 401
+ * while its bucket lasts, then 429. */
+static void refuse_unauthenticated(gateway *g, const hs_request *req,
+                                   const char *detail, hs_reply *rep)
+{
+    const char *addr =
+        auth_client_address(req->client_addr, hs_header(req, "X-Real-IP"),
+                            g->trust_proxy, HS_CLIENT_ADDR_MAX);
+    if (take_token(g, g->anon_limit, rl_key_of(addr, strlen(addr)),
+                   "gateway_anon_limited_total",
+                   "too many requests without a valid token from this "
+                   "address; retry later",
+                   rep))
+        return;
+    hs_reply_problem(rep, 401, "Unauthorized", detail);
+}
+
+/* Answers 401 (or 429, see above) unless the request carries a valid
+ * token; sets *user. */
+static int authenticate(gateway *g, const hs_request *req, hs_reply *rep,
                         int64_t *user)
 {
     const char *detail;
     if (auth_authenticate(g->jwt_secret, hs_header(req, "Authorization"),
                           (int64_t)time(NULL), user, &detail) == AUTH_OK)
         return 0;
-    hs_reply_problem(rep, 401, "Unauthorized", detail);
+    refuse_unauthenticated(g, req, detail, rep);
     return -1;
 }
 
@@ -64,7 +113,10 @@ static void handle_send(hs_request *req, hs_reply *rep)
 {
     gateway *g = req->ctx;
     int64_t user, sender;
-    if (authenticate(g, req, rep, &user))
+    if (authenticate(g, req, rep, &user) ||
+        take_token(g, g->send_limit, (uint64_t)user,
+                   "gateway_send_limited_total",
+                   "too many sends for this user; retry later", rep))
         return;
     if (auth_body_names_other_sender(req->body, req->body_len, user)) {
         forbid(rep, "sender_id is not the user of the token");
