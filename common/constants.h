@@ -36,10 +36,23 @@
  * with 400 rather than scanning a mailbox from the top (OFFSET cost). */
 #define LIST_OFFSET_MAX 100000
 
-/* JWT: at most this much clock skew is tolerated on exp (SPEC 4). */
+/* JWT: clock skew tolerated on exp, nbf and iat by default
+ * (MESSENGER_JWT_LEEWAY_S); SPEC 4 allows at most 60 s on expiry. The
+ * setting is bounded so that a typo cannot make tokens live for hours. */
 #define JWT_LEEWAY_S 60
+#define JWT_LEEWAY_MAX_S 300
 /* Longest Authorization header value accepted. */
 #define JWT_TOKEN_MAX 4096
+
+/* HMAC secrets (MESSENGER_JWT_SECRET, MESSENGER_INTERNAL_SECRET): at
+ * least this many bytes, the output size of SHA-256, so a secret is never
+ * the weak point of the MAC. Shorter ones only with MESSENGER_DEV_MODE=1. */
+#define SECRET_MIN_BYTES 32
+
+/* Internal calls (common/iauth.c): a signed call is accepted this many
+ * seconds either side of the receiver's clock. Wide enough for NTP-level
+ * skew plus a slow hop, narrow enough that a captured call soon dies. */
+#define IAUTH_WINDOW_S 30
 
 /* Ring: virtual tokens per cache node by default (SPEC 6). */
 #define RING_VNODES_DEFAULT 128
@@ -84,5 +97,47 @@
 
 /* Graceful shutdown: in-flight requests get this long to finish. */
 #define SHUTDOWN_GRACE_MS 10000
+
+/* HTTP server resources (hs_config fields left 0 take these). Every
+ * connection is a thread in thread-per-connection mode, so the
+ * connection limit also caps threads; past it new connections are
+ * accepted and closed at once. */
+#define HTTP_MAX_CONNECTIONS_DEFAULT 4096
+/* A connection on which nothing arrives or leaves for this long is
+ * closed: idle keep-alive connections and clients that stopped sending.
+ * libmicrohttpd restarts the clock on every byte, so a client trickling
+ * a header byte by byte is cut off by nginx's client_header_timeout at
+ * the edge, not by this. */
+#define HTTP_CONN_TIMEOUT_S_DEFAULT 30
+/* Memory of one connection, which holds the whole request header block:
+ * a larger header is refused by libmicrohttpd (431). Above nginx's
+ * large_client_header_buffers (4 x 8 KiB), so whatever the edge passes
+ * fits. */
+#define HTTP_CONN_MEMORY_DEFAULT (64 * 1024)
+
+/* Rate limits (common/ratelimit.c): token buckets in a table of this many
+ * slots (about 32 bytes each), allocated at start-up. A key looks for its
+ * bucket among RL_WAYS slots of one set and, when none is free, takes
+ * over the least recently used: lookups stay constant-time and the table
+ * never grows. RL_LOCK_STRIPES mutexes guard the sets. */
+#define RL_SLOTS_DEFAULT 65536
+#define RL_WAYS 8
+#define RL_LOCK_STRIPES 256
+/* Largest rate (tokens per second) and burst: keeps the fixed-point
+ * arithmetic (thousandths of a token) far from overflow. */
+#define RL_RATE_MAX 1000000
+#define RL_BURST_MAX 1000000
+
+/* Gateway defaults (GATEWAY_SEND_RATE/BURST, GATEWAY_ANON_RATE/BURST),
+ * per gateway instance. Sends per second and burst per user: far above
+ * what a person types, a stop for a runaway client. Failed
+ * authentications per second and burst per client address, so a flood of
+ * bad tokens is answered 429: the burst is room for a test suite's run of
+ * about 90 refused tokens within a fraction of a second from one address
+ * (tests/e2e/test_auth.py), and several clients behind one NAT. */
+#define GATEWAY_SEND_RATE_DEFAULT 200
+#define GATEWAY_SEND_BURST_DEFAULT 400
+#define GATEWAY_ANON_RATE_DEFAULT 20
+#define GATEWAY_ANON_BURST_DEFAULT 200
 
 #endif

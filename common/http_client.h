@@ -15,11 +15,11 @@
 typedef struct hc_pool hc_pool;
 
 typedef enum {
-    HC_OK = 0,      /* a response arrived (any status) */
-    HC_CONNECT,     /* could not connect: the peer is down */
-    HC_TIMEOUT,     /* no complete answer in time: outcome unknown */
-    HC_TOO_LARGE,   /* response over the cap */
-    HC_ERROR,       /* anything else (allocation, protocol) */
+    HC_OK = 0,    /* a response arrived (any status) */
+    HC_CONNECT,   /* could not connect: the peer is down */
+    HC_TIMEOUT,   /* no complete answer in time: outcome unknown */
+    HC_TOO_LARGE, /* response over the cap */
+    HC_ERROR,     /* anything else (allocation, protocol) */
 } hc_err;
 
 const char *hc_strerror(hc_err err);
@@ -36,6 +36,14 @@ void hc_response_free(hc_response *r);
  * NULL on failure. */
 hc_pool *hc_pool_new(int size, long timeout_ms);
 void hc_pool_free(hc_pool *p);
+
+/* Makes every later hc_request of the pool carry X-Internal-Auth
+ * (common/iauth.h), signed with secret (copied) over the method, the
+ * URL's path and query, the body and the current time. Call once after
+ * hc_pool_new, before the pool is shared between threads. Returns 0, or
+ * -1 when secret is NULL or empty or cannot be copied (the pool is then
+ * unchanged). */
+int hc_pool_set_signer(hc_pool *p, const char *secret);
 
 /* One header line for a call, e.g. "X-Ring-Epoch: 3". */
 typedef struct hc_headers {

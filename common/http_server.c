@@ -16,6 +16,16 @@
  *
  * Handlers run on libmicrohttpd's threads and may block for a long time
  * (calls to other services); no lock of this file is held around them.
+ *
+ * Internal calls: with hs_config.internal_secret set, a route under
+ * /internal/ runs only for a call carrying a valid X-Internal-Auth
+ * (common/iauth.h). Its MAC covers the request target exactly as the
+ * client wrote it, which libmicrohttpd gives us only before it splits
+ * and unescapes it: the URI log callback (on_uri) copies it into the
+ * request context, which it therefore allocates (libmicrohttpd then
+ * hands that context to on_access and on_completed). The header's shape
+ * and time are checked when the headers are in, before any body is
+ * read; the MAC once the body is complete.
  */
 #include "http_server.h"
 
@@ -33,13 +43,9 @@
 #include <unistd.h>
 
 #include "constants.h"
+#include "iauth.h"
 #include "log.h"
 
-/* An idle keep-alive connection is closed after this long. */
-#define HS_CONNECTION_TIMEOUT_S 60
-/* Most concurrent connections per server: a thread each in
- * thread-per-connection mode, so this also caps the threads. */
-#define HS_CONNECTION_LIMIT 4096
 /* A chunked body that went past HTTP_BODY_MAX is read and thrown away so
  * the client gets its 413 on a clean connection; past this much more the
  * connection is simply dropped. */
@@ -86,7 +92,9 @@ typedef struct request_ctx {
     size_t body_cap;
     size_t discarded; /* bytes thrown away past HTTP_BODY_MAX */
     bool too_large;
-    bool answered; /* a reply is queued: ignore further calls */
+    bool answered;    /* a reply is queued: ignore further calls */
+    char *raw_target; /* path and query as received (on_uri); may be NULL */
+    bool begun;       /* begin_request ran: counted in in_flight */
 } request_ctx;
 
 /* ---- replies -------------------------------------------------------- */
@@ -430,6 +438,75 @@ static void generate_request_id(char out[HS_REQUEST_ID_MAX])
         snprintf(out + 2 * i, 3, "%02x", raw[i]);
 }
 
+/* ---- internal authentication ---------------------------------------- */
+
+/* Called by libmicrohttpd once per request, with the request target as
+ * received (NULL when the request line has none), before it is split and
+ * unescaped. Returns the request context, which becomes on_access's
+ * *con_cls; on allocation failure NULL, and begin_request allocates. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    request_ctx *rc = calloc(1, sizeof(*rc));
+    if (rc == NULL)
+        return NULL;
+    rc->raw_target = strdup(uri ? uri : "");
+    return rc;
+}
+
+/* Routes under /internal/ of a server that has an internal secret.
+ * Built-in routes (health, readiness, metrics) stay open. */
+static bool needs_internal_auth(const hs_server *s, const request_ctx *rc)
+{
+    static const char prefix[] = "/internal/";
+    return s->cfg.internal_secret != NULL && rc->outcome == ROUTE_FOUND &&
+           !rc->builtin &&
+           strncmp(rc->route->pattern, prefix, sizeof prefix - 1) == 0;
+}
+
+static const char *internal_auth_value(struct MHD_Connection *conn)
+{
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, IAUTH_HEADER);
+}
+
+/* What can be judged before the body: the header is there, well formed
+ * and within the time window. */
+static iauth_err precheck_internal_auth(struct MHD_Connection *conn)
+{
+    const char *value = internal_auth_value(conn);
+    iauth_value parsed;
+    iauth_err err = iauth_parse(value, value ? strlen(value) : 0, &parsed);
+    if (err == IAUTH_OK)
+        err = iauth_check_time(parsed.ts, (int64_t)time(NULL));
+    return err;
+}
+
+/* The whole check, body included: the MAC over the method, the target as
+ * received and the body. */
+static iauth_err verify_internal_auth(const hs_server *s,
+                                      struct MHD_Connection *conn,
+                                      const request_ctx *rc, const char *method)
+{
+    const char *value = internal_auth_value(conn);
+    if (rc->raw_target == NULL)
+        return IAUTH_ERROR;
+    return iauth_verify(s->cfg.internal_secret, value,
+                        value ? strlen(value) : 0, method, rc->raw_target,
+                        strlen(rc->raw_target), rc->body, rc->body_len,
+                        (int64_t)time(NULL));
+}
+
+/* 401 problem+json; must_close when the body was left unread. */
+static enum MHD_Result refuse_internal_call(hs_server *s,
+                                            struct MHD_Connection *conn,
+                                            request_ctx *rc, const char *method,
+                                            iauth_err err, bool must_close)
+{
+    hs_reply rep = {0};
+    hs_reply_problem(&rep, 401, "Internal call not authenticated",
+                     iauth_strerror(err));
+    return send_reply(s, conn, rc, method, &rep, NULL, must_close);
+}
+
 /* ---- the access handler --------------------------------------------- */
 
 /* True when the request announces a body larger than HTTP_BODY_MAX. */
@@ -449,10 +526,12 @@ static enum MHD_Result begin_request(hs_server *s, struct MHD_Connection *conn,
                                      const char *url, const char *method,
                                      void **con_cls)
 {
-    request_ctx *rc = calloc(1, sizeof(*rc));
+    /* Normally on_uri allocated the context already. */
+    request_ctx *rc = *con_cls != NULL ? *con_cls : calloc(1, sizeof(*rc));
     if (rc == NULL)
         return MHD_NO; /* closes the connection */
     *con_cls = rc;
+    rc->begun = true;
     atomic_fetch_add(&s->in_flight, 1);
     clock_gettime(CLOCK_MONOTONIC, &rc->start);
 
@@ -463,6 +542,11 @@ static enum MHD_Result begin_request(hs_server *s, struct MHD_Connection *conn,
     else
         generate_request_id(rc->request_id);
     resolve_route(s, rc, method, url);
+    if (needs_internal_auth(s, rc)) {
+        iauth_err err = precheck_internal_auth(conn);
+        if (err != IAUTH_OK)
+            return refuse_internal_call(s, conn, rc, method, err, true);
+    }
 
     /* Answering now, before the body is read, makes libmicrohttpd skip
      * the body and close the connection after the reply: the client
@@ -515,6 +599,25 @@ static bool fill_params(request_ctx *rc, const char *url, hs_request *req)
     return true;
 }
 
+/* The TCP peer of conn as text ("" when libmicrohttpd cannot say). */
+static void peer_address(struct MHD_Connection *conn, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (info == NULL || info->client_addr == NULL)
+        return;
+    const struct sockaddr *sa = info->client_addr;
+    const void *raw = NULL;
+    if (sa->sa_family == AF_INET)
+        raw = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    else if (sa->sa_family == AF_INET6)
+        raw = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    if (raw == NULL ||
+        inet_ntop(sa->sa_family, raw, out, (socklen_t)cap) == NULL)
+        out[0] = '\0';
+}
+
 static enum MHD_Result dispatch(hs_server *s, struct MHD_Connection *conn,
                                 request_ctx *rc, const char *url,
                                 const char *method)
@@ -527,6 +630,7 @@ static enum MHD_Result dispatch(hs_server *s, struct MHD_Connection *conn,
     memcpy(req.request_id, rc->request_id, sizeof(req.request_id));
     req.ctx = rc->builtin ? (void *)s : s->cfg.ctx;
     req.conn = conn;
+    peer_address(conn, req.client_addr, sizeof(req.client_addr));
     if (!fill_params(rc, url, &req))
         return send_problem(s, conn, rc, method, 500, "out of memory", NULL,
                             false);
@@ -552,6 +656,11 @@ static enum MHD_Result finish_request(hs_server *s, struct MHD_Connection *conn,
         return send_problem(s, conn, rc, method, 405,
                             "method not allowed on this route", allow, false);
     }
+    if (needs_internal_auth(s, rc)) {
+        iauth_err err = verify_internal_auth(s, conn, rc, method);
+        if (err != IAUTH_OK)
+            return refuse_internal_call(s, conn, rc, method, err, false);
+    }
     return dispatch(s, conn, rc, url, method);
 }
 
@@ -562,7 +671,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 {
     hs_server *s = cls;
     request_ctx *rc = *con_cls;
-    if (rc == NULL)
+    if (rc == NULL || !rc->begun)
         return begin_request(s, conn, url, method, con_cls);
     if (*upload_data_size > 0) {
         size_t len = *upload_data_size;
@@ -582,10 +691,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (rc == NULL)
         return;
     *con_cls = NULL;
+    bool begun = rc->begun;
     free(rc->body);
     free(rc->params_buf);
+    free(rc->raw_target);
     free(rc);
-    atomic_fetch_sub(&s->in_flight, 1);
+    /* A request refused before on_access (a header block over the
+     * memory limit) was never counted. */
+    if (begun)
+        atomic_fetch_sub(&s->in_flight, 1);
 }
 
 /* Counts accepted connections: keep-alive reuse shows as requests
@@ -702,6 +816,20 @@ static unsigned int daemon_flags(const hs_config *cfg, bool is_v6)
     return flags;
 }
 
+/* Zero limits take their defaults. The connection limit also bounds
+ * threads (thread per connection); the idle timeout frees connections
+ * whose client went quiet; the per-connection memory caps the header
+ * block a client may make us hold. */
+static void apply_limit_defaults(hs_config *cfg)
+{
+    if (cfg->max_connections == 0)
+        cfg->max_connections = HTTP_MAX_CONNECTIONS_DEFAULT;
+    if (cfg->conn_timeout_s == 0)
+        cfg->conn_timeout_s = HTTP_CONN_TIMEOUT_S_DEFAULT;
+    if (cfg->conn_memory == 0)
+        cfg->conn_memory = HTTP_CONN_MEMORY_DEFAULT;
+}
+
 hs_server *hs_start(const hs_config *cfg)
 {
     struct sockaddr_storage addr;
@@ -716,6 +844,7 @@ hs_server *hs_start(const hs_config *cfg)
     if (s == NULL)
         return NULL;
     s->cfg = *cfg;
+    apply_limit_defaults(&s->cfg);
 
     /* The logger goes first so that messages about the other options
      * reach it too. MHD_OPTION_END where the pool size would go ends the
@@ -724,9 +853,11 @@ hs_server *hs_start(const hs_config *cfg)
         daemon_flags(cfg, is_v6), (uint16_t)cfg->port, NULL, NULL, on_access, s,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)HS_CONNECTION_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)HS_CONNECTION_LIMIT, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        s->cfg.conn_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+        s->cfg.max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        s->cfg.conn_memory, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         cfg->threads > 0 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
         (unsigned int)cfg->threads, MHD_OPTION_END);
     if (s->daemon == NULL) {
@@ -735,8 +866,10 @@ hs_server *hs_start(const hs_config *cfg)
         free(s);
         return NULL;
     }
-    json_t *fields = json_pack("{s:s, s:i, s:i}", "bind", cfg->bind, "port",
-                               hs_port(s), "threads", cfg->threads);
+    json_t *fields = json_pack("{s:s, s:i, s:i, s:i, s:i}", "bind", cfg->bind,
+                               "port", hs_port(s), "threads", cfg->threads,
+                               "max_connections", (int)s->cfg.max_connections,
+                               "conn_timeout_s", (int)s->cfg.conn_timeout_s);
     log_event("info", "listening", fields);
     json_decref(fields);
     return s;

@@ -25,6 +25,8 @@
 
 #define HS_MAX_PARAMS 4
 #define HS_REQUEST_ID_MAX 64
+/* Room for a client address in text form (IPv6 takes at most 45). */
+#define HS_CLIENT_ADDR_MAX 64
 
 typedef struct hs_request {
     const char *method;
@@ -36,6 +38,8 @@ typedef struct hs_request {
     char request_id[HS_REQUEST_ID_MAX]; /* X-Request-Id or generated */
     void *ctx;                          /* the service context */
     void *conn;                         /* opaque: use hs_query/hs_header */
+    /* The TCP peer, as "127.0.0.1" or "::1"; "" if unknown. */
+    char client_addr[HS_CLIENT_ADDR_MAX];
 } hs_request;
 
 /* What a handler answers. Exactly one of json / text is used. The server
@@ -75,6 +79,19 @@ typedef struct hs_config {
     hs_ready_fn ready;
     void *ctx;
     metrics_t *metrics; /* borrowed; the service may add its own series */
+    /* Resource limits; 0 takes the default of constants.h. */
+    unsigned int max_connections; /* HTTP_MAX_CONNECTIONS_DEFAULT */
+    unsigned int conn_timeout_s;  /* idle: HTTP_CONN_TIMEOUT_S_DEFAULT */
+    size_t conn_memory;           /* per connection, caps the request
+                                     header block (431 past it):
+                                     HTTP_CONN_MEMORY_DEFAULT */
+    /* NULL: no check. Else every route whose pattern starts with
+     * "/internal/" runs only for a call with a valid X-Internal-Auth
+     * signed with this secret (common/iauth.h); any other call gets 401
+     * problem+json "Internal call not authenticated", a missing, malformed
+     * or stale header before its body is read. Borrowed for the life of
+     * the server. */
+    const char *internal_secret;
 } hs_config;
 
 typedef struct hs_server hs_server;

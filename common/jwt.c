@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,7 +38,9 @@ const char *jwt_strerror(jwt_err err)
     case JWT_BAD_SIGNATURE:
         return "bad token signature";
     case JWT_EXPIRED:
-        return "token expired or not yet valid";
+        return "token expired";
+    case JWT_NOT_YET_VALID:
+        return "token not yet valid (nbf or iat in the future)";
     }
     return "unknown token error";
 }
@@ -108,28 +111,53 @@ static jwt_err check_signature(const char *secret, const char *signed_part,
     return JWT_OK;
 }
 
-/* exp is required; nbf optional. Both tolerate JWT_LEEWAY_S of skew,
- * written so that no claim value can overflow the arithmetic. */
-static jwt_err check_times(const json_t *claims, int64_t now)
+/* An optional time claim: absent, or an integer. Returns false when
+ * present with another type. */
+static bool optional_time(const json_t *claims, const char *name, bool *present,
+                          int64_t *value)
+{
+    const json_t *v = json_object_get(claims, name);
+
+    *present = v != NULL;
+    if (v == NULL)
+        return true;
+    if (!json_is_integer(v))
+        return false;
+    *value = json_integer_value(v);
+    return true;
+}
+
+/* True when t lies more than leeway seconds after now, written so that
+ * no claim value can overflow the arithmetic (leeway is 0..300). */
+static bool is_in_future(int64_t t, int64_t now, int64_t leeway)
+{
+    return t > INT64_MIN + leeway && now < t - leeway;
+}
+
+/* exp is required; nbf and iat optional. A token issued or valid only
+ * in the future (beyond the skew) is refused: a clock-skewed or forged
+ * issuer must not mint tokens that become valid later. */
+static jwt_err check_times(const json_t *claims, int64_t now, int64_t leeway)
 {
     const json_t *exp = json_object_get(claims, "exp");
-    const json_t *nbf = json_object_get(claims, "nbf");
+    bool has_nbf, has_iat;
+    int64_t nbf = 0, iat = 0;
 
-    if (!json_is_integer(exp) || (nbf != NULL && !json_is_integer(nbf)))
+    if (!json_is_integer(exp) ||
+        !optional_time(claims, "nbf", &has_nbf, &nbf) ||
+        !optional_time(claims, "iat", &has_iat, &iat))
         return JWT_MALFORMED;
     int64_t e = json_integer_value(exp);
-    if (e < INT64_MAX - JWT_LEEWAY_S && now > e + JWT_LEEWAY_S)
+    if (e < INT64_MAX - leeway && now > e + leeway)
         return JWT_EXPIRED;
-    if (nbf != NULL) {
-        int64_t b = json_integer_value(nbf);
-        if (b > INT64_MIN + JWT_LEEWAY_S && now < b - JWT_LEEWAY_S)
-            return JWT_EXPIRED;
-    }
+    if ((has_nbf && is_in_future(nbf, now, leeway)) ||
+        (has_iat && is_in_future(iat, now, leeway)))
+        return JWT_NOT_YET_VALID;
     return JWT_OK;
 }
 
 static jwt_err check_claims(const char *part, size_t len, int64_t now,
-                            int64_t *user_id)
+                            int64_t leeway, int64_t *user_id)
 {
     json_t *claims = decode_object(part, len);
     int64_t id = 0;
@@ -141,7 +169,7 @@ static jwt_err check_claims(const char *part, size_t len, int64_t now,
     if (json_is_string(sub) &&
         ids_parse_user(json_string_value(sub), json_string_length(sub), &id) ==
             0)
-        err = check_times(claims, now);
+        err = check_times(claims, now, leeway);
     json_decref(claims);
     if (err == JWT_OK)
         *user_id = id;
@@ -175,10 +203,13 @@ static int split_token(const char *token, size_t len, const char *part[3],
 }
 
 jwt_err jwt_verify(const char *secret, const char *token, size_t len,
-                   int64_t now, int64_t *user_id)
+                   int64_t now, int leeway_s, int64_t *user_id)
 {
     const char *part[3];
     size_t part_len[3];
+    int64_t leeway = leeway_s < 0                  ? 0
+                     : leeway_s > JWT_LEEWAY_MAX_S ? JWT_LEEWAY_MAX_S
+                                                   : leeway_s;
 
     if (len == 0 || len > JWT_TOKEN_MAX ||
         split_token(token, len, part, part_len) != 0)
@@ -188,7 +219,7 @@ jwt_err jwt_verify(const char *secret, const char *token, size_t len,
         err = check_signature(secret, token, part_len[0] + 1 + part_len[1],
                               part[2], part_len[2]);
     if (err == JWT_OK)
-        err = check_claims(part[1], part_len[1], now, user_id);
+        err = check_claims(part[1], part_len[1], now, leeway, user_id);
     return err;
 }
 

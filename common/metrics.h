@@ -28,8 +28,7 @@ void metrics_count(metrics_t *m, const char *name, const char *help,
 void metrics_gauge(metrics_t *m, const char *name, const char *help,
                    double value);
 /* A dependency call's latency: dep "storage", "redis", "postgres". */
-void metrics_observe_dependency(metrics_t *m, const char *dep,
-                                double seconds);
+void metrics_observe_dependency(metrics_t *m, const char *dep, double seconds);
 
 /* Returns a new string in Prometheus text format (caller frees), or
  * NULL. */

@@ -23,12 +23,12 @@ typedef struct query_raw {
 } query_raw;
 
 typedef struct list_query {
-    int page_size;       /* 1..LIST_PAGE_SIZE_MAX */
-    int page;            /* >= 0 */
+    int page_size; /* 1..LIST_PAGE_SIZE_MAX */
+    int page;      /* >= 0 */
     bool has_before;
-    int64_t before;      /* message id, if has_before */
+    int64_t before; /* message id, if has_before */
     bool has_since;
-    sync_token since;    /* if has_since */
+    sync_token since; /* if has_since */
     bool has_updated_after;
     int64_t updated_after; /* ms, if has_updated_after */
 } list_query;

@@ -20,7 +20,7 @@ typedef enum { SYNC_CONVERSATIONS = 'c', SYNC_MESSAGES = 'm' } sync_kind;
 typedef struct sync_token {
     sync_kind kind;
     int64_t user_id;
-    int64_t seq; /* >= 0 */
+    int64_t seq;                                /* >= 0 */
     char conversation_id[IDS_CONVERSATION_MAX]; /* "" for SYNC_CONVERSATIONS */
 } sync_token;
 

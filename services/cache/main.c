@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "http_server.h"
+#include "iauth.h"
 #include "constants.h"
 #include "log.h"
 #include "outbox.h"
@@ -17,8 +18,34 @@
 
 typedef struct cache_config {
     const char *bind, *name, *router_url, *storage_url, *redis_host;
+    const char *internal_secret;
     int port, threads, node_id, redis_port, redis_pool, hop_pool;
+    int max_connections, conn_timeout_s;
 } cache_config;
+
+/* MESSENGER_INTERNAL_SECRET: an error when empty or short, only a
+ * warning when short in dev mode (MESSENGER_DEV_MODE=1). */
+static const char *read_internal_secret(config_errors *errs)
+{
+    static const char name[] = "MESSENGER_INTERNAL_SECRET";
+    bool dev_mode = config_int("MESSENGER_DEV_MODE", 0, 0, 1, errs) == 1;
+    const char *secret = config_str(name, "");
+    const char *warning;
+    const char *why = iauth_secret_problem(secret, dev_mode, &warning);
+    if (why) {
+        /* After config.c's errors ("; " before each) or CACHE_NAME's
+         * ("; " after it): one separator either way. */
+        size_t used = strnlen(errs->text, sizeof(errs->text));
+        bool separated =
+            used == 0 || (used >= 2 && errs->text[used - 2] == ';');
+        snprintf(errs->text + used, sizeof(errs->text) - used, "%s%s: %s",
+                 separated ? "" : "; ", name, why);
+        errs->count++;
+    } else if (warning) {
+        log_msg("warn", "%s: %s", name, warning);
+    }
+    return secret;
+}
 
 static int read_config(cache_config *c)
 {
@@ -34,12 +61,19 @@ static int read_config(cache_config *c)
     c->redis_port = (int)config_int("REDIS_PORT", 6379, 1, 65535, &errs);
     c->redis_pool = (int)config_int("CACHE_REDIS_POOL", 16, 1, 256, &errs);
     c->hop_pool = (int)config_int("CACHE_HOP_POOL", 64, 1, 4096, &errs);
+    c->max_connections =
+        (int)config_int("MESSENGER_MAX_CONNECTIONS",
+                        HTTP_MAX_CONNECTIONS_DEFAULT, 1, 65536, &errs);
+    c->conn_timeout_s =
+        (int)config_int("MESSENGER_CONN_TIMEOUT_S", HTTP_CONN_TIMEOUT_S_DEFAULT,
+                        1, 3600, &errs);
     if (!c->name[0] || strlen(c->name) >= sizeof(((ring_node *)0)->name)) {
         errs.count++;
         snprintf(errs.text + strlen(errs.text),
                  sizeof(errs.text) - strlen(errs.text),
                  "CACHE_NAME: required, at most 63 characters; ");
     }
+    c->internal_secret = read_internal_secret(&errs);
     return config_report(&errs);
 }
 
@@ -86,6 +120,9 @@ static int node_init(cache_node *n, const cache_config *c)
     n->hot = hot_new(c->redis_host, c->redis_port, c->redis_pool, n->metrics);
     if (!n->metrics || !n->locks || !n->hops || !n->hot)
         return -1;
+    /* Storage, the router and peer nodes refuse unsigned internal calls. */
+    if (hc_pool_set_signer(n->hops, c->internal_secret))
+        return -1;
     n->ring = ringview_new(c->router_url, n->hops, n->metrics, ring_changed, n);
     return n->ring ? 0 : -1;
 }
@@ -123,7 +160,10 @@ int main(void)
                     .nroutes = cache_nroutes,
                     .ready = is_ready,
                     .ctx = &n,
-                    .metrics = n.metrics};
+                    .metrics = n.metrics,
+                    .max_connections = (unsigned int)c.max_connections,
+                    .conn_timeout_s = (unsigned int)c.conn_timeout_s,
+                    .internal_secret = c.internal_secret};
     log_msg("info", "cache: node %s", c.name);
     int status = hs_serve_until_signal(&hc) ? 1 : 0;
     outbox_stop(ob);

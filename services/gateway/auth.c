@@ -22,6 +22,15 @@
 #define BEARER "bearer"
 #define BEARER_LEN 6
 
+/* The token leeway: written once by main (auth_set_leeway) before any
+ * request thread exists, read-only afterwards. */
+static int jwt_leeway_s = JWT_LEEWAY_S;
+
+void auth_set_leeway(int leeway_s)
+{
+    jwt_leeway_s = leeway_s;
+}
+
 static bool is_blank(char c)
 {
     return c == ' ' || c == '\t';
@@ -62,7 +71,7 @@ auth_err auth_authenticate(const char *secret, const char *header, int64_t now,
         *detail = "the Authorization header must be Bearer <token>";
         return AUTH_NOT_BEARER;
     }
-    jwt_err err = jwt_verify(secret, token, len, now, user_id);
+    jwt_err err = jwt_verify(secret, token, len, now, jwt_leeway_s, user_id);
     if (err) {
         *detail = jwt_strerror(err);
         return AUTH_BAD_TOKEN;
@@ -76,6 +85,23 @@ bool auth_path_is_user(const char *segment, int64_t user_id)
     char own[24];
     snprintf(own, sizeof(own), "%lld", (long long)user_id);
     return segment != NULL && strcmp(segment, own) == 0;
+}
+
+/* 127.0.0.0/8, ::1, and IPv4 loopback mapped into IPv6. */
+static bool is_loopback(const char *addr)
+{
+    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0 ||
+           strncmp(addr, "::ffff:127.", 11) == 0;
+}
+
+const char *auth_client_address(const char *peer, const char *x_real_ip,
+                                bool trust_proxy, size_t max)
+{
+    if (!trust_proxy || peer == NULL || !is_loopback(peer) ||
+        x_real_ip == NULL || x_real_ip[0] == '\0' ||
+        strnlen(x_real_ip, max) >= max)
+        return peer;
+    return x_real_ip;
 }
 
 /* ---- the lenient sender scan ------------------------------------- */

@@ -7,7 +7,8 @@
  * a 403 whatever else the request holds, so the checks here read only as
  * much of the request as they need and are lenient about the rest.
  *
- * Pure functions: no I/O, no allocation, safe from any thread.
+ * Pure functions: no I/O, no allocation, safe from any thread (the one
+ * setting, the token leeway, is written once by main before any).
  */
 #ifndef GATEWAY_AUTH_H
 #define GATEWAY_AUTH_H
@@ -30,9 +31,15 @@ typedef enum {
  * 0 and points *token and *len into header, or -1. */
 int auth_bearer_token(const char *header, const char **token, size_t *len);
 
+/* Sets the clock skew tolerated on a token's exp, nbf and iat
+ * (MESSENGER_JWT_LEEWAY_S; JWT_LEEWAY_S until set). Call once from main
+ * before the server starts: the value is read without a lock. */
+void auth_set_leeway(int leeway_s);
+
 /* Authenticates an Authorization header value (NULL when absent) with
- * secret at time now (seconds). On AUTH_OK sets *user_id. On error
- * *detail is a static string for the 401 problem. */
+ * secret at time now (seconds), with the leeway of auth_set_leeway. On
+ * AUTH_OK sets *user_id. On error *detail is a static string for the
+ * 401 problem. */
 auth_err auth_authenticate(const char *secret, const char *header, int64_t now,
                            int64_t *user_id, const char **detail);
 
@@ -51,5 +58,14 @@ bool auth_path_is_user(const char *segment, int64_t user_id);
  * falls through to validation (400). */
 bool auth_body_names_other_sender(const char *body, size_t len,
                                   int64_t user_id);
+
+/* The address a request is rate limited by: peer, the TCP peer, unless
+ * trust_proxy is set and peer is loopback (nginx on the same host): then
+ * x_real_ip, the header nginx sets to its own peer, when it is present,
+ * non-empty and shorter than max. Returns one of the two arguments. A
+ * client that reaches the gateway directly from another host cannot
+ * choose its key. */
+const char *auth_client_address(const char *peer, const char *x_real_ip,
+                                bool trust_proxy, size_t max);
 
 #endif

@@ -9,9 +9,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "auth.h"
 #include "config.h"
 #include "gateway.h"
 #include "http_server.h"
+#include "iauth.h"
 #include "constants.h"
 #include "log.h"
 #include "routes.h"
@@ -30,8 +32,11 @@
 #define ROUTER_URL_MAX 200
 
 typedef struct gateway_config {
-    const char *bind, *router_url, *jwt_secret;
-    int port, threads, hop_pool;
+    const char *bind, *router_url, *jwt_secret, *internal_secret;
+    int port, threads, hop_pool, jwt_leeway_s;
+    int max_connections, conn_timeout_s;
+    int64_t send_rate, send_burst, anon_rate, anon_burst;
+    bool trust_proxy;
 } gateway_config;
 
 static void add_error(config_errors *errs, const char *name, const char *reason)
@@ -42,6 +47,21 @@ static void add_error(config_errors *errs, const char *name, const char *reason)
     errs->count++;
 }
 
+/* An HMAC secret from the environment: an error when empty or short,
+ * only a warning when short in dev mode (MESSENGER_DEV_MODE=1). */
+static const char *read_secret(const char *name, bool dev_mode,
+                               config_errors *errs)
+{
+    const char *secret = config_str(name, "");
+    const char *warning;
+    const char *why = iauth_secret_problem(secret, dev_mode, &warning);
+    if (why)
+        add_error(errs, name, why);
+    else if (warning)
+        log_msg("warn", "%s: %s", name, warning);
+    return secret;
+}
+
 static int read_config(gateway_config *c)
 {
     config_errors errs = {0};
@@ -50,11 +70,29 @@ static int read_config(gateway_config *c)
     c->port = (int)config_int("GATEWAY_PORT", 8080, 1, 65535, &errs);
     c->hop_pool = (int)config_int("GATEWAY_HOP_POOL", 64, 1, 4096, &errs);
     c->router_url = config_str("ROUTER_URL", "http://127.0.0.1:8200");
-    c->jwt_secret = config_str("MESSENGER_JWT_SECRET", "");
+    bool dev_mode = config_int("MESSENGER_DEV_MODE", 0, 0, 1, &errs) == 1;
+    c->jwt_secret = read_secret("MESSENGER_JWT_SECRET", dev_mode, &errs);
+    c->internal_secret =
+        read_secret("MESSENGER_INTERNAL_SECRET", dev_mode, &errs);
+    c->jwt_leeway_s = (int)config_int("MESSENGER_JWT_LEEWAY_S", JWT_LEEWAY_S, 0,
+                                      JWT_LEEWAY_MAX_S, &errs);
+    c->max_connections =
+        (int)config_int("MESSENGER_MAX_CONNECTIONS",
+                        HTTP_MAX_CONNECTIONS_DEFAULT, 1, 65536, &errs);
+    c->conn_timeout_s =
+        (int)config_int("MESSENGER_CONN_TIMEOUT_S", HTTP_CONN_TIMEOUT_S_DEFAULT,
+                        1, 3600, &errs);
+    c->send_rate = config_int("GATEWAY_SEND_RATE", GATEWAY_SEND_RATE_DEFAULT, 1,
+                              RL_RATE_MAX, &errs);
+    c->send_burst = config_int("GATEWAY_SEND_BURST", GATEWAY_SEND_BURST_DEFAULT,
+                               1, RL_BURST_MAX, &errs);
+    c->anon_rate = config_int("GATEWAY_ANON_RATE", GATEWAY_ANON_RATE_DEFAULT, 1,
+                              RL_RATE_MAX, &errs);
+    c->anon_burst = config_int("GATEWAY_ANON_BURST", GATEWAY_ANON_BURST_DEFAULT,
+                               1, RL_BURST_MAX, &errs);
+    c->trust_proxy = config_int("GATEWAY_TRUST_PROXY", 0, 0, 1, &errs) == 1;
     if (strlen(c->router_url) > ROUTER_URL_MAX)
         add_error(&errs, "ROUTER_URL", "at most 200 characters");
-    if (!c->jwt_secret[0])
-        add_error(&errs, "MESSENGER_JWT_SECRET", "required, not empty");
     return config_report(&errs);
 }
 
@@ -74,6 +112,8 @@ static void gateway_destroy(gateway *g)
     ringview_free(g->ring); /* stops the refresh thread first */
     hc_pool_free(g->hops);
     hc_pool_free(g->router_hops);
+    rl_free(g->send_limit);
+    rl_free(g->anon_limit);
     metrics_free(g->metrics);
 }
 
@@ -84,7 +124,15 @@ static int gateway_init(gateway *g, const gateway_config *c)
     g->metrics = metrics_new("gateway");
     g->hops = hc_pool_new(c->hop_pool, GATEWAY_HOP_TIMEOUT_MS);
     g->router_hops = hc_pool_new(ROUTER_HOP_POOL, HOP_TIMEOUT_MS);
-    if (!g->metrics || !g->hops || !g->router_hops)
+    g->send_limit = rl_new(c->send_rate, c->send_burst, RL_SLOTS_DEFAULT);
+    g->anon_limit = rl_new(c->anon_rate, c->anon_burst, RL_SLOTS_DEFAULT);
+    g->trust_proxy = c->trust_proxy;
+    if (!g->metrics || !g->hops || !g->router_hops || !g->send_limit ||
+        !g->anon_limit)
+        return -1;
+    /* Cache nodes and the router refuse unsigned internal calls. */
+    if (hc_pool_set_signer(g->hops, c->internal_secret) ||
+        hc_pool_set_signer(g->router_hops, c->internal_secret))
         return -1;
     g->ring =
         ringview_new(c->router_url, g->router_hops, g->metrics, NULL, NULL);
@@ -112,6 +160,7 @@ int main(void)
     gateway_config c;
     if (read_config(&c))
         return 2;
+    auth_set_leeway(c.jwt_leeway_s);
     gateway g;
     if (gateway_init(&g, &c)) {
         log_msg("error", "gateway: start-up failed (allocation)");
@@ -132,7 +181,10 @@ int main(void)
                     .nroutes = gateway_nroutes,
                     .ready = is_ready,
                     .ctx = &g,
-                    .metrics = g.metrics};
+                    .metrics = g.metrics,
+                    .max_connections = (unsigned int)c.max_connections,
+                    .conn_timeout_s = (unsigned int)c.conn_timeout_s,
+                    .internal_secret = c.internal_secret};
     int status = hs_serve_until_signal(&hc) ? 1 : 0;
     gateway_destroy(&g);
     return status;

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "epochfile.h"
 #include "http_server.h"
+#include "iauth.h"
 #include "constants.h"
 #include "log.h"
 #include "membership.h"
@@ -21,8 +22,9 @@
 #define ROUTER_VNODES_MAX 4096
 
 typedef struct router_config {
-    const char *bind, *nodes, *epoch_file;
+    const char *bind, *nodes, *epoch_file, *internal_secret;
     int port, threads, vnodes;
+    int max_connections, conn_timeout_s;
 } router_config;
 
 /* Appends "NAME: reason" to errs the way config.c does. */
@@ -32,6 +34,22 @@ static void add_error(config_errors *errs, const char *name, const char *reason)
     snprintf(errs->text + used, sizeof(errs->text) - used, "%s%s: %s",
              errs->count > 0 ? "; " : "", name, reason);
     errs->count++;
+}
+
+/* MESSENGER_INTERNAL_SECRET: an error when empty or short, only a
+ * warning when short in dev mode (MESSENGER_DEV_MODE=1). */
+static const char *read_internal_secret(config_errors *errs)
+{
+    static const char name[] = "MESSENGER_INTERNAL_SECRET";
+    bool dev_mode = config_int("MESSENGER_DEV_MODE", 0, 0, 1, errs) == 1;
+    const char *secret = config_str(name, "");
+    const char *warning;
+    const char *why = iauth_secret_problem(secret, dev_mode, &warning);
+    if (why)
+        add_error(errs, name, why);
+    else if (warning)
+        log_msg("warn", "%s: %s", name, warning);
+    return secret;
 }
 
 static int read_config(router_config *c, ring_node *nodes, int *nnodes)
@@ -44,6 +62,13 @@ static int read_config(router_config *c, ring_node *nodes, int *nnodes)
                                 ROUTER_VNODES_MAX, &errs);
     c->epoch_file = config_str("ROUTER_EPOCH_FILE", NULL);
     c->nodes = config_str("ROUTER_NODES", "");
+    c->internal_secret = read_internal_secret(&errs);
+    c->max_connections =
+        (int)config_int("MESSENGER_MAX_CONNECTIONS",
+                        HTTP_MAX_CONNECTIONS_DEFAULT, 1, 65536, &errs);
+    c->conn_timeout_s =
+        (int)config_int("MESSENGER_CONN_TIMEOUT_S", HTTP_CONN_TIMEOUT_S_DEFAULT,
+                        1, 3600, &errs);
     char why[512];
     if (!c->nodes[0])
         add_error(&errs, "ROUTER_NODES", "required (name=url,name=url)");
@@ -124,7 +149,10 @@ int main(void)
                     .nroutes = router_nroutes,
                     .ready = is_ready,
                     .ctx = &r,
-                    .metrics = r.metrics};
+                    .metrics = r.metrics,
+                    .max_connections = (unsigned int)c.max_connections,
+                    .conn_timeout_s = (unsigned int)c.conn_timeout_s,
+                    .internal_secret = c.internal_secret};
     log_msg("info", "router: epoch %lld, %d nodes", (long long)r.ring->epoch,
             nnodes);
     int status = hs_serve_until_signal(&hc) ? 1 : 0;

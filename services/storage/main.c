@@ -13,7 +13,9 @@
 #include <string.h>
 
 #include "config.h"
+#include "constants.h"
 #include "http_server.h"
+#include "iauth.h"
 #include "log.h"
 #include "mailbox.h"
 #include "metrics.h"
@@ -27,8 +29,10 @@ typedef struct storage_config {
     int threads;
     int shards;
     int pool_size;
+    int max_connections, conn_timeout_s;
     const char *pg_urls;
     const char *shard_map;
+    const char *internal_secret;
 } storage_config;
 
 /* Adds "NAME: reason" to errs in config.h's format. */
@@ -39,6 +43,22 @@ static void add_config_error(config_errors *errs, const char *name,
     snprintf(errs->text + len, sizeof errs->text - len, "%s%s: %s",
              len ? "; " : "", name, reason);
     errs->count++;
+}
+
+/* MESSENGER_INTERNAL_SECRET: an error when empty or short, only a
+ * warning when short in dev mode (MESSENGER_DEV_MODE=1). */
+static const char *read_internal_secret(config_errors *errs)
+{
+    static const char name[] = "MESSENGER_INTERNAL_SECRET";
+    bool dev_mode = config_int("MESSENGER_DEV_MODE", 0, 0, 1, errs) == 1;
+    const char *secret = config_str(name, "");
+    const char *warning;
+    const char *why = iauth_secret_problem(secret, dev_mode, &warning);
+    if (why)
+        add_config_error(errs, name, why);
+    else if (warning)
+        log_msg("warn", "%s: %s", name, warning);
+    return secret;
 }
 
 static int read_config(storage_config *c)
@@ -52,6 +72,13 @@ static int read_config(storage_config *c)
     c->pool_size = (int)config_int("STORAGE_PG_POOL", 4, 1, 256, &errs);
     c->pg_urls = config_str("STORAGE_PG_URLS", NULL);
     c->shard_map = config_str("STORAGE_SHARD_MAP", NULL);
+    c->internal_secret = read_internal_secret(&errs);
+    c->max_connections =
+        (int)config_int("MESSENGER_MAX_CONNECTIONS",
+                        HTTP_MAX_CONNECTIONS_DEFAULT, 1, 65536, &errs);
+    c->conn_timeout_s =
+        (int)config_int("MESSENGER_CONN_TIMEOUT_S", HTTP_CONN_TIMEOUT_S_DEFAULT,
+                        1, 3600, &errs);
     if (!c->pg_urls || !*c->pg_urls)
         add_config_error(&errs, "STORAGE_PG_URLS", "required");
     return config_report(&errs) ? -1 : 0;
@@ -115,6 +142,9 @@ static int serve(const storage_config *c, mbox_store *store, metrics_t *metrics)
     hs.ready = storage_ready;
     hs.ctx = store;
     hs.metrics = metrics;
+    hs.max_connections = (unsigned int)c->max_connections;
+    hs.conn_timeout_s = (unsigned int)c->conn_timeout_s;
+    hs.internal_secret = c->internal_secret;
     log_msg("info", "storage: %d instances, %d shards", store->map->instances,
             store->map->shards);
     return hs_serve_until_signal(&hs) ? 1 : 0;

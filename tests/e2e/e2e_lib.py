@@ -110,6 +110,37 @@ def mint(secret, sub, exp_in_s=3600, extra=None):
     return jwt_encode({"alg": "HS256", "typ": "JWT"}, claims, secret)
 
 
+# -------------------------------------------------------- internal calls
+
+INTERNAL_AUTH_HEADER = "X-Internal-Auth"
+
+
+def internal_auth(secret, method, target, body=None, ts=None):
+    """The X-Internal-Auth value of a call between services
+    (docs/internal-api.md, common/iauth.h): "v1 <ts> <hex mac>", the MAC
+    HMAC-SHA256 under secret of "v1\\n<METHOD>\\n<target>\\n<ts>\\n<hex
+    SHA-256 of the body>". target is the path and query exactly as sent;
+    body the bytes sent (None or str accepted); ts defaults to now."""
+    if body is None:
+        body = b""
+    elif isinstance(body, str):
+        body = body.encode("utf-8")
+    ts = int(time.time()) if ts is None else int(ts)
+    canonical = "v1\n%s\n%s\n%d\n%s" % (method, target, ts, hashlib.sha256(body).hexdigest())
+    mac = hmac.new(secret.encode(), canonical.encode("utf-8"), hashlib.sha256).hexdigest()
+    return "v1 %d %s" % (ts, mac)
+
+
+def internal_secret(env=None):
+    """MESSENGER_INTERNAL_SECRET of the cluster (its cluster.env, named by
+    MESSENGER_CLUSTER_ENV, or the environment)."""
+    secret = (env or load_cluster_env()).get("MESSENGER_INTERNAL_SECRET") or \
+        os.environ.get("MESSENGER_INTERNAL_SECRET")
+    if not secret:
+        raise TestFailure("MESSENGER_INTERNAL_SECRET missing from the cluster env")
+    return secret
+
+
 # ------------------------------------------------------------------ HTTP
 
 

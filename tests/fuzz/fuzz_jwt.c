@@ -2,8 +2,9 @@
  * fuzz_jwt.c - libFuzzer target for jwt_verify, which sees every
  * Authorization header. The input is tried twice: as a whole token, and
  * as the claims of a token signed here with the right secret, so the
- * claims checks behind the signature get fuzzed too. A token that
- * verifies must name a user in range.
+ * claims checks behind the signature get fuzzed too, each with no leeway
+ * and with the largest. A token that verifies must name a user in range,
+ * and one that verifies without leeway must verify with more.
  */
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -29,10 +30,15 @@ static size_t b64url(const void *data, size_t len, char *out)
 
 static void check(const char *token, size_t len)
 {
-    int64_t user = 0;
+    int64_t user = 0, user_wide = 0;
 
-    if (jwt_verify(SECRET, token, len, NOW, &user) == JWT_OK &&
-        (user < 1 || user > MSG_USER_ID_MAX))
+    jwt_err strict = jwt_verify(SECRET, token, len, NOW, 0, &user);
+    jwt_err wide =
+        jwt_verify(SECRET, token, len, NOW, JWT_LEEWAY_MAX_S, &user_wide);
+    if (strict == JWT_OK &&
+        (user < 1 || user > MSG_USER_ID_MAX || wide != JWT_OK))
+        abort();
+    if (wide == JWT_OK && (user_wide < 1 || user_wide > MSG_USER_ID_MAX))
         abort();
 }
 

@@ -13,6 +13,9 @@ own ports) and proves what the cache tier promises:
 - a recipient whose node is down still gets the copy once the node is
   back (the transactional outbox), exactly once.
 
+Its direct calls to the router and cache nodes are signed with the
+cluster's internal secret (X-Internal-Auth), as services sign theirs.
+
 Run: python3 tests/integration/test_cache_failures.py
 """
 
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -61,8 +65,14 @@ def read_env(var):
 
 
 def http_json(method, url, headers=None, body=None):
+    """A call signed with the cluster's internal secret (INTERNAL_SECRET)."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    u = urllib.parse.urlsplit(url)
+    target = u.path + ("?" + u.query if u.query else "")
+    headers = dict(headers or {})
+    headers[e2e_lib.INTERNAL_AUTH_HEADER] = e2e_lib.internal_auth(INTERNAL_SECRET, method,
+                                                                  target, data)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
@@ -111,6 +121,7 @@ class Layout:
 
 LAYOUT = None
 VAR = None
+INTERNAL_SECRET = None
 
 
 def metric(cache_url, name):
@@ -230,11 +241,12 @@ def test_outbox_delivers_once_the_recipient_node_is_back(api):
 
 
 def main():
-    global LAYOUT, VAR
+    global LAYOUT, VAR, INTERNAL_SECRET
     VAR = tempfile.mkdtemp(prefix="messenger-cache-test.")
     try:
         cluster(VAR, "start")
         env = read_env(VAR)
+        INTERNAL_SECRET = e2e_lib.internal_secret(env)
         LAYOUT = Layout(env)
         os.environ["MESSENGER_CLUSTER_ENV"] = os.path.join(VAR, "cluster.env")
         run_tests()

@@ -6,8 +6,10 @@ Starts two PostgreSQL instances with scripts/pg in a temporary directory on
 free loopback ports, applies schema/ with scripts/migrate, starts the
 storage binary ($MESSENGER_BUILD/bin/storage, default build/asan) with an
 explicit shard map over both instances, and drives its internal HTTP API
-(docs/internal-api.md, section Storage). Every process it starts is
-stopped by PID in a finally block, on failure and on SIGTERM/SIGINT too.
+(docs/internal-api.md, section Storage), every call signed with
+X-Internal-Auth under a secret generated for the run. Every process it
+starts is stopped by PID in a finally block, on failure and on
+SIGTERM/SIGINT too.
 
 Each test names the guarantee it proves and uses users of its own, so the
 tests do not depend on each other's data. The last line printed is
@@ -19,6 +21,7 @@ Python 3 standard library only.
 import http.client
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -30,6 +33,10 @@ import time
 import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+
+from e2e_lib import INTERNAL_AUTH_HEADER, internal_auth  # noqa: E402
+
 BUILD = os.environ.get("MESSENGER_BUILD", os.path.join(ROOT, "build", "asan"))
 if not os.path.isabs(BUILD):
     BUILD = os.path.join(ROOT, BUILD)
@@ -130,10 +137,11 @@ def make_msg(sender, recipient, content="hello", cmid=None, message_id=None):
 
 
 class Storage:
-    """HTTP client of the storage service."""
+    """HTTP client of the storage service; signs every call with secret."""
 
-    def __init__(self, port):
+    def __init__(self, port, secret):
         self.port = port
+        self.secret = secret
 
     def call(self, method, path, body=None, raw=None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -141,6 +149,7 @@ class Storage:
             data = raw if raw is not None else (
                 json.dumps(body).encode() if body is not None else None)
             headers = {"Content-Type": "application/json"} if data is not None else {}
+            headers[INTERNAL_AUTH_HEADER] = internal_auth(self.secret, method, path, data)
             conn.request(method, path, body=data, headers=headers)
             resp = conn.getresponse()
             text = resp.read()
@@ -648,7 +657,9 @@ class Env:
             self.pg_start(i)
         run_script([MIGRATE_SCRIPT, self.url(0), self.url(1)], stdout=subprocess.DEVNULL)
         port = free_port(0)
+        secret = secrets.token_hex(32)
         env = dict(os.environ,
+                   MESSENGER_INTERNAL_SECRET=secret,
                    STORAGE_PORT=str(port),
                    STORAGE_PG_URLS="%s,%s" % (self.url(0), self.url(1)),
                    STORAGE_SHARDS=str(SHARDS),
@@ -658,7 +669,7 @@ class Env:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen([STORAGE_BIN], env=env, stdout=log,
                                          stderr=subprocess.STDOUT)
-        self.storage = Storage(port)
+        self.storage = Storage(port, secret)
         self.wait_ready()
 
     def wait_ready(self):

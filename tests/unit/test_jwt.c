@@ -1,9 +1,9 @@
 /*
  * test_jwt.c - Check suite for jwt.c: interoperability with tokens made
  * by another implementation, sign/verify round trip, and refusal of
- * every kind of bad token (signature, algorithm, claims, times,
- * encoding). Forged tokens are signed here with OpenSSL directly so the
- * claims checks are reached past a valid signature.
+ * every kind of bad token (signature, algorithm, claims, times and
+ * their leeway, encoding). Forged tokens are signed here with OpenSSL directly
+ * so the claims checks are reached past a valid signature.
  */
 #include <check.h>
 #include <openssl/evp.h>
@@ -49,16 +49,44 @@ static void forge(const char *secret, const char *header, const char *payload,
 
 static jwt_err verify(const char *token, int64_t *uid)
 {
-    return jwt_verify(SECRET, token, strlen(token), NOW, uid);
+    return jwt_verify(SECRET, token, strlen(token), NOW, JWT_LEEWAY_S, uid);
 }
 
-/* Verifies a token forged with claims under the HS256 header. */
-static jwt_err verify_claims(const char *claims, int64_t *uid)
+/* Verifies a token forged with claims under the HS256 header, with the
+ * given leeway. */
+static jwt_err verify_claims_leeway(const char *claims, int leeway_s,
+                                    int64_t *uid)
 {
     char tok[1024];
 
     forge(SECRET, HS256_HEADER, claims, tok);
-    return verify(tok, uid);
+    return jwt_verify(SECRET, tok, strlen(tok), NOW, leeway_s, uid);
+}
+
+static jwt_err verify_claims(const char *claims, int64_t *uid)
+{
+    return verify_claims_leeway(claims, JWT_LEEWAY_S, uid);
+}
+
+/* A token of user 42 with one time claim set to now + offset (and exp
+ * far ahead unless the claim is exp itself), verified with leeway_s. */
+static jwt_err verify_time_claim(const char *claim, int64_t offset,
+                                 int leeway_s)
+{
+    char claims[160];
+    int64_t uid = 0;
+
+    if (strcmp(claim, "exp") == 0)
+        snprintf(claims, sizeof claims, "{\"sub\":\"42\",\"exp\":%lld}",
+                 (long long)(NOW + offset));
+    else
+        snprintf(claims, sizeof claims,
+                 "{\"sub\":\"42\",\"exp\":2000000000,\"%s\":%lld}", claim,
+                 (long long)(NOW + offset));
+    jwt_err err = verify_claims_leeway(claims, leeway_s, &uid);
+    if (err == JWT_OK)
+        ck_assert_int_eq(uid, 42);
+    return err;
 }
 
 START_TEST(test_accepts_token_from_another_implementation)
@@ -222,7 +250,7 @@ START_TEST(test_not_before_leeway)
     snprintf(claims, sizeof claims,
              "{\"sub\":\"42\",\"exp\":2000000000,\"nbf\":%lld}",
              NOW + JWT_LEEWAY_S + 1);
-    ck_assert_int_eq(verify_claims(claims, &uid), JWT_EXPIRED);
+    ck_assert_int_eq(verify_claims(claims, &uid), JWT_NOT_YET_VALID);
     snprintf(claims, sizeof claims,
              "{\"sub\":\"42\",\"exp\":2000000000,\"nbf\":%lld}",
              NOW + JWT_LEEWAY_S);
@@ -235,6 +263,86 @@ START_TEST(test_not_before_leeway)
                                    "\"nbf\":\"0\"}",
                                    &uid),
                      JWT_MALFORMED);
+}
+END_TEST
+
+START_TEST(test_issued_at_leeway)
+{
+    int64_t uid;
+
+    /* Issued in the future beyond the skew: refused, even though the
+     * token has not expired. */
+    ck_assert_int_eq(verify_time_claim("iat", JWT_LEEWAY_S + 1, JWT_LEEWAY_S),
+                     JWT_NOT_YET_VALID);
+    ck_assert_int_eq(verify_time_claim("iat", 3600, JWT_LEEWAY_S),
+                     JWT_NOT_YET_VALID);
+    ck_assert_int_eq(verify_time_claim("iat", JWT_LEEWAY_S, JWT_LEEWAY_S),
+                     JWT_OK);
+    ck_assert_int_eq(verify_time_claim("iat", 0, JWT_LEEWAY_S), JWT_OK);
+    ck_assert_int_eq(verify_time_claim("iat", -86400, JWT_LEEWAY_S), JWT_OK);
+    /* Extremes neither overflow nor pass by accident. */
+    ck_assert_int_eq(verify_claims("{\"sub\":\"42\",\"exp\":2000000000,"
+                                   "\"iat\":9223372036854775807}",
+                                   &uid),
+                     JWT_NOT_YET_VALID);
+    ck_assert_int_eq(verify_claims("{\"sub\":\"42\",\"exp\":2000000000,"
+                                   "\"iat\":-9223372036854775808}",
+                                   &uid),
+                     JWT_OK);
+    /* iat, when present, is an integer like exp and nbf. */
+    ck_assert_int_eq(verify_claims("{\"sub\":\"42\",\"exp\":2000000000,"
+                                   "\"iat\":\"1700000000\"}",
+                                   &uid),
+                     JWT_MALFORMED);
+    ck_assert_int_eq(verify_claims("{\"sub\":\"42\",\"exp\":2000000000,"
+                                   "\"iat\":1700000000.5}",
+                                   &uid),
+                     JWT_MALFORMED);
+    ck_assert_int_eq(verify_claims("{\"sub\":\"42\",\"exp\":2000000000,"
+                                   "\"iat\":null}",
+                                   &uid),
+                     JWT_MALFORMED);
+    /* Expiry is judged first: an expired token issued in the future is
+     * expired. */
+    char claims[160];
+    snprintf(claims, sizeof claims,
+             "{\"sub\":\"42\",\"exp\":%lld,\"iat\":%lld}", NOW - 3600,
+             NOW + 3600);
+    ck_assert_int_eq(verify_claims(claims, &uid), JWT_EXPIRED);
+}
+END_TEST
+
+START_TEST(test_leeway_is_the_callers)
+{
+    /* No skew at all: one second past exp is too late, one second
+     * before nbf or iat too early. */
+    ck_assert_int_eq(verify_time_claim("exp", 0, 0), JWT_OK);
+    ck_assert_int_eq(verify_time_claim("exp", -1, 0), JWT_EXPIRED);
+    ck_assert_int_eq(verify_time_claim("nbf", 0, 0), JWT_OK);
+    ck_assert_int_eq(verify_time_claim("nbf", 1, 0), JWT_NOT_YET_VALID);
+    ck_assert_int_eq(verify_time_claim("iat", 1, 0), JWT_NOT_YET_VALID);
+    /* The largest setting, exactly at and just past its edge. */
+    ck_assert_int_eq(
+        verify_time_claim("exp", -JWT_LEEWAY_MAX_S, JWT_LEEWAY_MAX_S), JWT_OK);
+    ck_assert_int_eq(
+        verify_time_claim("exp", -JWT_LEEWAY_MAX_S - 1, JWT_LEEWAY_MAX_S),
+        JWT_EXPIRED);
+    ck_assert_int_eq(
+        verify_time_claim("nbf", JWT_LEEWAY_MAX_S, JWT_LEEWAY_MAX_S), JWT_OK);
+    ck_assert_int_eq(
+        verify_time_claim("iat", JWT_LEEWAY_MAX_S, JWT_LEEWAY_MAX_S), JWT_OK);
+    ck_assert_int_eq(
+        verify_time_claim("iat", JWT_LEEWAY_MAX_S + 1, JWT_LEEWAY_MAX_S),
+        JWT_NOT_YET_VALID);
+    /* Out of range leeways are bounded, never widened: a day counts as
+     * JWT_LEEWAY_MAX_S, a negative one as none. */
+    ck_assert_int_eq(verify_time_claim("exp", -JWT_LEEWAY_MAX_S - 1, 86400),
+                     JWT_EXPIRED);
+    ck_assert_int_eq(verify_time_claim("iat", JWT_LEEWAY_MAX_S + 1, 86400),
+                     JWT_NOT_YET_VALID);
+    ck_assert_int_eq(verify_time_claim("exp", -1, -60), JWT_EXPIRED);
+    ck_assert_int_eq(verify_time_claim("nbf", 1, -60), JWT_NOT_YET_VALID);
+    ck_assert_int_eq(verify_time_claim("exp", 0, -60), JWT_OK);
 }
 END_TEST
 
@@ -331,8 +439,9 @@ START_TEST(test_encoding_and_shape_are_strict)
     /* Embedded NUL: len covers it. */
     memcpy(bad, tok, strlen(tok) + 1);
     bad[5] = '\0';
-    ck_assert_int_eq(jwt_verify(SECRET, bad, strlen(tok), NOW, &uid),
-                     JWT_MALFORMED);
+    ck_assert_int_eq(
+        jwt_verify(SECRET, bad, strlen(tok), NOW, JWT_LEEWAY_S, &uid),
+        JWT_MALFORMED);
     /* The token as given is fine. */
     ck_assert_int_eq(verify(tok, &uid), JWT_OK);
 }
@@ -353,7 +462,7 @@ START_TEST(test_length_cap)
         strcpy(claims + n + fill, "\"}");
         forge(SECRET, HS256_HEADER, claims, tok);
         size_t len = strlen(tok);
-        jwt_err err = jwt_verify(SECRET, tok, len, NOW, &uid);
+        jwt_err err = jwt_verify(SECRET, tok, len, NOW, JWT_LEEWAY_S, &uid);
         if (len <= JWT_TOKEN_MAX) {
             ck_assert_int_eq(err, JWT_OK);
             accepted_at_cap += len > JWT_TOKEN_MAX - 4;
@@ -374,6 +483,8 @@ START_TEST(test_strerror_names_each_error)
     ck_assert_str_ne(jwt_strerror(JWT_MALFORMED), jwt_strerror(JWT_BAD_ALG));
     ck_assert_str_ne(jwt_strerror(JWT_BAD_SIGNATURE),
                      jwt_strerror(JWT_EXPIRED));
+    ck_assert_str_ne(jwt_strerror(JWT_EXPIRED),
+                     jwt_strerror(JWT_NOT_YET_VALID));
 }
 END_TEST
 
@@ -390,6 +501,8 @@ static Suite *jwt_suite(void)
     tcase_add_test(tc, test_alg_none_and_others_are_refused);
     tcase_add_test(tc, test_expiry_leeway);
     tcase_add_test(tc, test_not_before_leeway);
+    tcase_add_test(tc, test_issued_at_leeway);
+    tcase_add_test(tc, test_leeway_is_the_callers);
     tcase_add_test(tc, test_sub_must_be_a_canonical_user_id);
     tcase_add_test(tc, test_exp_is_a_required_integer);
     tcase_add_test(tc, test_encoding_and_shape_are_strict);
