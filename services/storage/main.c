@@ -1,7 +1,7 @@
 /*
  * main.c - the storage service: configuration, wiring, signals.
  *
- * Reads its configuration from the environment (docs/config.md), builds
+ * Reads its configuration from the environment (README.md, Configuration), builds
  * the shard map and one connection pool per PostgreSQL instance, serves
  * the internal API (routes.c) until SIGTERM or SIGINT, then stops
  * accepting, lets in-flight requests finish (SHUTDOWN_GRACE_MS) and closes

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Integration: calls between services are authenticated, and the
-gateway's token rules are strict (docs/internal-api.md, docs/config.md).
+gateway's token rules are strict (docs/internal-api.md, README.md, Configuration).
 
 Starts its own cluster with scripts/cluster (temporary MESSENGER_VAR,
 MESSENGER_BASE_PORT=25000 unless MESSENGER_IAUTH_TEST_BASE_PORT says

@@ -42,7 +42,7 @@ BASE_PORT = int(os.environ.get("MESSENGER_LIMITS_TEST_BASE_PORT", "32000"))
 CLUSTER = os.path.join(ROOT, "scripts", "cluster")
 SEND_RATE, SEND_BURST = 5, 10
 ANON_RATE, ANON_BURST = 5, 10
-# What the cluster is configured with (docs/config.md, nginx.conf.tmpl).
+# What the cluster is configured with (README.md, Configuration, nginx.conf.tmpl).
 GATEWAY_IDLE_TIMEOUT_S = 30
 NGINX_HEADER_TIMEOUT_S = 10
 
