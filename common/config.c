@@ -9,10 +9,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "iauth.h"
 #include "log.h"
 
 const char *config_str(const char *name, const char *def)
@@ -23,19 +25,38 @@ const char *config_str(const char *name, const char *def)
     return value;
 }
 
-/* Appends "NAME: reason" to errs, "; "-separated, cut when full. */
-static void record_error(config_errors *errs, const char *name, int64_t min,
-                         int64_t max)
+void config_error(config_errors *errs, const char *name, const char *reason)
 {
     if (errs == NULL)
         return;
     size_t used = strnlen(errs->text, sizeof(errs->text));
     if (used >= sizeof(errs->text))
         used = sizeof(errs->text) - 1;
-    snprintf(errs->text + used, sizeof(errs->text) - used,
-             "%s%s: must be an integer in [%lld,%lld]",
-             errs->count > 0 ? "; " : "", name, (long long)min, (long long)max);
+    snprintf(errs->text + used, sizeof(errs->text) - used, "%s%s: %s",
+             errs->count > 0 ? "; " : "", name, reason);
     errs->count++;
+}
+
+static void record_error(config_errors *errs, const char *name, int64_t min,
+                         int64_t max)
+{
+    char reason[96];
+    snprintf(reason, sizeof(reason), "must be an integer in [%lld,%lld]",
+             (long long)min, (long long)max);
+    config_error(errs, name, reason);
+}
+
+const char *config_secret(const char *name, config_errors *errs)
+{
+    bool dev_mode = config_int("MESSENGER_DEV_MODE", 0, 0, 1, errs) == 1;
+    const char *secret = config_str(name, "");
+    const char *warning;
+    const char *why = iauth_secret_problem(secret, dev_mode, &warning);
+    if (why)
+        config_error(errs, name, why);
+    else if (warning)
+        log_msg("warn", "%s: %s", name, warning);
+    return secret;
 }
 
 /* Decimal integer with an optional sign and nothing else around it:

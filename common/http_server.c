@@ -933,3 +933,16 @@ const char *hs_header(const hs_request *req, const char *key)
         return NULL;
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, key);
 }
+
+void hs_config_from_env(hs_config *cfg, config_errors *errs)
+{
+    *cfg = (hs_config){0}; /* unset fields take the server's defaults */
+    cfg->bind = config_str("MESSENGER_BIND", "127.0.0.1");
+    cfg->threads = (int)config_int("MESSENGER_HTTP_THREADS", 0, 0, 1024, errs);
+    cfg->max_connections =
+        (unsigned int)config_int("MESSENGER_MAX_CONNECTIONS",
+                                 HTTP_MAX_CONNECTIONS_DEFAULT, 1, 65536, errs);
+    cfg->conn_timeout_s = (unsigned int)config_int(
+        "MESSENGER_CONN_TIMEOUT_S", HTTP_CONN_TIMEOUT_S_DEFAULT, 1, 3600, errs);
+    cfg->internal_secret = config_secret("MESSENGER_INTERNAL_SECRET", errs);
+}

@@ -10,49 +10,22 @@
 
 #include "config.h"
 #include "http_server.h"
-#include "iauth.h"
 #include "constants.h"
 #include "log.h"
 #include "outbox.h"
 #include "routes.h"
 
 typedef struct cache_config {
-    const char *bind, *name, *router_url, *storage_url, *redis_host;
-    const char *internal_secret;
-    int port, threads, node_id, redis_port, redis_pool, hop_pool;
-    int max_connections, conn_timeout_s;
+    hs_config http; /* bind, port, threads, limits, internal secret */
+    const char *name, *router_url, *storage_url, *redis_host;
+    int node_id, redis_port, redis_pool, hop_pool;
 } cache_config;
-
-/* MESSENGER_INTERNAL_SECRET: an error when empty or short, only a
- * warning when short in dev mode (MESSENGER_DEV_MODE=1). */
-static const char *read_internal_secret(config_errors *errs)
-{
-    static const char name[] = "MESSENGER_INTERNAL_SECRET";
-    bool dev_mode = config_int("MESSENGER_DEV_MODE", 0, 0, 1, errs) == 1;
-    const char *secret = config_str(name, "");
-    const char *warning;
-    const char *why = iauth_secret_problem(secret, dev_mode, &warning);
-    if (why) {
-        /* After config.c's errors ("; " before each) or CACHE_NAME's
-         * ("; " after it): one separator either way. */
-        size_t used = strnlen(errs->text, sizeof(errs->text));
-        bool separated =
-            used == 0 || (used >= 2 && errs->text[used - 2] == ';');
-        snprintf(errs->text + used, sizeof(errs->text) - used, "%s%s: %s",
-                 separated ? "" : "; ", name, why);
-        errs->count++;
-    } else if (warning) {
-        log_msg("warn", "%s: %s", name, warning);
-    }
-    return secret;
-}
 
 static int read_config(cache_config *c)
 {
     config_errors errs = {0};
-    c->bind = config_str("MESSENGER_BIND", "127.0.0.1");
-    c->threads = (int)config_int("MESSENGER_HTTP_THREADS", 0, 0, 1024, &errs);
-    c->port = (int)config_int("CACHE_PORT", 8301, 1, 65535, &errs);
+    hs_config_from_env(&c->http, &errs);
+    c->http.port = (int)config_int("CACHE_PORT", 8301, 1, 65535, &errs);
     c->name = config_str("CACHE_NAME", "");
     c->node_id = (int)config_int("CACHE_NODE_ID", 1, 0, ID_NODE_MAX, &errs);
     c->router_url = config_str("ROUTER_URL", "http://127.0.0.1:8200");
@@ -61,19 +34,8 @@ static int read_config(cache_config *c)
     c->redis_port = (int)config_int("REDIS_PORT", 6379, 1, 65535, &errs);
     c->redis_pool = (int)config_int("CACHE_REDIS_POOL", 16, 1, 256, &errs);
     c->hop_pool = (int)config_int("CACHE_HOP_POOL", 64, 1, 4096, &errs);
-    c->max_connections =
-        (int)config_int("MESSENGER_MAX_CONNECTIONS",
-                        HTTP_MAX_CONNECTIONS_DEFAULT, 1, 65536, &errs);
-    c->conn_timeout_s =
-        (int)config_int("MESSENGER_CONN_TIMEOUT_S", HTTP_CONN_TIMEOUT_S_DEFAULT,
-                        1, 3600, &errs);
-    if (!c->name[0] || strlen(c->name) >= sizeof(((ring_node *)0)->name)) {
-        errs.count++;
-        snprintf(errs.text + strlen(errs.text),
-                 sizeof(errs.text) - strlen(errs.text),
-                 "CACHE_NAME: required, at most 63 characters; ");
-    }
-    c->internal_secret = read_internal_secret(&errs);
+    if (!c->name[0] || strlen(c->name) >= sizeof(((ring_node *)0)->name))
+        config_error(&errs, "CACHE_NAME", "required, at most 63 characters");
     return config_report(&errs);
 }
 
@@ -121,7 +83,7 @@ static int node_init(cache_node *n, const cache_config *c)
     if (!n->metrics || !n->locks || !n->hops || !n->hot)
         return -1;
     /* Storage, the router and peer nodes refuse unsigned internal calls. */
-    if (hc_pool_set_signer(n->hops, c->internal_secret))
+    if (hc_pool_set_signer(n->hops, c->http.internal_secret))
         return -1;
     n->ring = ringview_new(c->router_url, n->hops, n->metrics, ring_changed, n);
     return n->ring ? 0 : -1;
@@ -152,18 +114,13 @@ int main(void)
         node_destroy(&n);
         return 1;
     }
-    hs_config hc = {.service = "cache",
-                    .bind = c.bind,
-                    .port = c.port,
-                    .threads = c.threads,
-                    .routes = cache_routes,
-                    .nroutes = cache_nroutes,
-                    .ready = is_ready,
-                    .ctx = &n,
-                    .metrics = n.metrics,
-                    .max_connections = (unsigned int)c.max_connections,
-                    .conn_timeout_s = (unsigned int)c.conn_timeout_s,
-                    .internal_secret = c.internal_secret};
+    hs_config hc = c.http;
+    hc.service = "cache";
+    hc.routes = cache_routes;
+    hc.nroutes = cache_nroutes;
+    hc.ready = is_ready;
+    hc.ctx = &n;
+    hc.metrics = n.metrics;
     log_msg("info", "cache: node %s", c.name);
     int status = hs_serve_until_signal(&hc) ? 1 : 0;
     outbox_stop(ob);

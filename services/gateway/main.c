@@ -13,7 +13,6 @@
 #include "config.h"
 #include "gateway.h"
 #include "http_server.h"
-#include "iauth.h"
 #include "constants.h"
 #include "log.h"
 #include "routes.h"
@@ -32,56 +31,23 @@
 #define ROUTER_URL_MAX 200
 
 typedef struct gateway_config {
-    const char *bind, *router_url, *jwt_secret, *internal_secret;
-    int port, threads, hop_pool, jwt_leeway_s;
-    int max_connections, conn_timeout_s;
+    hs_config http; /* bind, port, threads, limits, internal secret */
+    const char *router_url, *jwt_secret;
+    int hop_pool, jwt_leeway_s;
     int64_t send_rate, send_burst, anon_rate, anon_burst;
     bool trust_proxy;
 } gateway_config;
 
-static void add_error(config_errors *errs, const char *name, const char *reason)
-{
-    size_t used = strnlen(errs->text, sizeof(errs->text));
-    snprintf(errs->text + used, sizeof(errs->text) - used, "%s%s: %s",
-             errs->count > 0 ? "; " : "", name, reason);
-    errs->count++;
-}
-
-/* An HMAC secret from the environment: an error when empty or short,
- * only a warning when short in dev mode (MESSENGER_DEV_MODE=1). */
-static const char *read_secret(const char *name, bool dev_mode,
-                               config_errors *errs)
-{
-    const char *secret = config_str(name, "");
-    const char *warning;
-    const char *why = iauth_secret_problem(secret, dev_mode, &warning);
-    if (why)
-        add_error(errs, name, why);
-    else if (warning)
-        log_msg("warn", "%s: %s", name, warning);
-    return secret;
-}
-
 static int read_config(gateway_config *c)
 {
     config_errors errs = {0};
-    c->bind = config_str("MESSENGER_BIND", "127.0.0.1");
-    c->threads = (int)config_int("MESSENGER_HTTP_THREADS", 0, 0, 1024, &errs);
-    c->port = (int)config_int("GATEWAY_PORT", 8080, 1, 65535, &errs);
+    hs_config_from_env(&c->http, &errs);
+    c->http.port = (int)config_int("GATEWAY_PORT", 8080, 1, 65535, &errs);
     c->hop_pool = (int)config_int("GATEWAY_HOP_POOL", 64, 1, 4096, &errs);
     c->router_url = config_str("ROUTER_URL", "http://127.0.0.1:8200");
-    bool dev_mode = config_int("MESSENGER_DEV_MODE", 0, 0, 1, &errs) == 1;
-    c->jwt_secret = read_secret("MESSENGER_JWT_SECRET", dev_mode, &errs);
-    c->internal_secret =
-        read_secret("MESSENGER_INTERNAL_SECRET", dev_mode, &errs);
+    c->jwt_secret = config_secret("MESSENGER_JWT_SECRET", &errs);
     c->jwt_leeway_s = (int)config_int("MESSENGER_JWT_LEEWAY_S", JWT_LEEWAY_S, 0,
                                       JWT_LEEWAY_MAX_S, &errs);
-    c->max_connections =
-        (int)config_int("MESSENGER_MAX_CONNECTIONS",
-                        HTTP_MAX_CONNECTIONS_DEFAULT, 1, 65536, &errs);
-    c->conn_timeout_s =
-        (int)config_int("MESSENGER_CONN_TIMEOUT_S", HTTP_CONN_TIMEOUT_S_DEFAULT,
-                        1, 3600, &errs);
     c->send_rate = config_int("GATEWAY_SEND_RATE", GATEWAY_SEND_RATE_DEFAULT, 1,
                               RL_RATE_MAX, &errs);
     c->send_burst = config_int("GATEWAY_SEND_BURST", GATEWAY_SEND_BURST_DEFAULT,
@@ -92,7 +58,7 @@ static int read_config(gateway_config *c)
                                1, RL_BURST_MAX, &errs);
     c->trust_proxy = config_int("GATEWAY_TRUST_PROXY", 0, 0, 1, &errs) == 1;
     if (strlen(c->router_url) > ROUTER_URL_MAX)
-        add_error(&errs, "ROUTER_URL", "at most 200 characters");
+        config_error(&errs, "ROUTER_URL", "at most 200 characters");
     return config_report(&errs);
 }
 
@@ -131,8 +97,8 @@ static int gateway_init(gateway *g, const gateway_config *c)
         !g->anon_limit)
         return -1;
     /* Cache nodes and the router refuse unsigned internal calls. */
-    if (hc_pool_set_signer(g->hops, c->internal_secret) ||
-        hc_pool_set_signer(g->router_hops, c->internal_secret))
+    if (hc_pool_set_signer(g->hops, c->http.internal_secret) ||
+        hc_pool_set_signer(g->router_hops, c->http.internal_secret))
         return -1;
     g->ring =
         ringview_new(c->router_url, g->router_hops, g->metrics, NULL, NULL);
@@ -173,18 +139,13 @@ int main(void)
         gateway_destroy(&g);
         return 1;
     }
-    hs_config hc = {.service = "gateway",
-                    .bind = c.bind,
-                    .port = c.port,
-                    .threads = c.threads,
-                    .routes = gateway_routes,
-                    .nroutes = gateway_nroutes,
-                    .ready = is_ready,
-                    .ctx = &g,
-                    .metrics = g.metrics,
-                    .max_connections = (unsigned int)c.max_connections,
-                    .conn_timeout_s = (unsigned int)c.conn_timeout_s,
-                    .internal_secret = c.internal_secret};
+    hs_config hc = c.http;
+    hc.service = "gateway";
+    hc.routes = gateway_routes;
+    hc.nroutes = gateway_nroutes;
+    hc.ready = is_ready;
+    hc.ctx = &g;
+    hc.metrics = g.metrics;
     int status = hs_serve_until_signal(&hc) ? 1 : 0;
     gateway_destroy(&g);
     return status;

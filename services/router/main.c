@@ -11,7 +11,6 @@
 #include "config.h"
 #include "epochfile.h"
 #include "http_server.h"
-#include "iauth.h"
 #include "constants.h"
 #include "log.h"
 #include "membership.h"
@@ -22,58 +21,25 @@
 #define ROUTER_VNODES_MAX 4096
 
 typedef struct router_config {
-    const char *bind, *nodes, *epoch_file, *internal_secret;
-    int port, threads, vnodes;
-    int max_connections, conn_timeout_s;
+    hs_config http; /* bind, threads, limits, internal secret */
+    const char *nodes, *epoch_file;
+    int vnodes;
 } router_config;
-
-/* Appends "NAME: reason" to errs the way config.c does. */
-static void add_error(config_errors *errs, const char *name, const char *reason)
-{
-    size_t used = strnlen(errs->text, sizeof(errs->text));
-    snprintf(errs->text + used, sizeof(errs->text) - used, "%s%s: %s",
-             errs->count > 0 ? "; " : "", name, reason);
-    errs->count++;
-}
-
-/* MESSENGER_INTERNAL_SECRET: an error when empty or short, only a
- * warning when short in dev mode (MESSENGER_DEV_MODE=1). */
-static const char *read_internal_secret(config_errors *errs)
-{
-    static const char name[] = "MESSENGER_INTERNAL_SECRET";
-    bool dev_mode = config_int("MESSENGER_DEV_MODE", 0, 0, 1, errs) == 1;
-    const char *secret = config_str(name, "");
-    const char *warning;
-    const char *why = iauth_secret_problem(secret, dev_mode, &warning);
-    if (why)
-        add_error(errs, name, why);
-    else if (warning)
-        log_msg("warn", "%s: %s", name, warning);
-    return secret;
-}
 
 static int read_config(router_config *c, ring_node *nodes, int *nnodes)
 {
     config_errors errs = {0};
-    c->bind = config_str("MESSENGER_BIND", "127.0.0.1");
-    c->threads = (int)config_int("MESSENGER_HTTP_THREADS", 0, 0, 1024, &errs);
-    c->port = (int)config_int("ROUTER_PORT", 8200, 1, 65535, &errs);
+    hs_config_from_env(&c->http, &errs);
+    c->http.port = (int)config_int("ROUTER_PORT", 8200, 1, 65535, &errs);
     c->vnodes = (int)config_int("ROUTER_VNODES", RING_VNODES_DEFAULT, 1,
                                 ROUTER_VNODES_MAX, &errs);
     c->epoch_file = config_str("ROUTER_EPOCH_FILE", NULL);
     c->nodes = config_str("ROUTER_NODES", "");
-    c->internal_secret = read_internal_secret(&errs);
-    c->max_connections =
-        (int)config_int("MESSENGER_MAX_CONNECTIONS",
-                        HTTP_MAX_CONNECTIONS_DEFAULT, 1, 65536, &errs);
-    c->conn_timeout_s =
-        (int)config_int("MESSENGER_CONN_TIMEOUT_S", HTTP_CONN_TIMEOUT_S_DEFAULT,
-                        1, 3600, &errs);
     char why[512];
     if (!c->nodes[0])
-        add_error(&errs, "ROUTER_NODES", "required (name=url,name=url)");
+        config_error(&errs, "ROUTER_NODES", "required (name=url,name=url)");
     else if (membership_parse(c->nodes, nodes, nnodes, why, sizeof(why)))
-        add_error(&errs, "ROUTER_NODES", why);
+        config_error(&errs, "ROUTER_NODES", why);
     return config_report(&errs);
 }
 
@@ -141,18 +107,13 @@ int main(void)
         router_destroy(&r);
         return 1;
     }
-    hs_config hc = {.service = "router",
-                    .bind = c.bind,
-                    .port = c.port,
-                    .threads = c.threads,
-                    .routes = router_routes,
-                    .nroutes = router_nroutes,
-                    .ready = is_ready,
-                    .ctx = &r,
-                    .metrics = r.metrics,
-                    .max_connections = (unsigned int)c.max_connections,
-                    .conn_timeout_s = (unsigned int)c.conn_timeout_s,
-                    .internal_secret = c.internal_secret};
+    hs_config hc = c.http;
+    hc.service = "router";
+    hc.routes = router_routes;
+    hc.nroutes = router_nroutes;
+    hc.ready = is_ready;
+    hc.ctx = &r;
+    hc.metrics = r.metrics;
     log_msg("info", "router: epoch %lld, %d nodes", (long long)r.ring->epoch,
             nnodes);
     int status = hs_serve_until_signal(&hc) ? 1 : 0;

@@ -1,8 +1,8 @@
 /*
  * main.c - the storage service: configuration, wiring, signals.
  *
- * Reads its configuration from the environment (README.md, Configuration), builds
- * the shard map and one connection pool per PostgreSQL instance, serves
+ * Reads its configuration from the environment (README.md, Configuration),
+ * builds the shard map and one connection pool per PostgreSQL instance, serves
  * the internal API (routes.c) until SIGTERM or SIGINT, then stops
  * accepting, lets in-flight requests finish (SHUTDOWN_GRACE_MS) and closes
  * the pools. Any bad variable or shard map stops start-up with a log line
@@ -15,7 +15,6 @@
 #include "config.h"
 #include "constants.h"
 #include "http_server.h"
-#include "iauth.h"
 #include "log.h"
 #include "mailbox.h"
 #include "metrics.h"
@@ -24,63 +23,25 @@
 #include "shardmap.h"
 
 typedef struct storage_config {
-    const char *bind;
-    int port;
-    int threads;
+    hs_config http; /* bind, port, threads, limits, internal secret */
     int shards;
     int pool_size;
-    int max_connections, conn_timeout_s;
     const char *pg_urls;
     const char *shard_map;
-    const char *internal_secret;
 } storage_config;
-
-/* Adds "NAME: reason" to errs in config.h's format. */
-static void add_config_error(config_errors *errs, const char *name,
-                             const char *reason)
-{
-    size_t len = strlen(errs->text);
-    snprintf(errs->text + len, sizeof errs->text - len, "%s%s: %s",
-             len ? "; " : "", name, reason);
-    errs->count++;
-}
-
-/* MESSENGER_INTERNAL_SECRET: an error when empty or short, only a
- * warning when short in dev mode (MESSENGER_DEV_MODE=1). */
-static const char *read_internal_secret(config_errors *errs)
-{
-    static const char name[] = "MESSENGER_INTERNAL_SECRET";
-    bool dev_mode = config_int("MESSENGER_DEV_MODE", 0, 0, 1, errs) == 1;
-    const char *secret = config_str(name, "");
-    const char *warning;
-    const char *why = iauth_secret_problem(secret, dev_mode, &warning);
-    if (why)
-        add_config_error(errs, name, why);
-    else if (warning)
-        log_msg("warn", "%s: %s", name, warning);
-    return secret;
-}
 
 static int read_config(storage_config *c)
 {
     config_errors errs = {0};
-    c->bind = config_str("MESSENGER_BIND", "127.0.0.1");
-    c->port = (int)config_int("STORAGE_PORT", 8400, 1, 65535, &errs);
-    c->threads = (int)config_int("MESSENGER_HTTP_THREADS", 0, 0, 1024, &errs);
+    hs_config_from_env(&c->http, &errs);
+    c->http.port = (int)config_int("STORAGE_PORT", 8400, 1, 65535, &errs);
     c->shards =
         (int)config_int("STORAGE_SHARDS", 16, 1, SHARDMAP_SHARDS_MAX, &errs);
     c->pool_size = (int)config_int("STORAGE_PG_POOL", 4, 1, 256, &errs);
     c->pg_urls = config_str("STORAGE_PG_URLS", NULL);
     c->shard_map = config_str("STORAGE_SHARD_MAP", NULL);
-    c->internal_secret = read_internal_secret(&errs);
-    c->max_connections =
-        (int)config_int("MESSENGER_MAX_CONNECTIONS",
-                        HTTP_MAX_CONNECTIONS_DEFAULT, 1, 65536, &errs);
-    c->conn_timeout_s =
-        (int)config_int("MESSENGER_CONN_TIMEOUT_S", HTTP_CONN_TIMEOUT_S_DEFAULT,
-                        1, 3600, &errs);
     if (!c->pg_urls || !*c->pg_urls)
-        add_config_error(&errs, "STORAGE_PG_URLS", "required");
+        config_error(&errs, "STORAGE_PG_URLS", "required");
     return config_report(&errs) ? -1 : 0;
 }
 
@@ -133,18 +94,12 @@ static int open_pools(char **urls, int n, int size, metrics_t *metrics,
 /* Serves until a stop signal; returns the exit status. */
 static int serve(const storage_config *c, mbox_store *store, metrics_t *metrics)
 {
-    hs_config hs = {0};
+    hs_config hs = c->http;
     hs.service = "storage";
-    hs.bind = c->bind;
-    hs.port = c->port;
-    hs.threads = c->threads;
     hs.routes = storage_routes(&hs.nroutes);
     hs.ready = storage_ready;
     hs.ctx = store;
     hs.metrics = metrics;
-    hs.max_connections = (unsigned int)c->max_connections;
-    hs.conn_timeout_s = (unsigned int)c->conn_timeout_s;
-    hs.internal_secret = c->internal_secret;
     log_msg("info", "storage: %d instances, %d shards", store->map->instances,
             store->map->shards);
     return hs_serve_until_signal(&hs) ? 1 : 0;
