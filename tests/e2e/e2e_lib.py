@@ -78,6 +78,38 @@ def load_cluster_env():
     return env
 
 
+def read_cluster_env(var):
+    """The KEY=VALUE lines of $var/cluster.env as a dict."""
+    env = {}
+    with open(os.path.join(var, "cluster.env"), encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if "=" in line and not line.startswith("#"):
+                k, v = line.split("=", 1)
+                env[k] = v.strip("'\"")
+    return env
+
+
+def run_cluster(var, base_port, *args, extra_env=None, check_rc=True):
+    """Runs scripts/cluster ARGS on the cluster kept in var, listening from
+    base_port. The cluster makes its own secrets: none leak in from the
+    caller. Raises TestFailure when it fails and check_rc is set."""
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, MESSENGER_VAR=var, MESSENGER_BASE_PORT=str(base_port))
+    env.update(extra_env or {})
+    env.pop("MESSENGER_INTERNAL_SECRET", None)
+    env.pop("MESSENGER_JWT_SECRET", None)
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1")
+    r = subprocess.run([os.path.join(root, "scripts", "cluster")] + list(args), env=env,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=180)
+    if check_rc and r.returncode != 0:
+        raise TestFailure("scripts/cluster %s failed:\n%s" % (" ".join(args),
+                                                             r.stdout.decode()[-3000:]))
+    return r
+
+
 # ------------------------------------------------------------------- JWT
 
 

@@ -21,7 +21,6 @@ Run: python3 tests/integration/test_cache_failures.py
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,32 +35,16 @@ import e2e_lib  # noqa: E402
 from e2e_lib import check, expect_status, fail, new_user, run_tests, test  # noqa: E402
 
 BASE_PORT = int(os.environ.get("MESSENGER_CACHE_TEST_BASE_PORT", "31000"))
-CLUSTER = os.path.join(ROOT, "scripts", "cluster")
 # How long a recipient copy may take to land through the outbox worker
 # after its node is back (first retry after 3 s, then every second).
 OUTBOX_WAIT_S = 20
 
 
 def cluster(var, *args, check_rc=True):
-    env = dict(os.environ, MESSENGER_VAR=var, MESSENGER_BASE_PORT=str(BASE_PORT),
-               MESSENGER_GATEWAYS="1", MESSENGER_CACHES="3")
-    env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1")
-    r = subprocess.run([CLUSTER] + list(args), env=env, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180)
-    if check_rc and r.returncode != 0:
-        raise e2e_lib.TestFailure("scripts/cluster %s failed:\n%s" % (" ".join(args),
-                                                                    r.stdout.decode()[-3000:]))
-    return r
+    return e2e_lib.run_cluster(var, BASE_PORT, *args, extra_env={"MESSENGER_GATEWAYS": "1", "MESSENGER_CACHES": "3"}, check_rc=check_rc)
 
 
-def read_env(var):
-    env = {}
-    with open(os.path.join(var, "cluster.env"), encoding="utf-8") as f:
-        for line in f:
-            if "=" in line:
-                k, v = line.strip().split("=", 1)
-                env[k] = v.strip("'\"")
-    return env
+read_env = e2e_lib.read_cluster_env
 
 
 def http_json(method, url, headers=None, body=None):

@@ -45,7 +45,6 @@ from e2e_lib import (INTERNAL_AUTH_HEADER, check, expect_status, internal_auth, 
                      new_user, run_tests, test)
 
 BASE_PORT = int(os.environ.get("MESSENGER_IAUTH_TEST_BASE_PORT", "25000"))
-CLUSTER = os.path.join(ROOT, "scripts", "cluster")
 BUILD = os.environ.get("MESSENGER_BUILD", os.path.join(ROOT, "build", "asan"))
 if not os.path.isabs(BUILD):
     BUILD = os.path.join(ROOT, BUILD)
@@ -67,28 +66,11 @@ SECRET = None
 
 
 def cluster(var, *args, check_rc=True):
-    env = dict(os.environ, MESSENGER_VAR=var, MESSENGER_BASE_PORT=str(BASE_PORT),
-               MESSENGER_GATEWAYS="1", MESSENGER_CACHES="2", MESSENGER_PG_INSTANCES="1")
-    env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1")
-    # The cluster makes its own secrets: none may leak in from the caller.
-    env.pop("MESSENGER_INTERNAL_SECRET", None)
-    env.pop("MESSENGER_JWT_SECRET", None)
-    r = subprocess.run([CLUSTER] + list(args), env=env, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180)
-    if check_rc and r.returncode != 0:
-        raise e2e_lib.TestFailure("scripts/cluster %s failed:\n%s" % (" ".join(args),
-                                                                    r.stdout.decode()[-3000:]))
-    return r
+    return e2e_lib.run_cluster(var, BASE_PORT, *args, extra_env={
+        "MESSENGER_GATEWAYS": "1", "MESSENGER_CACHES": "2", "MESSENGER_PG_INSTANCES": "1"}, check_rc=check_rc)
 
 
-def read_env(var):
-    env = {}
-    with open(os.path.join(var, "cluster.env"), encoding="utf-8") as f:
-        for line in f:
-            if "=" in line and not line.startswith("#"):
-                k, v = line.strip().split("=", 1)
-                env[k] = v
-    return env
+read_env = e2e_lib.read_cluster_env
 
 
 class Answer:

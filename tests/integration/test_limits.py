@@ -23,7 +23,6 @@ import math
 import os
 import select
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,6 @@ from e2e_lib import (Api, check, check_problem, expect_status, new_user,  # noqa
 # kernel's ephemeral ports begin, so no client connection made during
 # start-up (pg_isready, migrations) can hold a port a service must bind.
 BASE_PORT = int(os.environ.get("MESSENGER_LIMITS_TEST_BASE_PORT", "32000"))
-CLUSTER = os.path.join(ROOT, "scripts", "cluster")
 SEND_RATE, SEND_BURST = 5, 10
 ANON_RATE, ANON_BURST = 5, 10
 # What the cluster is configured with (README.md, Configuration, nginx.conf.tmpl).
@@ -57,27 +55,13 @@ GATEWAY_URL = None
 
 
 def cluster(var, *args, check_rc=True):
-    env = dict(os.environ, MESSENGER_VAR=var, MESSENGER_BASE_PORT=str(BASE_PORT),
-               MESSENGER_GATEWAYS="1", MESSENGER_CACHES="2",
-               GATEWAY_SEND_RATE=str(SEND_RATE), GATEWAY_SEND_BURST=str(SEND_BURST),
-               GATEWAY_ANON_RATE=str(ANON_RATE), GATEWAY_ANON_BURST=str(ANON_BURST))
-    env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1")
-    r = subprocess.run([CLUSTER] + list(args), env=env, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180)
-    if check_rc and r.returncode != 0:
-        raise e2e_lib.TestFailure("scripts/cluster %s failed:\n%s" % (" ".join(args),
-                                                                    r.stdout.decode()[-3000:]))
-    return r
+    return e2e_lib.run_cluster(var, BASE_PORT, *args, extra_env={
+        "MESSENGER_GATEWAYS": "1", "MESSENGER_CACHES": "2",
+        "GATEWAY_SEND_RATE": str(SEND_RATE), "GATEWAY_SEND_BURST": str(SEND_BURST),
+        "GATEWAY_ANON_RATE": str(ANON_RATE), "GATEWAY_ANON_BURST": str(ANON_BURST)}, check_rc=check_rc)
 
 
-def read_env(var):
-    env = {}
-    with open(os.path.join(var, "cluster.env"), encoding="utf-8") as f:
-        for line in f:
-            if "=" in line:
-                k, v = line.strip().split("=", 1)
-                env[k] = v
-    return env
+read_env = e2e_lib.read_cluster_env
 
 
 def metric(base_url, name):
