@@ -110,6 +110,26 @@ def run_cluster(var, base_port, *args, extra_env=None, check_rc=True):
     return r
 
 
+def run_with_own_cluster(prefix, start, setup):
+    """Main of a suite that needs its own cluster: makes a temporary
+    MESSENGER_VAR, start(var) starts the cluster there, setup(var, env)
+    prepares the suite from its cluster.env, then the registered tests
+    run. The cluster is cleaned whatever happens (start(var, "clean"))."""
+    import tempfile
+    var = tempfile.mkdtemp(prefix=prefix)
+    try:
+        start(var, "start")
+        setup(var, read_cluster_env(var))
+        os.environ["MESSENGER_CLUSTER_ENV"] = os.path.join(var, "cluster.env")
+        run_tests()
+    except TestFailure as e:
+        print("FAIL setup: %s" % e)
+        print("0 passed, 1 failed")
+        sys.exit(1)
+    finally:
+        start(var, "clean", check_rc=False)
+
+
 # ------------------------------------------------------------------- JWT
 
 

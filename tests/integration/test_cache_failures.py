@@ -22,7 +22,6 @@ Run: python3 tests/integration/test_cache_failures.py
 import json
 import os
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -42,9 +41,6 @@ OUTBOX_WAIT_S = 20
 
 def cluster(var, *args, check_rc=True):
     return e2e_lib.run_cluster(var, BASE_PORT, *args, extra_env={"MESSENGER_GATEWAYS": "1", "MESSENGER_CACHES": "3"}, check_rc=check_rc)
-
-
-read_env = e2e_lib.read_cluster_env
 
 
 def http_json(method, url, headers=None, body=None):
@@ -223,22 +219,15 @@ def test_outbox_delivers_once_the_recipient_node_is_back(api):
           "recipient's conversation list wrong: %r" % conv)
 
 
+def setup(var, env):
+    global VAR, INTERNAL_SECRET, LAYOUT
+    VAR = var
+    INTERNAL_SECRET = e2e_lib.internal_secret(env)
+    LAYOUT = Layout(env)
+
+
 def main():
-    global LAYOUT, VAR, INTERNAL_SECRET
-    VAR = tempfile.mkdtemp(prefix="messenger-cache-test.")
-    try:
-        cluster(VAR, "start")
-        env = read_env(VAR)
-        INTERNAL_SECRET = e2e_lib.internal_secret(env)
-        LAYOUT = Layout(env)
-        os.environ["MESSENGER_CLUSTER_ENV"] = os.path.join(VAR, "cluster.env")
-        run_tests()
-    except e2e_lib.TestFailure as e:
-        print("FAIL setup: %s" % e)
-        print("0 passed, 1 failed")
-        sys.exit(1)
-    finally:
-        cluster(VAR, "clean", check_rc=False)
+    e2e_lib.run_with_own_cluster("messenger-cache-test.", cluster, setup)
 
 
 if __name__ == "__main__":

@@ -70,9 +70,6 @@ def cluster(var, *args, check_rc=True):
         "MESSENGER_GATEWAYS": "1", "MESSENGER_CACHES": "2", "MESSENGER_PG_INSTANCES": "1"}, check_rc=check_rc)
 
 
-read_env = e2e_lib.read_cluster_env
-
-
 class Answer:
     def __init__(self, status, headers, body):
         self.status = status
@@ -407,23 +404,17 @@ def test_token_issued_in_the_future_is_refused(api):
         expect_status(api.call("GET", path, token=skewed), 200)
 
 
-def main():
+def setup(var, env):
     global VAR, ENV, SECRET
-    VAR = tempfile.mkdtemp(prefix="messenger-iauth-test.")
-    try:
-        cluster(VAR, "start")
-        ENV = read_env(VAR)
-        SECRET = e2e_lib.internal_secret(ENV)
-        check(len(SECRET) >= 32 and SECRET != ENV["MESSENGER_JWT_SECRET"],
-              "the cluster's internal secret is weak or the JWT secret")
-        os.environ["MESSENGER_CLUSTER_ENV"] = os.path.join(VAR, "cluster.env")
-        run_tests()
-    except e2e_lib.TestFailure as e:
-        print("FAIL setup: %s" % e)
-        print("0 passed, 1 failed")
-        sys.exit(1)
-    finally:
-        cluster(VAR, "clean", check_rc=False)
+    VAR = var
+    ENV = env
+    SECRET = e2e_lib.internal_secret(ENV)
+    check(len(SECRET) >= 32 and SECRET != ENV["MESSENGER_JWT_SECRET"],
+          "the cluster's internal secret is weak or the JWT secret")
+
+
+def main():
+    e2e_lib.run_with_own_cluster("messenger-iauth-test.", cluster, setup)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import os
 import select
 import socket
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -59,9 +58,6 @@ def cluster(var, *args, check_rc=True):
         "MESSENGER_GATEWAYS": "1", "MESSENGER_CACHES": "2",
         "GATEWAY_SEND_RATE": str(SEND_RATE), "GATEWAY_SEND_BURST": str(SEND_BURST),
         "GATEWAY_ANON_RATE": str(ANON_RATE), "GATEWAY_ANON_BURST": str(ANON_BURST)}, check_rc=check_rc)
-
-
-read_env = e2e_lib.read_cluster_env
 
 
 def metric(base_url, name):
@@ -340,21 +336,14 @@ def test_slow_clients_do_not_starve_others(api):
             c.close()
 
 
-def main():
+def setup(var, env):
     global VAR, GATEWAY_URL
-    VAR = tempfile.mkdtemp(prefix="messenger-limits-test.")
-    try:
-        cluster(VAR, "start")
-        env = read_env(VAR)
-        GATEWAY_URL = env["GATEWAY_URLS"].split(",")[0]
-        os.environ["MESSENGER_CLUSTER_ENV"] = os.path.join(VAR, "cluster.env")
-        run_tests()
-    except e2e_lib.TestFailure as e:
-        print("FAIL setup: %s" % e)
-        print("0 passed, 1 failed")
-        sys.exit(1)
-    finally:
-        cluster(VAR, "clean", check_rc=False)
+    VAR = var
+    GATEWAY_URL = env["GATEWAY_URLS"].split(",")[0]
+
+
+def main():
+    e2e_lib.run_with_own_cluster("messenger-limits-test.", cluster, setup)
 
 
 if __name__ == "__main__":
