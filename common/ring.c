@@ -52,19 +52,27 @@ void ring_free(ring_t *r)
     free(r);
 }
 
+const char *ring_node_slot(const ring_node *node)
+{
+    return node->slot[0] ? node->slot : node->name;
+}
+
 /* Names are identities: each must be a non-empty C string inside its
- * buffer and unique, or two nodes would share tokens and ring_find
- * would be ambiguous. URLs must at least be terminated. */
+ * buffer and unique, or ring_find would be ambiguous; slots must be
+ * unique, or two nodes would share tokens. URLs must at least be
+ * terminated. */
 static int nodes_are_valid(const ring_node *nodes, int nnodes)
 {
     for (int i = 0; i < nnodes; i++) {
         const ring_node *n = &nodes[i];
         if (n->name[0] == '\0' ||
             memchr(n->name, '\0', sizeof n->name) == NULL ||
-            memchr(n->url, '\0', sizeof n->url) == NULL)
+            memchr(n->url, '\0', sizeof n->url) == NULL ||
+            memchr(n->slot, '\0', sizeof n->slot) == NULL)
             return 0;
         for (int j = 0; j < i; j++) {
-            if (strcmp(nodes[j].name, n->name) == 0)
+            if (strcmp(nodes[j].name, n->name) == 0 ||
+                strcmp(ring_node_slot(&nodes[j]), ring_node_slot(n)) == 0)
                 return 0;
         }
     }
@@ -99,11 +107,12 @@ static int build_tokens(ring_t *r)
         return -1;
     for (int n = 0; n < r->nnodes; n++) {
         for (int i = 0; i < r->vnodes; i++) {
-            char key[sizeof r->nodes[n].name + 16];
-            int len = snprintf(key, sizeof key, "%s#%d", r->nodes[n].name, i);
+            char key[sizeof r->nodes[n].slot + 16];
+            const char *slot = ring_node_slot(&r->nodes[n]);
+            int len = snprintf(key, sizeof key, "%s#%d", slot, i);
             tmp[k].hash = ring_hash(key, (size_t)len);
             tmp[k].node = n;
-            tmp[k].name = r->nodes[n].name;
+            tmp[k].name = slot;
             k++;
         }
     }
@@ -174,8 +183,9 @@ char *ring_to_json(const ring_t *r)
     if (root == NULL)
         return NULL;
     for (int i = 0; i < r->nnodes; i++) {
-        json_t *n = json_pack("{s:s, s:s}", "name", r->nodes[i].name, "url",
-                              r->nodes[i].url);
+        json_t *n =
+            json_pack("{s:s, s:s, s:s}", "name", r->nodes[i].name, "url",
+                      r->nodes[i].url, "slot", ring_node_slot(&r->nodes[i]));
         if (json_array_append_new(nodes, n) != 0)
             goto out;
     }
@@ -202,9 +212,12 @@ static int copy_field(const json_t *j, char *buf, size_t cap)
 int ring_node_from_json(const json_t *j, ring_node *node)
 {
     if (!json_is_object(j) ||
-        copy_field(json_object_get(j, "name"), node->name, sizeof node->name))
+        copy_field(json_object_get(j, "name"), node->name, sizeof node->name) ||
+        copy_field(json_object_get(j, "url"), node->url, sizeof node->url))
         return -1;
-    return copy_field(json_object_get(j, "url"), node->url, sizeof node->url);
+    const json_t *slot = json_object_get(j, "slot");
+    node->slot[0] = '\0';
+    return slot ? copy_field(slot, node->slot, sizeof node->slot) : 0;
 }
 
 static int nodes_from_json(const json_t *arr, ring_node *nodes, int *nnodes)

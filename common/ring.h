@@ -2,11 +2,12 @@
  * ring.h - consistent hashing of users onto cache nodes.
  *
  * Each node owns `vnodes` tokens on a 64-bit ring: token i of node n is
- * ring_hash of the string "<node name>#<i>". A user belongs to the node of
- * the first token clockwise from ring_hash_user(user id) (wrapping). Adding
- * or removing one of N nodes moves about 1/N of the users. The ring is
- * immutable once built; a new membership builds a new ring with a new
- * epoch, so readers can hold a pointer without locks (the owner of the
+ * ring_hash of the string "<slot>#<i>", where the slot is the node's name
+ * unless it took over another node's tokens (ring_node.slot). A user belongs to
+ * the node of the first token clockwise from ring_hash_user(user id)
+ * (wrapping). Adding or removing one of N nodes moves about 1/N of the users.
+ * The ring is immutable once built; a new membership builds a new ring with a
+ * new epoch, so readers can hold a pointer without locks (the owner of the
  * ring_t decides when to free an old one).
  */
 #ifndef MSG_RING_H
@@ -21,6 +22,10 @@
 typedef struct ring_node {
     char name[64]; /* stable node identity, e.g. "cache-1" */
     char url[128]; /* base URL, e.g. "http://127.0.0.1:18301" */
+    /* Whose tokens the node holds: token i is ring_hash("<slot>#<i>").
+     * Empty means the node's own name. A standby that takes over a dead
+     * node takes its slot, and with it exactly its users. */
+    char slot[64];
 } ring_node;
 
 typedef struct ring_token {
@@ -53,17 +58,22 @@ int ring_owner(const ring_t *r, int64_t user_id);
 /* Index of the node named name, or -1. */
 int ring_find(const ring_t *r, const char *name);
 
+/* The slot whose tokens node holds: its slot, else its name. */
+const char *ring_node_slot(const ring_node *node);
+
 /* JSON form, used by the router to publish and by others to read:
- * {"epoch":N,"vnodes":V,"nodes":[{"name":..,"url":..},...]}.
+ * {"epoch":N,"vnodes":V,"nodes":[{"name":..,"url":..,"slot":..},...]}
+ * ("slot" is optional on input).
  * ring_to_json returns a new string (caller frees with free()) or NULL.
  * ring_from_json parses buf[0..len) and builds the ring, or NULL. */
 char *ring_to_json(const ring_t *r);
 ring_t *ring_from_json(const char *buf, size_t len);
 
-/* Reads one node of that form, {"name":..,"url":..} (other members are
- * ignored), into *node: both must be non-empty strings without NUL that
- * fit their fields. Returns 0, or -1 with *node unspecified. j is
- * borrowed. A cache node's heartbeat to the router names itself so. */
+/* Reads one node of that form, {"name":..,"url":..} and an optional
+ * "slot" (other members are ignored), into *node: each must be a
+ * non-empty string without NUL that fits its field. Returns 0, or -1 with *node
+ * unspecified. j is borrowed. A cache node's heartbeat to the router names
+ * itself so. */
 int ring_node_from_json(const json_t *j, ring_node *node);
 
 #endif

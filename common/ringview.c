@@ -16,7 +16,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "clockms.h"
 #include "log.h"
+#include "ticker.h"
+#include "urllist.h"
 
 typedef struct rv_entry {
     ring_t *ring;
@@ -25,7 +28,8 @@ typedef struct rv_entry {
 } rv_entry;
 
 struct ringview {
-    char url[256];
+    int nurls;
+    char url[URLLIST_MAX][URLLIST_URL_MAX + 16]; /* .../internal/ring */
     hc_pool *pool;
     metrics_t *metrics;
     ringview_changed_fn changed;
@@ -39,37 +43,32 @@ struct ringview {
     pthread_mutex_t fetch_lock; /* one fetch at a time */
     uint64_t fetches;           /* completed fetches, under fetch_lock */
 
-    pthread_t thread;
-    bool running;
-    int interval_ms;
-    pthread_mutex_t stop_lock;
-    pthread_cond_t stop_cond;
-    bool stopping;
+    ticker *refresher; /* ringview_start's, or NULL */
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 ringview *ringview_new(const char *router_url, hc_pool *pool,
                        metrics_t *metrics, ringview_changed_fn changed,
                        void *arg)
 {
+    urllist routers;
+    char why[256];
+    if (urllist_parse(router_url, &routers, why, sizeof(why))) {
+        log_msg("error", "router URL list: %s", why);
+        return NULL;
+    }
     ringview *v = calloc(1, sizeof(*v));
     if (!v)
         return NULL;
-    snprintf(v->url, sizeof(v->url), "%s/internal/ring", router_url);
+    v->nurls = routers.n;
+    for (int i = 0; i < routers.n; i++)
+        snprintf(v->url[i], sizeof(v->url[i]), "%s/internal/ring",
+                 routers.url[i]);
     v->pool = pool;
     v->metrics = metrics;
     v->changed = changed;
     v->changed_arg = arg;
     pthread_mutex_init(&v->lock, NULL);
     pthread_mutex_init(&v->fetch_lock, NULL);
-    pthread_mutex_init(&v->stop_lock, NULL);
-    pthread_cond_init(&v->stop_cond, NULL);
     return v;
 }
 
@@ -87,19 +86,11 @@ void ringview_free(ringview *v)
 {
     if (!v)
         return;
-    if (v->running) {
-        pthread_mutex_lock(&v->stop_lock);
-        v->stopping = true;
-        pthread_cond_signal(&v->stop_cond);
-        pthread_mutex_unlock(&v->stop_lock);
-        pthread_join(v->thread, NULL);
-    }
+    ticker_stop(v->refresher);
     free_entries(v->current);
     free_entries(v->retired);
     pthread_mutex_destroy(&v->lock);
     pthread_mutex_destroy(&v->fetch_lock);
-    pthread_mutex_destroy(&v->stop_lock);
-    pthread_cond_destroy(&v->stop_cond);
     free(v);
 }
 
@@ -110,7 +101,7 @@ static void install(ringview *v, ring_t *r)
 {
     rv_entry *e = calloc(1, sizeof(*e));
     pthread_mutex_lock(&v->lock);
-    v->last_ok_ms = now_ms();
+    v->last_ok_ms = clockms_monotonic();
     rv_entry *old = v->current;
     if (!e || (old && old->ring->epoch >= r->epoch)) {
         pthread_mutex_unlock(&v->lock);
@@ -138,12 +129,12 @@ static void install(ringview *v, ring_t *r)
         ringview_release(v, old->ring);
 }
 
-static int fetch(ringview *v)
+static int fetch_one(ringview *v, const char *url)
 {
     hc_response resp = {0};
-    hc_err err = hc_request(v->pool, "GET", v->url, NULL, NULL, 0, &resp);
+    hc_err err = hc_request(v->pool, "GET", url, NULL, NULL, 0, &resp);
     if (err || resp.status != 200) {
-        log_msg("warn", "ring fetch from %s failed: %s status %ld", v->url,
+        log_msg("warn", "ring fetch from %s failed: %s status %ld", url,
                 hc_strerror(err), resp.status);
         hc_response_free(&resp);
         return -1;
@@ -156,6 +147,16 @@ static int fetch(ringview *v)
     }
     install(v, r);
     return 0;
+}
+
+/* Asks every router: a follower may lag the leader by a poll, and
+ * install keeps only the newest epoch, so the newest ring wins. */
+static int fetch(ringview *v)
+{
+    int ok = 0;
+    for (int i = 0; i < v->nurls; i++)
+        ok += fetch_one(v, v->url[i]) == 0;
+    return ok ? 0 : -1;
 }
 
 int ringview_refresh(ringview *v)
@@ -218,37 +219,20 @@ void ringview_release(ringview *v, const ring_t *r)
 bool ringview_is_fresh(ringview *v, int64_t max_age_ms)
 {
     pthread_mutex_lock(&v->lock);
-    bool fresh = v->current && now_ms() - v->last_ok_ms <= max_age_ms;
+    bool fresh =
+        v->current && clockms_monotonic() - v->last_ok_ms <= max_age_ms;
     pthread_mutex_unlock(&v->lock);
     return fresh;
 }
 
-static void *refresh_loop(void *arg)
+static void refresh(void *arg)
 {
-    ringview *v = arg;
-    pthread_mutex_lock(&v->stop_lock);
-    while (!v->stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += (long)(v->interval_ms % 1000) * 1000000L;
-        until.tv_sec += v->interval_ms / 1000 + until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&v->stop_cond, &v->stop_lock, &until);
-        if (v->stopping)
-            break;
-        pthread_mutex_unlock(&v->stop_lock);
-        ringview_refresh(v);
-        pthread_mutex_lock(&v->stop_lock);
-    }
-    pthread_mutex_unlock(&v->stop_lock);
-    return NULL;
+    ringview_refresh(arg);
 }
 
 int ringview_start(ringview *v, int interval_ms)
 {
-    v->interval_ms = interval_ms > 0 ? interval_ms : 1000;
-    if (pthread_create(&v->thread, NULL, refresh_loop, v))
-        return -1;
-    v->running = true;
-    return 0;
+    v->refresher =
+        ticker_start(interval_ms > 0 ? interval_ms : 1000, refresh, v);
+    return v->refresher ? 0 : -1;
 }

@@ -27,7 +27,10 @@ typedef struct ringview ringview;
 typedef void (*ringview_changed_fn)(void *arg, const ring_t *old,
                                     const ring_t *now);
 
-/* router_url is copied; pool and metrics are borrowed and must outlive
+/* router_url is one base URL or a comma-separated list of them (every
+ * router instance; urllist.h), copied; each refresh asks all of them and
+ * keeps the newest epoch. NULL if the list does not parse (logged) or on
+ * allocation failure. pool and metrics are borrowed and must outlive
  * the view. NULL on allocation failure. */
 ringview *ringview_new(const char *router_url, hc_pool *pool,
                        metrics_t *metrics, ringview_changed_fn changed,

@@ -5,7 +5,9 @@
 
 #include <string.h>
 
+#include "handoff.h"
 #include "ids.h"
+#include "lease.h"
 
 bool owner_is_self(const cache_node *n, const ring_t *ring, int64_t user_id)
 {
@@ -24,12 +26,12 @@ static int parse_epoch(const char *s, int64_t *epoch)
     return ids_parse(s, strlen(s), epoch);
 }
 
-own_result owner_check(cache_node *n, const char *epoch_header, int64_t user_id,
-                       const ring_t **ring)
+/* owner_check inside the handoff barrier. */
+static own_result check_held(cache_node *n, int64_t epoch, int64_t user_id,
+                             const ring_t **ring)
 {
-    int64_t epoch;
-    if (parse_epoch(epoch_header, &epoch))
-        return OWN_BAD_EPOCH;
+    if (!lease_is_valid(n->lease))
+        return OWN_NO_LEASE;
     const ring_t *r = ringview_acquire(n->ring);
     if (!r || r->epoch < epoch) {
         /* We are behind the caller: catch up before judging. */
@@ -43,8 +45,31 @@ own_result owner_check(cache_node *n, const char *epoch_header, int64_t user_id,
         ringview_release(n->ring, r);
         return OWN_MISDIRECTED;
     }
+    if (handoff_is_moving(n->handoff, n->name, user_id)) {
+        ringview_release(n->ring, r);
+        return OWN_MOVING;
+    }
     *ring = r;
     return OWN_OK;
+}
+
+own_result owner_check(cache_node *n, const char *epoch_header, int64_t user_id,
+                       const ring_t **ring)
+{
+    int64_t epoch;
+    if (parse_epoch(epoch_header, &epoch))
+        return OWN_BAD_EPOCH;
+    handoff_enter(n->handoff);
+    own_result res = check_held(n, epoch, user_id, ring);
+    if (res != OWN_OK)
+        handoff_leave(n->handoff);
+    return res;
+}
+
+void owner_release(cache_node *n, const ring_t *ring)
+{
+    ringview_release(n->ring, ring);
+    handoff_leave(n->handoff);
 }
 
 void owner_reply_refusal(cache_node *n, own_result res, hs_reply *rep)
@@ -56,6 +81,16 @@ void owner_reply_refusal(cache_node *n, own_result res, hs_reply *rep)
         break;
     case OWN_NO_RING:
         hs_reply_problem(rep, 503, "No ring", "the router has not answered");
+        rep->retry_after_s = 1;
+        break;
+    case OWN_NO_LEASE:
+        hs_reply_problem(rep, 503, "No lease",
+                         "this node holds no router lease; retry");
+        rep->retry_after_s = 1;
+        break;
+    case OWN_MOVING:
+        hs_reply_problem(rep, 503, "User moving",
+                         "the user is being handed to another node; retry");
         rep->retry_after_s = 1;
         break;
     default:

@@ -7,6 +7,10 @@
  * Newer than ours: we are behind, refresh first. Equal: serve only users
  * whose token belongs to this node. Two nodes at one epoch never both own
  * a user, so a caller with any epoch reaches at most one server.
+ *
+ * Two more conditions, for failures and planned moves: the node serves
+ * only while its router lease runs (lease.h), and not a user that a
+ * handoff under way is moving to another node (handoff.h).
  */
 #ifndef CACHE_OWNER_H
 #define CACHE_OWNER_H
@@ -19,11 +23,15 @@ typedef enum {
     OWN_MISDIRECTED, /* 421: stale epoch or not the owner */
     OWN_NO_RING,     /* 503: no ring from the router yet */
     OWN_BAD_EPOCH,   /* 400: X-Ring-Epoch missing or malformed */
+    OWN_NO_LEASE,    /* 503: no router lease: the node may be replaced */
+    OWN_MOVING,      /* 503: the user is being handed to another node */
 } own_result;
 
-/* On OWN_OK, *ring holds a reference (ringview_release when done). */
+/* On OWN_OK, *ring holds a reference and the call counts as in flight
+ * for handoffs (handoff.h): end it with owner_release. */
 own_result owner_check(cache_node *n, const char *epoch_header, int64_t user_id,
                        const ring_t **ring);
+void owner_release(cache_node *n, const ring_t *ring);
 
 /* True if this node owns user_id in ring. */
 bool owner_is_self(const cache_node *n, const ring_t *ring, int64_t user_id);

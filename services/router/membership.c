@@ -121,8 +121,9 @@ int membership_string(const ring_node *nodes, int nnodes, int vnodes, char *out,
     if (len < 0 || (size_t)len >= cap)
         return -1;
     for (int i = 0; i < nnodes; i++) {
-        int n = snprintf(out + len, cap - (size_t)len, ",%s=%s", nodes[i].name,
-                         nodes[i].url);
+        int n =
+            snprintf(out + len, cap - (size_t)len, ",%s=%s@%s", nodes[i].name,
+                     nodes[i].url, ring_node_slot(&nodes[i]));
         if (n < 0 || (size_t)n >= cap - (size_t)len)
             return -1;
         len += n;
@@ -130,19 +131,11 @@ int membership_string(const ring_node *nodes, int nnodes, int vnodes, char *out,
     return len;
 }
 
-int members_init(member_table *t, const ring_t *r)
+int members_init(member_table *t, int64_t start_ms)
 {
     memset(t, 0, sizeof(*t));
-    if (pthread_mutex_init(&t->lock, NULL))
-        return -1;
-    t->n = r->nnodes;
-    for (int i = 0; i < r->nnodes; i++) {
-        snprintf(t->members[i].name, sizeof(t->members[i].name), "%s",
-                 r->nodes[i].name);
-        snprintf(t->members[i].url, sizeof(t->members[i].url), "%s",
-                 r->nodes[i].url);
-    }
-    return 0;
+    t->start_ms = start_ms;
+    return pthread_mutex_init(&t->lock, NULL) ? -1 : 0;
 }
 
 void members_destroy(member_table *t)
@@ -150,23 +143,78 @@ void members_destroy(member_table *t)
     pthread_mutex_destroy(&t->lock);
 }
 
-members_result members_heartbeat(member_table *t, const char *name,
-                                 const char *url, int64_t epoch, int64_t now_ms)
+/* Under t->lock. */
+static member_state *find(member_table *t, const char *name)
 {
-    members_result res = MEMBERS_UNKNOWN;
-    pthread_mutex_lock(&t->lock);
     for (int i = 0; i < t->n; i++) {
-        member_state *m = &t->members[i];
-        if (strcmp(m->name, name) != 0)
-            continue;
-        bool changed = strcmp(m->announced, url) != 0;
-        res = changed && strcmp(m->url, url) != 0 ? MEMBERS_URL_MISMATCH
-                                                  : MEMBERS_OK;
-        snprintf(m->announced, sizeof(m->announced), "%s", url);
+        if (strcmp(t->members[i].name, name) == 0)
+            return &t->members[i];
+    }
+    return NULL;
+}
+
+int members_heartbeat(member_table *t, const char *name, const char *url,
+                      int64_t epoch, int64_t now_ms)
+{
+    int rc = 0;
+    pthread_mutex_lock(&t->lock);
+    member_state *m = find(t, name);
+    if (!m && t->n < MEMBERS_MAX) {
+        m = &t->members[t->n++];
+        snprintf(m->name, sizeof(m->name), "%s", name);
+    }
+    if (m) {
+        snprintf(m->url, sizeof(m->url), "%s", url);
         m->epoch = epoch;
         m->last_seen_ms = now_ms;
-        break;
+    } else {
+        rc = -1;
     }
     pthread_mutex_unlock(&t->lock);
-    return res;
+    return rc;
+}
+
+int64_t members_age(member_table *t, const char *name, int64_t now_ms)
+{
+    pthread_mutex_lock(&t->lock);
+    const member_state *m = find(t, name);
+    int64_t age = m ? now_ms - m->last_seen_ms : -1;
+    pthread_mutex_unlock(&t->lock);
+    return age;
+}
+
+int members_pick_spare(member_table *t, const ring_t *r, int64_t now_ms,
+                       int64_t max_age_ms, ring_node *out)
+{
+    const member_state *best = NULL;
+    pthread_mutex_lock(&t->lock);
+    for (int i = 0; i < t->n; i++) {
+        const member_state *m = &t->members[i];
+        if (now_ms - m->last_seen_ms > max_age_ms || ring_find(r, m->name) >= 0)
+            continue;
+        if (!best || strcmp(m->name, best->name) < 0)
+            best = m;
+    }
+    if (best) {
+        memset(out, 0, sizeof(*out));
+        snprintf(out->name, sizeof(out->name), "%s", best->name);
+        snprintf(out->url, sizeof(out->url), "%s", best->url);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return best ? 0 : -1;
+}
+
+json_t *members_to_json(member_table *t, int64_t now_ms)
+{
+    json_t *arr = json_array();
+    pthread_mutex_lock(&t->lock);
+    for (int i = 0; arr && i < t->n; i++) {
+        const member_state *m = &t->members[i];
+        json_array_append_new(
+            arr, json_pack("{s:s,s:s,s:I,s:I}", "name", m->name, "url", m->url,
+                           "epoch", (json_int_t)m->epoch, "age_ms",
+                           (json_int_t)(now_ms - m->last_seen_ms)));
+    }
+    pthread_mutex_unlock(&t->lock);
+    return arr;
 }

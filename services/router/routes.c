@@ -1,38 +1,47 @@
 /*
  * routes.c - handlers of the router: GET /internal/ring publishes the
- * ring of this epoch, POST /internal/heartbeat records that a cache node
- * is alive and tells it the current epoch, so a node that lags refreshes
- * its ring.
+ * ring in force, POST /internal/heartbeat records that a cache node is
+ * alive and, on the leader, grants it a lease; GET /internal/router tells
+ * who leads and what each node last said. The admin calls are in
+ * admin.c.
  */
 #include "routes.h"
 
+#include <string.h>
 #include <time.h>
 
+#include "admin.h"
+#include "clockms.h"
+#include "coord.h"
 #include "heartbeat.h"
 #include "log.h"
-
-static int64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void handle_ring(hs_request *req, hs_reply *rep)
 {
     router *r = req->ctx;
-    hs_reply_raw(rep, 200, "application/json", r->ring_json, r->ring_json_len);
+    pthread_mutex_lock(&r->lock);
+    if (r->ring_json)
+        hs_reply_raw(rep, 200, "application/json", r->ring_json,
+                     strlen(r->ring_json));
+    pthread_mutex_unlock(&r->lock);
+    if (!rep->status) {
+        hs_reply_problem(rep, 503, "No ring yet",
+                         "no router has published a ring yet");
+        rep->retry_after_s = 1;
+    }
 }
 
-static void log_url_mismatch(const router *r, const heartbeat *hb)
+/* The lease a heartbeat answer grants: none unless we lead, and never
+ * past our own lease, so a successor's grace covers every lease given. */
+static int64_t lease_to_grant(router *r, int64_t now)
 {
-    int i = ring_find(r->ring, hb->node.name);
-    json_t *fields = json_pack("{s:s, s:s, s:s}", "node", hb->node.name,
-                               "announced", hb->node.url, "configured",
-                               i >= 0 ? r->ring->nodes[i].url : "");
-    log_event("warn", "node announces another URL than ROUTER_NODES gives",
-              fields);
-    json_decref(fields);
+    pthread_mutex_lock(&r->lock);
+    int64_t left = r->is_leader ? r->lease_end_ms - now : 0;
+    pthread_mutex_unlock(&r->lock);
+    int64_t lease = r->timing.node_lease_ms;
+    if (left < lease)
+        lease = left > 0 ? left : 0;
+    return lease;
 }
 
 static void handle_heartbeat(hs_request *req, hs_reply *rep)
@@ -45,23 +54,48 @@ static void handle_heartbeat(hs_request *req, hs_reply *rep)
                          "\"epoch\":integer >= 0}");
         return;
     }
-    members_result res = members_heartbeat(
-        &r->members, hb.node.name, hb.node.url, hb.epoch, monotonic_ms());
-    if (res == MEMBERS_UNKNOWN) {
-        hs_reply_problem(rep, 404, "Unknown node",
-                         "no node of that name in ROUTER_NODES");
+    int64_t now = clockms_monotonic();
+    if (members_heartbeat(&r->members, hb.node.name, hb.node.url, hb.epoch,
+                          now)) {
+        hs_reply_problem(rep, 503, "Too many nodes",
+                         "the router's node table is full");
         return;
     }
-    if (res == MEMBERS_URL_MISMATCH)
-        log_url_mismatch(r, &hb);
     metrics_count(r->metrics, "router_heartbeats_total",
                   "Heartbeats received from cache nodes", 1);
+    int64_t lease = lease_to_grant(r, now);
+    pthread_mutex_lock(&r->lock);
+    int64_t epoch = r->ring ? r->ring->epoch : 0;
+    pthread_mutex_unlock(&r->lock);
     hs_reply_json(rep, 200,
-                  json_pack("{s:I}", "epoch", (json_int_t)r->ring->epoch));
+                  json_pack("{s:I,s:b,s:I,s:s}", "epoch", (json_int_t)epoch,
+                            "leader", lease > 0, "lease_ms", (json_int_t)lease,
+                            "router", r->name));
+}
+
+static void handle_router(hs_request *req, hs_reply *rep)
+{
+    router *r = req->ctx;
+    int64_t now = clockms_monotonic();
+    bool leader = coord_is_leader(r, now);
+    pthread_mutex_lock(&r->lock);
+    json_t *ring = r->ring_json ? json_loads(r->ring_json, 0, NULL) : NULL;
+    int64_t term = r->term;
+    pthread_mutex_unlock(&r->lock);
+    hs_reply_json(rep, 200,
+                  json_pack("{s:s,s:b,s:I,s:o,s:o,s:b}", "name", r->name,
+                            "leader", leader, "term", (json_int_t)term, "ring",
+                            ring ? ring : json_null(), "nodes",
+                            members_to_json(&r->members, now), "shared",
+                            rstate_is_shared(r->state)));
 }
 
 const hs_route router_routes[] = {
     {"GET", "/internal/ring", handle_ring, "ring"},
     {"POST", "/internal/heartbeat", handle_heartbeat, "heartbeat"},
+    {"GET", "/internal/router", handle_router, "router"},
+    {"POST", "/internal/admin/nodes", admin_add_node, "admin_add"},
+    {"POST", "/internal/admin/nodes/{}/remove", admin_remove_node,
+     "admin_remove"},
 };
 const size_t router_nroutes = sizeof(router_routes) / sizeof(router_routes[0]);

@@ -1,26 +1,52 @@
 /*
  * routes.h - the router's internal HTTP API (docs/internal-api.md): the
- * published ring and the heartbeats of cache nodes.
+ * published ring, heartbeats of cache nodes, the router's own state and
+ * the admin calls that add and remove cache nodes.
  */
 #ifndef ROUTER_ROUTES_H
 #define ROUTER_ROUTES_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "http_client.h"
 #include "http_server.h"
 #include "membership.h"
 #include "metrics.h"
 #include "ring.h"
+#include "state.h"
 
-/* What main wires up once and every request borrows. The ring and its
- * JSON never change while the process runs, so handlers read them
- * without a lock; heartbeats go to members, which has its own. */
+/* Timings, in milliseconds (README.md, Configuration). */
+typedef struct router_timing {
+    int tick_ms;         /* how often the coordinator runs */
+    int leader_lease_ms; /* the lease a leader takes in the router state */
+    int node_lease_ms;   /* the lease a heartbeat answer grants a node */
+    int dead_ms;         /* a ring node unheard this long is replaced */
+    int birth_grace_ms;  /* a ring node never heard is waited for this long */
+} router_timing;
+
+/* What main wires up once and every request borrows. */
 typedef struct router {
-    ring_t *ring;    /* the membership at this epoch, owned */
-    char *ring_json; /* ring_to_json(ring), owned, served as is */
-    size_t ring_json_len;
-    member_table members; /* last heartbeat of each node */
+    char name[64]; /* ROUTER_NAME: identity in the leader lease */
+    int vnodes;
+    router_timing timing;
+    rstate *state;        /* used under change_lock only */
+    member_table members; /* last heartbeat of each node, own lock */
+    hc_pool *hops;        /* calls to cache nodes (handoff) */
     metrics_t *metrics;
+
+    /* Held by whoever changes the ring or talks to the router state: the
+     * coordinator's tick, an admin call. */
+    pthread_mutex_t change_lock;
+
+    pthread_mutex_t lock; /* guards the fields below */
+    ring_t *ring;         /* the ring in force (NULL before the first) */
+    char *ring_json;      /* ring_to_json(ring) */
+    bool is_leader;
+    int64_t term;            /* of our lease, when leader */
+    int64_t lease_end_ms;    /* monotonic: our lease is safe until then */
+    int64_t leader_since_ms; /* monotonic: when this leadership began */
 } router;
 
 extern const hs_route router_routes[];

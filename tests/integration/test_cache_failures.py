@@ -19,13 +19,9 @@ cluster's internal secret (X-Internal-Auth), as services sign theirs.
 Run: python3 tests/integration/test_cache_failures.py
 """
 
-import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
@@ -45,20 +41,7 @@ def cluster(var, *args, check_rc=True):
 
 def http_json(method, url, headers=None, body=None):
     """A call signed with the cluster's internal secret (INTERNAL_SECRET)."""
-    data = json.dumps(body).encode() if body is not None else None
-    u = urllib.parse.urlsplit(url)
-    target = u.path + ("?" + u.query if u.query else "")
-    headers = dict(headers or {})
-    headers[e2e_lib.INTERNAL_AUTH_HEADER] = e2e_lib.internal_auth(INTERNAL_SECRET, method,
-                                                                  target, data)
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+    return e2e_lib.signed_call(INTERNAL_SECRET, method, url, headers, body)
 
 
 class Layout:
@@ -104,18 +87,11 @@ INTERNAL_SECRET = None
 
 
 def metric(cache_url, name):
-    with urllib.request.urlopen(cache_url + "/metrics", timeout=10) as r:
-        text = r.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return e2e_lib.metric_total(cache_url, name)
 
 
 def messages_of(api, user, peer):
-    cid = "%d_%d" % (min(user, peer), max(user, peer))
-    return [m["message_id"] for m in api.all_msgs(user, cid)]
+    return [m["message_id"] for m in api.all_msgs(user, e2e_lib.conversation_id(user, peer))]
 
 
 @test

@@ -257,8 +257,9 @@ START_TEST(test_json_round_trip)
 
     ck_assert_ptr_nonnull(json);
     ck_assert_ptr_nonnull(strstr(json, "\"epoch\":12345678901"));
-    ck_assert_ptr_nonnull(strstr(
-        json, "{\"name\":\"cache-1\",\"url\":\"http://127.0.0.1:18301\"}"));
+    ck_assert_ptr_nonnull(
+        strstr(json, "{\"name\":\"cache-1\",\"url\":\"http://127.0.0.1:18301\","
+                     "\"slot\":\"cache-1\"}"));
     ring_t *back = ring_from_json(json, strlen(json));
     ck_assert_ptr_nonnull(back);
     ck_assert_int_eq(back->epoch, r->epoch);
@@ -412,6 +413,43 @@ START_TEST(test_node_from_json)
 }
 END_TEST
 
+/* A standby that takes cache-2's slot owns exactly cache-2's users, and
+ * the ring keeps the slot through its JSON form. */
+START_TEST(test_standby_takes_exactly_a_slot)
+{
+    ring_t *before = make_ring(3, 64);
+    ring_node nodes[3] = {before->nodes[0], node("cache-4", 4),
+                          before->nodes[2]};
+    snprintf(nodes[1].slot, sizeof nodes[1].slot, "cache-2");
+    ring_t *after = ring_new(2, 64, nodes, 3);
+    ck_assert_ptr_nonnull(after);
+    for (int64_t u = 1; u <= USERS; u++) {
+        int was = ring_owner(before, u), is = ring_owner(after, u);
+        ck_assert_str_eq(ring_node_slot(&after->nodes[is]),
+                         before->nodes[was].name);
+    }
+    char *text = ring_to_json(after);
+    ring_t *copy = ring_from_json(text, strlen(text));
+    ck_assert_ptr_nonnull(copy);
+    ck_assert_str_eq(copy->nodes[1].slot, "cache-2");
+    ck_assert_str_eq(copy->nodes[0].slot, "cache-1");
+    ck_assert_int_eq(ring_owner(copy, 12345), ring_owner(after, 12345));
+    free(text);
+    ring_free(copy);
+    ring_free(after);
+    ring_free(before);
+}
+END_TEST
+
+/* Two nodes may not hold one slot: they would share every token. */
+START_TEST(test_slots_are_unique)
+{
+    ring_node nodes[2] = {node("cache-1", 1), node("cache-4", 4)};
+    snprintf(nodes[1].slot, sizeof nodes[1].slot, "cache-1");
+    ck_assert_ptr_null(ring_new(1, 8, nodes, 2));
+}
+END_TEST
+
 static Suite *ring_suite(void)
 {
     Suite *s = suite_create("ring");
@@ -428,6 +466,8 @@ static Suite *ring_suite(void)
     tcase_add_test(tc, test_adding_a_node_moves_about_a_quarter_to_it);
     tcase_add_test(tc, test_removing_a_node_moves_only_its_users);
     tcase_add_test(tc, test_find_by_name);
+    tcase_add_test(tc, test_standby_takes_exactly_a_slot);
+    tcase_add_test(tc, test_slots_are_unique);
     tcase_add_test(json, test_json_round_trip);
     tcase_add_test(json, test_json_accepts_limits);
     tcase_add_test(json, test_json_refuses_malformed);

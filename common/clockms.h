@@ -1,0 +1,21 @@
+/*
+ * clockms.h - the two clocks the services read, in milliseconds.
+ *
+ * Durations, leases and timeouts use the monotonic clock (immune to wall
+ * clock steps). pthread_cond_timedwait wants an absolute CLOCK_REALTIME
+ * time: clockms_deadline_in makes one.
+ */
+#ifndef MSG_CLOCKMS_H
+#define MSG_CLOCKMS_H
+
+#include <stdint.h>
+#include <time.h>
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+int64_t clockms_monotonic(void);
+
+/* The CLOCK_REALTIME instant ms milliseconds from now, for
+ * pthread_cond_timedwait. */
+struct timespec clockms_deadline_in(int64_t ms);
+
+#endif

@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""Integration: failover machinery of docs/failover.md, one step at a time.
+
+Starts its own cluster (2 routers, 3 cache nodes + 1 standby, temporary
+MESSENGER_VAR, its own ports) and proves, in order:
+
+- a killed cache node is replaced by the standby, which takes exactly its
+  slot: only the dead node's users move, sends for them work again within
+  seconds and every message stored before the kill is still there;
+- a killed node with no standby left leaves the ring and its users move to
+  their ring successors;
+- a killed node that comes back is a standby, not a ring member;
+- killing the leading router hands the lease to the other router, the
+  epoch carries on from the stored one, and the new leader changes the
+  ring;
+- add-node moves about 1/(N+1) of the users, with their hot mailboxes
+  (reads of moved users are hits on the new node, not misses);
+- remove-node drains a node: its users keep every message and are read
+  from their new owners' memory;
+- a node that holds no lease refuses to serve (SIGSTOP past the lease:
+  503 or 421 after it resumes, never a stale answer).
+
+Run: python3 tests/integration/test_failover.py
+"""
+
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+
+import e2e_lib  # noqa: E402
+from e2e_lib import check, fail, new_user, run_tests, test  # noqa: E402
+
+BASE_PORT = int(os.environ.get("MESSENGER_FAILOVER_TEST_BASE_PORT", "20000"))
+# Kill to first successful send of an affected user: 1.5 s of silence, a
+# tick, a ring fetch, plus slack for the sanitizer build on a busy machine.
+FAILOVER_LIMIT_S = 10
+VAR = None
+ENV = None
+
+
+def cluster(*args, check_rc=True):
+    return e2e_lib.run_cluster(VAR, BASE_PORT, *args,
+                               extra_env={"MESSENGER_GATEWAYS": "1", "MESSENGER_CACHES": "3",
+                                          "MESSENGER_STANDBYS": "1", "MESSENGER_ROUTERS": "2"},
+                               check_rc=check_rc)
+
+
+def http_json(method, url, headers=None, body=None):
+    return e2e_lib.signed_call(ENV["MESSENGER_INTERNAL_SECRET"], method, url, headers, body)
+
+
+# ------------------------------------------------------------ the ring
+
+MASK = (1 << 64) - 1
+
+
+def ring_hash(data):
+    """common/ring.c: FNV-1a 64 with the splitmix64 finaliser."""
+    h = 14695981039346656037
+    for b in data:
+        h ^= b
+        h = (h * 1099511628211) & MASK
+    h = ((h ^ (h >> 30)) * 0xbf58476d1ce4e5b9) & MASK
+    h = ((h ^ (h >> 27)) * 0x94d049bb133111eb) & MASK
+    return h ^ (h >> 31)
+
+
+class Ring:
+    def __init__(self, doc):
+        self.epoch = doc["epoch"]
+        self.nodes = doc["nodes"]
+        tokens = []
+        for i, n in enumerate(self.nodes):
+            slot = n.get("slot") or n["name"]
+            for v in range(doc["vnodes"]):
+                tokens.append((ring_hash(("%s#%d" % (slot, v)).encode()), slot, i))
+        tokens.sort()
+        self.hashes = [t[0] for t in tokens]
+        self.owners = [t[2] for t in tokens]
+
+    def owner(self, user):
+        import bisect
+        h = ring_hash(str(user).encode())
+        i = bisect.bisect_left(self.hashes, h)
+        return self.nodes[self.owners[i % len(self.owners)]]["name"]
+
+    def names(self):
+        return [n["name"] for n in self.nodes]
+
+
+def router_urls():
+    return [u for u in ENV["ROUTER_URLS"].split(",") if u]
+
+
+def router_state(url):
+    status, doc = http_json("GET", url + "/internal/router")
+    return doc if status == 200 else None
+
+
+def leader():
+    """(url, state) of the leading router; waits up to 10 s for one."""
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        for url in router_urls():
+            st = router_state(url)
+            if st and st["leader"]:
+                return url, st
+        time.sleep(0.2)
+    fail("no router leads")
+
+
+def ring():
+    return Ring(leader()[1]["ring"])
+
+
+def wait_ring(pred, what, limit_s=15):
+    deadline = time.time() + limit_s
+    while time.time() < deadline:
+        r = ring()
+        if pred(r):
+            return r
+        time.sleep(0.2)
+    fail("ring never %s: %r" % (what, ring().nodes))
+
+
+def cache_url(name):
+    return "http://127.0.0.1:%d" % (BASE_PORT + 300 + int(name.split("-")[1]))
+
+
+def metric(name, series):
+    return e2e_lib.metric_total(cache_url(name), series)
+
+
+def users_on(r, node, count):
+    out = []
+    for _ in range(20000):
+        u = new_user()
+        if r.owner(u) == node:
+            out.append(u)
+            if len(out) == count:
+                return out
+    fail("no user on %s" % node)
+
+
+def send_until_ok(api, sender, recipient, content, limit_s):
+    """Retries one send (same key) until it is acknowledged; returns the
+    seconds it took."""
+    cmid = e2e_lib.new_cmid("fo")
+    t0 = time.time()
+    while time.time() - t0 < limit_s:
+        try:
+            r = api.send(sender, recipient, content, cmid=cmid, fresh=True)
+            if r.status in (200, 201):
+                return time.time() - t0
+        except e2e_lib.TestFailure:
+            pass  # timed out: retry with the same key
+        time.sleep(0.05)
+    fail("send %d->%d not acknowledged within %d s" % (sender, recipient, limit_s))
+
+
+def history(api, user, peer):
+    return [m["content"] for m in api.all_msgs(user, e2e_lib.conversation_id(user, peer))]
+
+
+# ------------------------------------------------------------ the tests
+
+
+@test
+def test_standby_takes_exactly_the_dead_nodes_slot(api):
+    before = ring()
+    check(before.names() == ["cache-1", "cache-2", "cache-3"],
+          "first ring: %r" % before.names())
+    victims = users_on(before, "cache-2", 3)
+    peer = new_user()
+    for u in victims:
+        api.send_ok(u, peer, "before %d" % u)
+    sample = [new_user() for _ in range(3000)]
+    cluster("kill", "cache-2")
+    took = send_until_ok(api, victims[0], peer, "after", FAILOVER_LIMIT_S)
+    after = wait_ring(lambda r: "cache-2" not in r.names(), "without cache-2")
+    node = [n for n in after.nodes if n["name"] == "cache-4"]
+    check(node and node[0]["slot"] == "cache-2",
+          "standby cache-4 did not take slot cache-2: %r" % after.nodes)
+    check(after.epoch > before.epoch, "epoch did not grow")
+    for u in sample:
+        want = before.owner(u)
+        want = "cache-4" if want == "cache-2" else want
+        check(after.owner(u) == want, "user %d moved from %s to %s" % (u, before.owner(u),
+                                                                        after.owner(u)))
+    for u in victims:
+        check(history(api, u, peer).count("before %d" % u) == 1,
+              "user %d lost its message across the failover" % u)
+    print("    failover: first acknowledged send %.2f s after the kill" % took)
+
+
+@test
+def test_without_a_standby_users_move_to_successors(api):
+    before = ring()
+    victims = users_on(before, "cache-3", 2)
+    peer = new_user()
+    for u in victims:
+        api.send_ok(u, peer, "kept %d" % u)
+    cluster("kill", "cache-3")
+    took = send_until_ok(api, victims[0], peer, "again", FAILOVER_LIMIT_S)
+    after = wait_ring(lambda r: "cache-3" not in r.names(), "without cache-3")
+    check(len(after.nodes) == len(before.nodes) - 1, "ring did not shrink: %r" % after.nodes)
+    for u in [new_user() for _ in range(2000)]:
+        if before.owner(u) != "cache-3":
+            check(after.owner(u) == before.owner(u), "user %d of a live node moved" % u)
+    for u in victims:
+        check(history(api, u, peer).count("kept %d" % u) == 1, "user %d lost a message" % u)
+    print("    no standby: first acknowledged send %.2f s after the kill" % took)
+
+
+@test
+def test_a_returning_node_is_a_standby(api):
+    cluster("restart", "cache-2")
+    time.sleep(1)
+    st = leader()[1]
+    check("cache-2" not in Ring(st["ring"]).names(), "a restarted dead node rejoined the ring")
+    heard = {n["name"]: n["age_ms"] for n in st["nodes"]}
+    check(heard.get("cache-2", 10 ** 9) < 2000, "the router does not hear cache-2: %r" % heard)
+
+
+@test
+def test_leader_router_dies_and_the_other_carries_on(api):
+    url, st = leader()
+    name = st["name"]
+    epoch = st["ring"]["epoch"]
+    cluster("kill", name)
+    t0 = time.time()
+    deadline = t0 + 10
+    while time.time() < deadline:
+        new_url, new_st = leader()
+        if new_st["name"] != name:
+            break
+    check(new_st["name"] != name, "leadership did not move off %s" % name)
+    check(new_st["ring"]["epoch"] >= epoch, "the new leader went back in epochs")
+    check(new_st["term"] > st["term"], "the term did not grow")
+    print("    router: %s leads %.2f s after %s was killed" % (new_st["name"],
+                                                               time.time() - t0, name))
+    # Sends still work on the new leader's leases.
+    send_until_ok(api, new_user(), new_user(), "post-router-failover", FAILOVER_LIMIT_S)
+    cluster("restart", name)
+
+
+@test
+def test_add_node_moves_a_share_with_hot_mailboxes(api):
+    before = ring()
+    n = len(before.nodes)
+    # Warm every user's hot mailbox on its current owner.
+    users = [new_user() for _ in range(120)]
+    for i, u in enumerate(users):
+        api.send_ok(u, users[(i + 1) % len(users)], "warm %d" % i)
+    for u in users:
+        api.convs_ok(u)
+    out = cluster("add-node").stdout.decode().strip().splitlines()
+    name = out[-1].strip()
+    check(name.startswith("cache-"), "add-node printed %r" % out[-3:])
+    after = wait_ring(lambda r: name in r.names(), "with %s" % name)
+    sample = [new_user() for _ in range(20000)]
+    moved = sum(1 for u in sample if before.owner(u) != after.owner(u))
+    to_new = sum(1 for u in sample if after.owner(u) == name)
+    check(moved == to_new, "users moved between old nodes: %d moved, %d to the new" % (moved,
+                                                                                      to_new))
+    share = moved / len(sample)
+    expected = 1.0 / (n + 1)
+    check(0.5 * expected < share < 1.6 * expected,
+          "add-node moved %.3f of users, expected about %.3f" % (share, expected))
+    hits0, misses0 = metric(name, "cache_hits_total"), metric(name, "cache_misses_total")
+    moved_users = [u for u in users if after.owner(u) == name]
+    check(moved_users, "none of the warmed users moved")
+    for u in moved_users:
+        api.convs_ok(u)
+    hits = metric(name, "cache_hits_total") - hits0
+    misses = metric(name, "cache_misses_total") - misses0
+    check(misses == 0 and hits >= len(moved_users),
+          "moved users were not warm on %s: %d hits, %d misses" % (name, hits, misses))
+    print("    add-node: %.3f of users moved (expected %.3f); %d hits, %d misses" % (
+        share, expected, hits, misses))
+
+
+@test
+def test_remove_node_drains_with_hot_mailboxes(api):
+    before = ring()
+    target = before.names()[-1]
+    users = users_on(before, target, 5)
+    peer = new_user()
+    for u in users:
+        api.send_ok(u, peer, "drain %d" % u)
+        api.convs_ok(u)
+    cluster("remove-node", target)
+    after = wait_ring(lambda r: target not in r.names(), "without %s" % target)
+    owners = {after.owner(u) for u in users}
+    hits0 = sum(metric(o, "cache_hits_total") for o in owners)
+    misses0 = sum(metric(o, "cache_misses_total") for o in owners)
+    for u in users:
+        check(history(api, u, peer) == ["drain %d" % u], "user %d lost a message" % u)
+        api.convs_ok(u)
+    misses = sum(metric(o, "cache_misses_total") for o in owners) - misses0
+    hits = sum(metric(o, "cache_hits_total") for o in owners) - hits0
+    check(misses == 0, "drained users were cold on their new owners: %d misses" % misses)
+    check(hits >= len(users), "drained users' reads were not hits: %d" % hits)
+
+
+@test
+def test_a_node_without_lease_does_not_serve(api):
+    r = ring()
+    node = r.names()[0]
+    user = users_on(r, node, 1)[0]
+    peer = new_user()
+    api.send_ok(user, peer, "before pause")
+    cluster("pause", node)
+    try:
+        after = wait_ring(lambda x: node not in x.names(), "without paused %s" % node)
+        # The gateway may still route by the old ring for up to its refresh
+        # period: the paused node then holds the call until the hop times
+        # out, and the client retries with the same key.
+        send_until_ok(api, user, peer, "while paused", 4 * FAILOVER_LIMIT_S)
+    finally:
+        cluster("resume", node)
+    # The resumed node refuses: its lease ran out and its ring moved on.
+    status, _ = http_json("GET", cache_url(node) + "/internal/users/%d/conversations" % user,
+                          headers={"X-Ring-Epoch": str(r.epoch)})
+    check(status in (421, 503), "a node paused past its lease served at the old epoch: %d"
+          % status)
+    status, _ = http_json("GET", cache_url(node) + "/internal/users/%d/conversations" % user,
+                          headers={"X-Ring-Epoch": str(after.epoch)})
+    check(status in (421, 503), "a replaced node served a moved user: %d" % status)
+    got = sorted(history(api, user, peer))
+    check(got == ["before pause", "while paused"], "history across the pause: %r" % got)
+
+
+def start(var, what, check_rc=True):
+    global VAR
+    VAR = var
+    return cluster(what, check_rc=check_rc)
+
+
+def setup(var, env):
+    global ENV
+    ENV = env
+
+
+if __name__ == "__main__":
+    e2e_lib.run_with_own_cluster("failover-", start, setup)
