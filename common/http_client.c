@@ -18,6 +18,10 @@
  * must be byte for byte what goes on the request line, so handles send
  * the URL's path as given (CURLOPT_PATH_AS_IS: no dot-segment removal)
  * and the signer takes the path and query from the URL text itself.
+ *
+ * A pool with metrics times each call, the wait for a free handle
+ * included (the caller waits for it as for the peer), and moves the
+ * in-use gauge on borrow and return.
  */
 #include "http_client.h"
 
@@ -49,7 +53,17 @@ struct hc_pool {
     int nfree;
     long timeout_ms;
     char *signer_secret; /* owned; NULL: calls go unsigned */
+    /* Set once before the pool is shared, read-only after. */
+    metrics_t *metrics; /* borrowed; NULL: no metrics */
+    char *default_dep;  /* owned; NULL: calls are not timed */
+    struct {
+        char *prefix, *dep; /* owned */
+    } deps[HC_DEPENDENCIES_MAX];
+    int ndeps;
 };
+
+#define HC_GAUGE_HANDLES "http_client_handles"
+#define HC_GAUGE_IN_USE "http_client_handles_in_use"
 
 /* A response body growing up to HTTP_CLIENT_BODY_MAX. */
 typedef struct body_buf {
@@ -176,6 +190,11 @@ void hc_pool_free(hc_pool *p)
     free(p->handles);
     free(p->free_stack);
     free(p->signer_secret);
+    free(p->default_dep);
+    for (int i = 0; i < p->ndeps; i++) {
+        free(p->deps[i].prefix);
+        free(p->deps[i].dep);
+    }
     free(p);
 }
 
@@ -189,6 +208,60 @@ int hc_pool_set_signer(hc_pool *p, const char *secret)
     free(p->signer_secret);
     p->signer_secret = copy;
     return 0;
+}
+
+int hc_pool_set_metrics(hc_pool *p, metrics_t *m, const char *dep)
+{
+    if (p == NULL || m == NULL || p->metrics != NULL)
+        return -1;
+    char *copy = NULL;
+    if (dep != NULL && (copy = strdup(dep)) == NULL)
+        return -1;
+    p->metrics = m;
+    p->default_dep = copy;
+    metrics_gauge_add(m, HC_GAUGE_HANDLES,
+                      "Keep-alive HTTP client handles of the service's pools.",
+                      p->size);
+    metrics_gauge_add(m, HC_GAUGE_IN_USE,
+                      "HTTP client handles borrowed by calls in progress.", 0);
+    return 0;
+}
+
+int hc_pool_name_dependency(hc_pool *p, const char *url_prefix, const char *dep)
+{
+    if (p == NULL || url_prefix == NULL || dep == NULL ||
+        p->ndeps == HC_DEPENDENCIES_MAX)
+        return -1;
+    char *prefix = strdup(url_prefix);
+    char *name = strdup(dep);
+    if (prefix == NULL || name == NULL) {
+        free(prefix);
+        free(name);
+        return -1;
+    }
+    p->deps[p->ndeps].prefix = prefix;
+    p->deps[p->ndeps].dep = name;
+    p->ndeps++;
+    return 0;
+}
+
+/* The dependency a call to url is timed as; NULL: not timed. */
+static const char *dependency_of(const hc_pool *p, const char *url)
+{
+    if (p->metrics == NULL)
+        return NULL;
+    for (int i = 0; i < p->ndeps; i++)
+        if (strncmp(url, p->deps[i].prefix, strlen(p->deps[i].prefix)) == 0)
+            return p->deps[i].dep;
+    return p->default_dep;
+}
+
+static double seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) +
+           (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 }
 
 /* A free handle, waiting up to the call timeout; NULL when none came
@@ -212,6 +285,8 @@ static CURL *pool_borrow(hc_pool *p)
     if (p->nfree > 0)
         h = p->free_stack[--p->nfree];
     pthread_mutex_unlock(&p->mu);
+    if (h != NULL && p->metrics != NULL)
+        metrics_gauge_add(p->metrics, HC_GAUGE_IN_USE, NULL, 1);
     return h;
 }
 
@@ -221,6 +296,8 @@ static void pool_return(hc_pool *p, CURL *h)
     p->free_stack[p->nfree++] = h;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
+    if (p->metrics != NULL)
+        metrics_gauge_add(p->metrics, HC_GAUGE_IN_USE, NULL, -1);
 }
 
 /* ---- one call ------------------------------------------------------- */
@@ -406,13 +483,17 @@ hc_err hc_request(hc_pool *p, const char *method, const char *url,
         list = add_signature(p, list, method, url, body, len);
     if (list == NULL)
         return HC_ERROR;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    const char *dep = dependency_of(p, url);
     CURL *h = pool_borrow(p);
-    if (h == NULL) {
-        curl_slist_free_all(list);
-        return HC_TIMEOUT;
+    hc_err err = HC_TIMEOUT;
+    if (h != NULL) {
+        err = perform(p, h, method, url, list, body, len, out);
+        pool_return(p, h);
     }
-    hc_err err = perform(p, h, method, url, list, body, len, out);
-    pool_return(p, h);
     curl_slist_free_all(list);
+    if (dep != NULL)
+        metrics_observe_dependency(p->metrics, dep, seconds_since(&start));
     return err;
 }

@@ -12,6 +12,8 @@
 
 #include <stddef.h>
 
+#include "metrics.h"
+
 typedef struct hc_pool hc_pool;
 
 typedef enum {
@@ -44,6 +46,23 @@ void hc_pool_free(hc_pool *p);
  * -1 when secret is NULL or empty or cannot be copied (the pool is then
  * unchanged). */
 int hc_pool_set_signer(hc_pool *p, const char *secret);
+
+/* Makes the pool report to m (borrowed for the life of the pool): the
+ * handles it holds and those borrowed, in the gauges
+ * http_client_handles and http_client_handles_in_use (summed over every
+ * pool of the service), and, when dep is not NULL, each call's latency as
+ * dependency dep (copied), or as the dependency of the first prefix
+ * given to hc_pool_name_dependency that the call's URL starts with. Call
+ * once after hc_pool_new, before the pool is shared between threads.
+ * Returns 0, or -1 (pool unchanged) when p or m is NULL, it was called
+ * before, or memory ran out. */
+int hc_pool_set_metrics(hc_pool *p, metrics_t *m, const char *dep);
+/* Calls whose URL starts with url_prefix (e.g. the storage URL) are
+ * timed as dependency dep (both copied); at most HC_DEPENDENCIES_MAX
+ * prefixes. Same rules as hc_pool_set_metrics; -1 past the limit. */
+#define HC_DEPENDENCIES_MAX 4
+int hc_pool_name_dependency(hc_pool *p, const char *url_prefix,
+                            const char *dep);
 
 /* One header line for a call, e.g. "X-Ring-Epoch: 3". */
 typedef struct hc_headers {

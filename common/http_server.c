@@ -9,10 +9,16 @@
  * handler and queue the reply). on_completed frees the context whatever
  * happened, so early returns cannot leak.
  *
- * Graceful stop counts requests, not connections: in_flight goes up when a
- * request context is created and down in on_completed. hs_stop stops
- * accepting, asks clients to close their keep-alive connections, waits for
- * in_flight to drain and only then tears the daemon down.
+ * Graceful stop (hs_stop): /readyz turns 503 and every reply asks the
+ * client to close, so load balancers and keep-alive clients move away.
+ * The daemon stops accepting; connections the kernel had already
+ * accepted into the listen backlog are taken over by hand
+ * (MHD_add_connection) rather than reset, and only then is the listening
+ * socket shut down, so later connects are refused at once. hs_stop waits
+ * until no request is in flight (in_flight goes up when a request
+ * context is created, down in on_completed) and no connection has begun
+ * a request for HS_DRAIN_QUIET_MS, or every connection is closed, all
+ * bounded by the grace period; then it tears the daemon down.
  *
  * Handlers run on libmicrohttpd's threads and may block for a long time
  * (calls to other services); no lock of this file is held around them.
@@ -30,14 +36,18 @@
 #include "http_server.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,16 +62,44 @@
 #define HS_DISCARD_MAX (16 * 1024 * 1024)
 /* hs_stop polls the in-flight count this often. */
 #define HS_STOP_POLL_MS 10
+/* hs_stop's drain ends once no request is in flight and nothing began
+ * for this long: a connection taken over from the backlog sends its
+ * request within a few milliseconds (it is usually in the socket
+ * buffer already), while an idle keep-alive connection never will. */
+#define HS_DRAIN_QUIET_MS 100
 
 #define CONTENT_TYPE_JSON "application/json"
 #define CONTENT_TYPE_PROBLEM "application/problem+json"
 #define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
 
+/* A deferred request moves RUNNING (its handler runs) -> SUSPENDED
+ * (connection suspended) -> WOKEN, or RUNNING -> WOKEN when hs_wake
+ * comes before the handler returned; whoever sees the other side's step
+ * done resumes the connection, so it is resumed exactly once. */
+enum { DEFER_RUNNING = 0, DEFER_SUSPENDED, DEFER_WOKEN };
+
+struct hs_deferred {
+    atomic_int state;
+    struct MHD_Connection *conn; /* set once by hs_defer */
+    hs_resume_fn resume;
+    void *arg;
+    /* With a thread per connection, libmicrohttpd 0.9.75 does not wake
+     * a suspended connection's thread reliably: the handler's thread
+     * waits on cv instead (it would sleep in libmicrohttpd anyway). */
+    bool blocking;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+};
+
 struct hs_server {
     struct MHD_Daemon *daemon;
-    hs_config cfg;        /* copied; what it points to is borrowed */
-    atomic_int in_flight; /* requests between first call and completion */
-    atomic_bool stopping; /* set by hs_stop: replies close the connection */
+    hs_config cfg;           /* copied; what it points to is borrowed */
+    atomic_int in_flight;    /* requests between first call and completion */
+    atomic_int open_conns;   /* connections between start and close */
+    atomic_llong last_begin; /* monotonic ms of the last connection or
+                                request to begin: the drain's quiet clock */
+    atomic_bool stopping;    /* set by hs_stop: replies close the connection,
+                                /readyz answers 503 */
 };
 
 /* Where a path landed in the route tables. */
@@ -92,9 +130,12 @@ typedef struct request_ctx {
     size_t body_cap;
     size_t discarded; /* bytes thrown away past HTTP_BODY_MAX */
     bool too_large;
-    bool answered;    /* a reply is queued: ignore further calls */
-    char *raw_target; /* path and query as received (on_uri); may be NULL */
-    bool begun;       /* begin_request ran: counted in in_flight */
+    bool answered;       /* a reply is queued: ignore further calls */
+    char *raw_target;    /* path and query as received (on_uri); may be NULL */
+    bool begun;          /* begin_request ran: counted in in_flight */
+    bool may_defer;      /* the server allows suspension */
+    bool blocking_defer; /* ... by a waiting thread (thread per conn.) */
+    hs_deferred *deferred; /* set by hs_defer; freed with the context */
 } request_ctx;
 
 /* ---- replies -------------------------------------------------------- */
@@ -127,6 +168,16 @@ void hs_reply_problem(hs_reply *rep, int status, const char *title,
         json_object_set_new(body, "detail", json_string(detail));
     hs_reply_json(rep, status, body);
     rep->content_type = CONTENT_TYPE_PROBLEM;
+}
+
+int hs_reply_header(hs_reply *rep, const char *name, const char *value)
+{
+    if (rep->nheaders >= HS_REPLY_HEADERS_MAX)
+        return -1;
+    rep->header_names[rep->nheaders] = name;
+    rep->header_values[rep->nheaders] = value;
+    rep->nheaders++;
+    return 0;
 }
 
 void hs_reply_raw(hs_reply *rep, int status, const char *content_type,
@@ -168,6 +219,13 @@ static void reply_take_body(hs_reply *rep, char **buf, size_t *len)
 }
 
 /* ---- logging and metrics -------------------------------------------- */
+
+static long long monotonic_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
 
 static double seconds_since(const struct timespec *start)
 {
@@ -216,6 +274,15 @@ static bool add_headers(struct MHD_Response *resp, const hs_server *s,
     if (ok && allow != NULL)
         ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow) ==
              MHD_YES;
+    for (int i = 0; ok && i < rep->nheaders; i++)
+        ok = MHD_add_response_header(resp, rep->header_names[i],
+                                     rep->header_values[i]) == MHD_YES;
+    if (ok && s->cfg.cors_origin != NULL) {
+        ok = MHD_add_response_header(resp, "Access-Control-Allow-Origin",
+                                     s->cfg.cors_origin) == MHD_YES;
+        if (ok && strcmp(s->cfg.cors_origin, "*") != 0)
+            ok = MHD_add_response_header(resp, "Vary", "Origin") == MHD_YES;
+    }
     /* libmicrohttpd closes the connection after a reply carrying this. */
     if (ok && (must_close || atomic_load(&s->stopping)))
         ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION,
@@ -377,6 +444,11 @@ static void serve_healthz(hs_request *req, hs_reply *rep)
 static void serve_readyz(hs_request *req, hs_reply *rep)
 {
     const hs_server *s = req->ctx;
+    if (atomic_load(&s->stopping)) {
+        /* Draining: tell load balancers to send no more. */
+        hs_reply_problem(rep, 503, "Not Ready", "shutting down");
+        return;
+    }
     if (s->cfg.ready == NULL || s->cfg.ready(s->cfg.ctx)) {
         hs_reply_json(rep, 200, json_pack("{s:s}", "status", "ready"));
         return;
@@ -532,7 +604,10 @@ static enum MHD_Result begin_request(hs_server *s, struct MHD_Connection *conn,
         return MHD_NO; /* closes the connection */
     *con_cls = rc;
     rc->begun = true;
+    rc->may_defer = s->cfg.allow_suspend;
+    rc->blocking_defer = s->cfg.threads == 0;
     atomic_fetch_add(&s->in_flight, 1);
+    atomic_store(&s->last_begin, monotonic_ms());
     clock_gettime(CLOCK_MONOTONIC, &rc->start);
 
     const char *id =
@@ -588,11 +663,13 @@ static bool fill_params(request_ctx *rc, const char *url, hs_request *req)
 {
     if (rc->nparams == 0)
         return true;
-    rc->params_buf = strdup(url);
+    if (rc->params_buf == NULL) /* a resumed request has them already */
+        rc->params_buf = strdup(url);
     if (rc->params_buf == NULL)
         return false;
     for (size_t i = 0; i < rc->nparams; i++) {
         rc->params_buf[rc->spans[i].off + rc->spans[i].len] = '\0';
+        req->params[i] = NULL;
         req->params[i] = rc->params_buf + rc->spans[i].off;
     }
     req->nparams = rc->nparams;
@@ -618,25 +695,134 @@ static void peer_address(struct MHD_Connection *conn, char *out, size_t cap)
         out[0] = '\0';
 }
 
+/* Fills req for rc's route; false when out of memory. */
+static bool build_request(hs_server *s, struct MHD_Connection *conn,
+                          request_ctx *rc, const char *url, const char *method,
+                          hs_request *req)
+{
+    memset(req, 0, sizeof(*req));
+    req->method = method;
+    req->path = url;
+    req->body = rc->body_len > 0 ? rc->body : NULL;
+    req->body_len = rc->body_len;
+    memcpy(req->request_id, rc->request_id, sizeof(req->request_id));
+    req->ctx = rc->builtin ? (void *)s : s->cfg.ctx;
+    req->conn = conn;
+    req->server_ctx = rc;
+    peer_address(conn, req->client_addr, sizeof(req->client_addr));
+    return fill_params(rc, url, req);
+}
+
+/* ---- deferred requests ---------------------------------------------- */
+
+hs_deferred *hs_defer(hs_request *req, hs_resume_fn resume, void *arg)
+{
+    request_ctx *rc = req ? req->server_ctx : NULL;
+    if (rc == NULL || !rc->may_defer || rc->deferred != NULL || !resume)
+        return NULL;
+    hs_deferred *d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        return NULL;
+    atomic_init(&d->state, DEFER_RUNNING);
+    d->blocking = rc->blocking_defer;
+    if (d->blocking) {
+        pthread_mutex_init(&d->mu, NULL);
+        pthread_cond_init(&d->cv, NULL);
+    }
+    d->conn = req->conn;
+    d->resume = resume;
+    d->arg = arg;
+    rc->deferred = d;
+    return d;
+}
+
+void hs_wake(hs_deferred *d)
+{
+    if (d == NULL)
+        return;
+    if (d->blocking) {
+        pthread_mutex_lock(&d->mu);
+        atomic_store(&d->state, DEFER_WOKEN);
+        pthread_cond_signal(&d->cv);
+        pthread_mutex_unlock(&d->mu);
+        return;
+    }
+    /* Read before the exchange: once the state says WOKEN the server may
+     * resume, answer and free d. */
+    struct MHD_Connection *conn = d->conn;
+    if (atomic_exchange(&d->state, DEFER_WOKEN) == DEFER_SUSPENDED)
+        MHD_resume_connection(conn);
+}
+
+/* After a handler deferred its request: suspend the connection, unless
+ * hs_wake came first, in which case it is resumed at once (libmicrohttpd
+ * then calls on_access again, which runs the resume function). */
+static enum MHD_Result suspend_deferred(struct MHD_Connection *conn,
+                                        request_ctx *rc)
+{
+    MHD_suspend_connection(conn);
+    int expected = DEFER_RUNNING;
+    if (!atomic_compare_exchange_strong(&rc->deferred->state, &expected,
+                                        DEFER_SUSPENDED))
+        MHD_resume_connection(conn);
+    return MHD_YES;
+}
+
+/* on_access after a deferred request was resumed: its answer. */
+static enum MHD_Result resume_deferred(hs_server *s,
+                                       struct MHD_Connection *conn,
+                                       request_ctx *rc, const char *url,
+                                       const char *method)
+{
+    if (atomic_load(&rc->deferred->state) != DEFER_WOKEN)
+        return MHD_YES; /* not ours to answer yet */
+    hs_request req;
+    if (!build_request(s, conn, rc, url, method, &req))
+        return send_problem(s, conn, rc, method, 500, "out of memory", NULL,
+                            false);
+    hs_reply rep = {0};
+    rc->deferred->resume(&req, rc->deferred->arg, &rep);
+    return send_reply(s, conn, rc, method, &rep, NULL, false);
+}
+
 static enum MHD_Result dispatch(hs_server *s, struct MHD_Connection *conn,
                                 request_ctx *rc, const char *url,
                                 const char *method)
 {
-    hs_request req = {0};
-    req.method = method;
-    req.path = url;
-    req.body = rc->body_len > 0 ? rc->body : NULL;
-    req.body_len = rc->body_len;
-    memcpy(req.request_id, rc->request_id, sizeof(req.request_id));
-    req.ctx = rc->builtin ? (void *)s : s->cfg.ctx;
-    req.conn = conn;
-    peer_address(conn, req.client_addr, sizeof(req.client_addr));
-    if (!fill_params(rc, url, &req))
+    hs_request req;
+    if (!build_request(s, conn, rc, url, method, &req))
         return send_problem(s, conn, rc, method, 500, "out of memory", NULL,
                             false);
 
     hs_reply rep = {0};
     rc->route->handler(&req, &rep);
+    if (rc->deferred != NULL) {
+        reply_clear(&rep); /* the resume function answers */
+        if (!rc->deferred->blocking)
+            return suspend_deferred(conn, rc);
+        hs_deferred *d = rc->deferred;
+        pthread_mutex_lock(&d->mu);
+        while (atomic_load(&d->state) != DEFER_WOKEN)
+            pthread_cond_wait(&d->cv, &d->mu);
+        pthread_mutex_unlock(&d->mu);
+        return resume_deferred(s, conn, rc, url, method);
+    }
+    return send_reply(s, conn, rc, method, &rep, NULL, false);
+}
+
+/* A CORS preflight (OPTIONS on a served path, CORS enabled): 204 with
+ * the methods the path is served with. */
+static enum MHD_Result answer_preflight(hs_server *s,
+                                        struct MHD_Connection *conn,
+                                        request_ctx *rc, const char *method,
+                                        const char *allow)
+{
+    hs_reply rep = {0};
+    rep.status = 204;
+    hs_reply_header(&rep, "Access-Control-Allow-Methods", allow);
+    hs_reply_header(&rep, "Access-Control-Allow-Headers",
+                    "Authorization, Content-Type, X-Request-Id");
+    hs_reply_header(&rep, "Access-Control-Max-Age", "600");
     return send_reply(s, conn, rc, method, &rep, NULL, false);
 }
 
@@ -653,6 +839,8 @@ static enum MHD_Result finish_request(hs_server *s, struct MHD_Connection *conn,
     if (rc->outcome == ROUTE_WRONG_METHOD) {
         char allow[128];
         build_allow(s, url, allow, sizeof(allow));
+        if (s->cfg.cors_origin != NULL && strcmp(method, "OPTIONS") == 0)
+            return answer_preflight(s, conn, rc, method, allow);
         return send_problem(s, conn, rc, method, 405,
                             "method not allowed on this route", allow, false);
     }
@@ -680,6 +868,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
     }
     if (rc->answered)
         return MHD_YES;
+    if (rc->deferred != NULL)
+        return resume_deferred(s, conn, rc, url, method);
     return finish_request(s, conn, rc, url, method);
 }
 
@@ -695,6 +885,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(rc->body);
     free(rc->params_buf);
     free(rc->raw_target);
+    if (rc->deferred != NULL && rc->deferred->blocking) {
+        pthread_mutex_destroy(&rc->deferred->mu);
+        pthread_cond_destroy(&rc->deferred->cv);
+    }
+    free(rc->deferred);
     free(rc);
     /* A request refused before on_access (a header block over the
      * memory limit) was never counted. */
@@ -709,9 +904,14 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
                           enum MHD_ConnectionNotificationCode toe)
 {
     hs_server *s = cls;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        atomic_fetch_add(&s->open_conns, 1);
+        atomic_store(&s->last_begin, monotonic_ms());
         metrics_count(s->cfg.metrics, "http_connections_total",
                       "TCP connections accepted by the HTTP server.", 1);
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        atomic_fetch_sub(&s->open_conns, 1);
+    }
 }
 
 __attribute__((format(printf, 2, 0))) static void
@@ -813,6 +1013,8 @@ static unsigned int daemon_flags(const hs_config *cfg, bool is_v6)
         flags |= MHD_USE_EPOLL;
     if (is_v6)
         flags |= MHD_USE_IPv6;
+    if (cfg->allow_suspend && cfg->threads > 0)
+        flags |= MHD_ALLOW_SUSPEND_RESUME;
     return flags;
 }
 
@@ -830,6 +1032,19 @@ static void apply_limit_defaults(hs_config *cfg)
         cfg->conn_memory = HTTP_CONN_MEMORY_DEFAULT;
 }
 
+/* A server that holds long polls keeps a descriptor per waiting client
+ * (and a gateway one more per owner call): the soft limit (often 1024)
+ * goes up to the hard one. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        log_msg("warn", "http server: cannot raise the descriptor limit");
+}
+
 hs_server *hs_start(const hs_config *cfg)
 {
     struct sockaddr_storage addr;
@@ -840,6 +1055,8 @@ hs_server *hs_start(const hs_config *cfg)
         return NULL;
     }
     hs_block_signals();
+    if (cfg->allow_suspend)
+        raise_fd_limit();
     hs_server *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
@@ -891,26 +1108,79 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+/* Hands every connection waiting in the listen backlog of fd (which the
+ * daemon no longer polls) to the daemon, so that clients whose connect
+ * already succeeded get an answer instead of a reset when the socket is
+ * shut down. Returns how many were taken over. */
+static int adopt_backlog(hs_server *s, MHD_socket fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return 0;
+    int adopted = 0;
+    for (;;) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof(peer);
+        int conn = accept4(fd, (struct sockaddr *)&peer, &len, SOCK_CLOEXEC);
+        if (conn < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            return adopted; /* EAGAIN: the backlog is empty */
+        }
+        /* The daemon owns conn from here, and closes it on failure. */
+        if (MHD_add_connection(s->daemon, conn, (struct sockaddr *)&peer,
+                               len) == MHD_YES)
+            adopted++;
+    }
+}
+
+/* True while the drain should go on: a request is in flight, or a
+ * connection is open and something began less than HS_DRAIN_QUIET_MS
+ * ago (a request may still arrive on it). */
+static bool is_draining(hs_server *s)
+{
+    if (atomic_load(&s->in_flight) > 0)
+        return true;
+    return atomic_load(&s->open_conns) > 0 &&
+           monotonic_ms() - atomic_load(&s->last_begin) < HS_DRAIN_QUIET_MS;
+}
+
 void hs_stop(hs_server *s, int grace_ms)
 {
     if (s == NULL)
         return;
     atomic_store(&s->stopping, true);
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-    /* Quiescing only stops accepting: connections would still queue in
-     * the backlog and hang. Shutting the socket down (without closing
-     * it, which must wait for MHD_stop_daemon) refuses them at once, so
-     * clients fail over to another instance. */
-    if (fd != MHD_INVALID_SOCKET)
+    int adopted = 0;
+    if (fd != MHD_INVALID_SOCKET) {
+        adopted = adopt_backlog(s, fd);
+        /* Quiescing only stops accepting: new connections would still
+         * queue in the backlog and hang. Shutting the socket down
+         * (without closing it, which must wait for MHD_stop_daemon)
+         * refuses them at once, so clients fail over to another
+         * instance. */
         shutdown(fd, SHUT_RDWR);
+    }
+    /* Deferred requests would hold the drain for their whole wait, and
+     * libmicrohttpd must not stop with a connection suspended. */
+    if (s->cfg.stopping != NULL)
+        s->cfg.stopping(s->cfg.ctx);
+    json_t *fields =
+        json_pack("{s:i, s:i, s:i}", "in_flight", atomic_load(&s->in_flight),
+                  "open_connections", atomic_load(&s->open_conns),
+                  "adopted_from_backlog", adopted);
+    log_event("info", "draining", fields);
+    json_decref(fields);
 
-    for (int waited = 0; atomic_load(&s->in_flight) > 0 && waited < grace_ms;
-         waited += HS_STOP_POLL_MS)
+    int waited = 0;
+    for (; is_draining(s) && waited < grace_ms; waited += HS_STOP_POLL_MS)
         sleep_ms(HS_STOP_POLL_MS);
     int left = atomic_load(&s->in_flight);
     if (left > 0)
         log_msg("warn", "http server: stopping with %d requests in flight",
                 left);
+    else
+        log_msg("info", "http server: drained in %d ms", waited);
 
     MHD_stop_daemon(s->daemon);
     if (fd != MHD_INVALID_SOCKET)

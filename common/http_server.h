@@ -28,6 +28,8 @@
 #define HS_REQUEST_ID_MAX 64
 /* Room for a client address in text form (IPv6 takes at most 45). */
 #define HS_CLIENT_ADDR_MAX 64
+/* Extra headers a reply may carry (security headers of a page). */
+#define HS_REPLY_HEADERS_MAX 4
 
 typedef struct hs_request {
     const char *method;
@@ -41,6 +43,7 @@ typedef struct hs_request {
     void *conn;                         /* opaque: use hs_query/hs_header */
     /* The TCP peer, as "127.0.0.1" or "::1"; "" if unknown. */
     char client_addr[HS_CLIENT_ADDR_MAX];
+    void *server_ctx; /* opaque: the server's request context */
 } hs_request;
 
 /* What a handler answers. Exactly one of json / text is used. The server
@@ -53,6 +56,11 @@ typedef struct hs_reply {
     const char *content_type; /* default application/json, or
                                  application/problem+json when problem */
     int retry_after_s;        /* > 0 adds Retry-After */
+    /* Extra headers (hs_reply_header), borrowed until sent: literals or
+     * strings that outlive the request. Cleared with the body. */
+    const char *header_names[HS_REPLY_HEADERS_MAX];
+    const char *header_values[HS_REPLY_HEADERS_MAX];
+    int nheaders;
 } hs_reply;
 
 typedef void (*hs_handler)(hs_request *req, hs_reply *rep);
@@ -69,6 +77,10 @@ typedef struct hs_route {
 /* Readiness probe: returns true when dependencies answer. May block
  * briefly. */
 typedef bool (*hs_ready_fn)(void *ctx);
+/* Called by hs_stop once no new connection is accepted, before it waits
+ * for requests in flight: a service answers its deferred requests
+ * (hs_defer) here, so long polls do not hold the shutdown. */
+typedef void (*hs_stopping_fn)(void *ctx);
 
 typedef struct hs_config {
     const char *service; /* "gateway", ... for logs and metrics */
@@ -93,6 +105,16 @@ typedef struct hs_config {
      * or stale header before its body is read. Borrowed for the life of
      * the server. */
     const char *internal_secret;
+    /* Deferred requests (hs_defer) are allowed. With an epoll pool
+     * (threads > 0) the connection is suspended (libmicrohttpd's
+     * suspend/resume) and holds no thread; with a thread per connection
+     * the handler's thread sleeps until hs_wake. */
+    bool allow_suspend;
+    hs_stopping_fn stopping; /* NULL: none */
+    /* NULL: no CORS headers (same origin only). Else the value of
+     * Access-Control-Allow-Origin on every reply ("*" or one origin), and
+     * an OPTIONS preflight on any served path answers 204. Borrowed. */
+    const char *cors_origin;
 } hs_config;
 
 typedef struct hs_server hs_server;
@@ -131,6 +153,33 @@ void hs_reply_problem(hs_reply *rep, int status, const char *title,
  * content_type is borrowed until the reply is sent: pass a literal. */
 void hs_reply_raw(hs_reply *rep, int status, const char *content_type,
                   const char *body, size_t len);
+
+/* Adds a header to rep (after its body is set: the body helpers clear
+ * headers). name and value are borrowed until the reply is sent. Returns
+ * 0, or -1 when HS_REPLY_HEADERS_MAX are already there. */
+int hs_reply_header(hs_reply *rep, const char *name, const char *value);
+
+/* ---- deferred requests (long polls) ----
+ *
+ * A handler of a server with allow_suspend may, instead of answering,
+ * call hs_defer and return with rep untouched: the connection is
+ * suspended (no thread waits for it in an epoll pool). Later one call of
+ * hs_wake, from any thread, resumes it, and the server runs resume(req,
+ * arg, rep) on one of its threads, which must answer; req is the same
+ * request (path, params, query, headers) as the handler saw. The
+ * deferred handle belongs to the server: after hs_wake it may be gone.
+ * Whoever calls hs_defer must make sure hs_wake is called exactly once,
+ * at the latest when the service stops (hs_config.stopping). */
+typedef struct hs_deferred hs_deferred;
+typedef void (*hs_resume_fn)(hs_request *req, void *arg, hs_reply *rep);
+
+/* NULL when the server does not allow suspension or memory ran out: the
+ * handler must then answer itself. Call at most once per request. */
+hs_deferred *hs_defer(hs_request *req, hs_resume_fn resume, void *arg);
+/* Resumes a deferred request; thread safe, and safe to call before the
+ * handler that deferred it has returned (it is then answered at once).
+ * Call exactly once per handle. */
+void hs_wake(hs_deferred *d);
 
 /* Blocks SIGTERM/SIGINT in the calling thread and ignores SIGPIPE. Call
  * it first in main, before any thread starts, so every thread inherits the

@@ -255,6 +255,20 @@ void metrics_gauge(metrics_t *m, const char *name, const char *help,
     pthread_mutex_unlock(&m->mu);
 }
 
+void metrics_gauge_add(metrics_t *m, const char *name, const char *help,
+                       double delta)
+{
+    if (m == NULL)
+        return;
+    pthread_mutex_lock(&m->mu);
+    named_series *s = named_find(m, name, help, NAMED_GAUGE);
+    if (s != NULL)
+        s->value += delta;
+    else
+        m->dropped++;
+    pthread_mutex_unlock(&m->mu);
+}
+
 /* ---- rendering ------------------------------------------------------ */
 
 /* Label values escape backslash, double quote and newline. */

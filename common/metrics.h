@@ -27,6 +27,12 @@ void metrics_count(metrics_t *m, const char *name, const char *help,
 /* A named gauge set to value, e.g. "ring_epoch". */
 void metrics_gauge(metrics_t *m, const char *name, const char *help,
                    double value);
+/* Adds delta (may be negative) to a named gauge, created at 0 on first
+ * use: for levels several owners move, such as the connections of pools
+ * in use (+1 on borrow, -1 on return; every pool adds its size to a
+ * second gauge once). */
+void metrics_gauge_add(metrics_t *m, const char *name, const char *help,
+                       double delta);
 /* A dependency call's latency: dep "storage", "redis", "postgres". */
 void metrics_observe_dependency(metrics_t *m, const char *dep, double seconds);
 

@@ -7,6 +7,7 @@
  * which also caches it there.
  */
 #include "hot.h"
+#include "hot_conn.h"
 
 #include <hiredis.h>
 #include <inttypes.h>
@@ -71,6 +72,10 @@ hot_t *hot_new(const char *host, int port, int pool_size, metrics_t *metrics)
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->available, NULL);
     h->nfree = pool_size; /* all slots NULL: connected lazily */
+    metrics_gauge_add(metrics, "redis_pool_connections",
+                      "Redis connection slots of the pool", pool_size);
+    metrics_gauge_add(metrics, "redis_pool_connections_in_use",
+                      "Redis connection slots borrowed by commands", 0);
     atomic_init(&h->dirty, false);
     return h;
 }
@@ -110,6 +115,7 @@ static void give_back(hot_t *h, redisContext *c)
     h->free_conns[h->nfree++] = c;
     pthread_cond_signal(&h->available);
     pthread_mutex_unlock(&h->lock);
+    metrics_gauge_add(h->metrics, "redis_pool_connections_in_use", NULL, -1);
 }
 
 /* Borrows a connection, connecting the slot if it has none. NULL when
@@ -121,6 +127,7 @@ static redisContext *borrow(hot_t *h)
         pthread_cond_wait(&h->available, &h->lock);
     redisContext *c = h->free_conns[--h->nfree];
     pthread_mutex_unlock(&h->lock);
+    metrics_gauge_add(h->metrics, "redis_pool_connections_in_use", NULL, 1);
     if (!c)
         c = connect_redis(h);
     if (!c)
@@ -423,4 +430,19 @@ void hot_apply(hot_t *h, int64_t uid, const hot_meta *meta, const char *cid,
     const char *argv[] = {k.u, k.c,        k.x,       k.m,  seq, max,
                           cid, conv_entry, msg_entry, cmax, mmax};
     run_write(h, S_APPLY, 4, 11, argv);
+}
+
+redisContext *hot_conn_borrow(hot_t *h)
+{
+    return usable(h) ? borrow(h) : NULL;
+}
+
+void hot_conn_give_back(hot_t *h, redisContext *c)
+{
+    give_back(h, c);
+}
+
+void hot_mark_dirty(hot_t *h)
+{
+    atomic_store(&h->dirty, true);
 }

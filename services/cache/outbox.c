@@ -55,6 +55,11 @@ static int run_batch(outbox_worker *w)
     metrics_count(w->node->metrics, "outbox_delivered_total",
                   "Recipient copies delivered by the outbox worker",
                   (uint64_t)delivered);
+    /* What the last pass found and could not deliver: the backlog this
+     * node sees (at least that much when the claim came back full). */
+    metrics_gauge(w->node->metrics, "outbox_depth",
+                  "Outbox entries the last claim found and left undelivered",
+                  (double)(total - (size_t)delivered));
     return delivered;
 }
 

@@ -95,10 +95,11 @@ static bool is_loopback(const char *addr)
 }
 
 const char *auth_client_address(const char *peer, const char *x_real_ip,
-                                bool trust_proxy, size_t max)
+                                auth_trust trust, size_t max)
 {
-    if (!trust_proxy || peer == NULL || !is_loopback(peer) ||
-        x_real_ip == NULL || x_real_ip[0] == '\0' ||
+    bool trusted = trust == AUTH_TRUST_ANY ||
+                   (trust == AUTH_TRUST_LOOPBACK && peer && is_loopback(peer));
+    if (!trusted || peer == NULL || x_real_ip == NULL || x_real_ip[0] == '\0' ||
         strnlen(x_real_ip, max) >= max)
         return peer;
     return x_real_ip;

@@ -59,13 +59,22 @@ bool auth_path_is_user(const char *segment, int64_t user_id);
 bool auth_body_names_other_sender(const char *body, size_t len,
                                   int64_t user_id);
 
+/* How far a gateway trusts X-Real-IP (GATEWAY_TRUST_PROXY). */
+typedef enum {
+    AUTH_TRUST_NONE = 0,     /* never: the TCP peer is the client */
+    AUTH_TRUST_LOOPBACK = 1, /* from a loopback peer (nginx on the host) */
+    AUTH_TRUST_ANY = 2,      /* from any peer: only where nothing but the
+                                proxy can reach the gateway (a container
+                                network, a Kubernetes NetworkPolicy) */
+} auth_trust;
+
 /* The address a request is rate limited by: peer, the TCP peer, unless
- * trust_proxy is set and peer is loopback (nginx on the same host): then
- * x_real_ip, the header nginx sets to its own peer, when it is present,
- * non-empty and shorter than max. Returns one of the two arguments. A
+ * trust allows that peer's X-Real-IP (the header nginx sets to its own
+ * peer): then x_real_ip, when it is present, non-empty and shorter than
+ * max. Returns one of the two arguments. With AUTH_TRUST_LOOPBACK, a
  * client that reaches the gateway directly from another host cannot
  * choose its key. */
 const char *auth_client_address(const char *peer, const char *x_real_ip,
-                                bool trust_proxy, size_t max);
+                                auth_trust trust, size_t max);
 
 #endif

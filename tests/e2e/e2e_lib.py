@@ -193,6 +193,47 @@ def internal_secret(env=None):
     return secret
 
 
+def signed_call(secret, method, url, headers=None, body=None, timeout=10):
+    """An internal call (router, cache node, storage) signed with the
+    cluster's internal secret. body is JSON-encoded when given. Returns
+    (status, decoded JSON or None); (0, None) when nothing answered."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    data = json.dumps(body).encode() if body is not None else None
+    u = urllib.parse.urlsplit(url)
+    target = u.path + ("?" + u.query if u.query else "")
+    headers = dict(headers or {})
+    headers[INTERNAL_AUTH_HEADER] = internal_auth(secret, method, target, data)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+    except (urllib.error.URLError, OSError):
+        return 0, None
+
+
+def metric_total(base_url, series):
+    """Sum of every sample of series in base_url's /metrics."""
+    import urllib.request
+    with urllib.request.urlopen(base_url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(series + " ") or line.startswith(series + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def conversation_id(a, b):
+    return "%d_%d" % (min(a, b), max(a, b))
+
+
 # ------------------------------------------------------------------ HTTP
 
 
@@ -360,7 +401,9 @@ class Api:
         h.update(headers or {})
         if isinstance(body, (dict, list)):
             body = json.dumps(body, ensure_ascii=False)
-        return self.http.request(method, path, body=body, headers=h, fresh=fresh)
+        resp = self.http.request(method, path, body=body, headers=h, fresh=fresh)
+        openapi_check(resp)
+        return resp
 
     def send(self, sender, recipient, content, cmid=None, as_user=None, fresh=False):
         """POST /v1/messages as as_user (default the sender)."""
@@ -619,9 +662,189 @@ def run_tests():
             print("FAIL %s: %s: %s (at %s:%d)" % (fn.__name__, type(e).__name__, e,
                                                  os.path.basename(tb.filename), tb.lineno))
         sys.stdout.flush()
+    if _openapi["checked"]:
+        print("openapi: %d answers valid against docs/openapi.yaml" % _openapi["checked"])
+    for route in sorted(_openapi["undocumented"]):
+        print("openapi: route not in docs/openapi.yaml: %s" % route)
     print("%d passed, %d failed" % (passed, failed))
     sys.stdout.flush()
     sys.exit(1 if failed else 0)
+
+
+# ------------------------------------------------------------- OpenAPI
+#
+# Every answer of the public API that Api.call receives is checked
+# against docs/openapi.yaml: the route and status must be documented,
+# the content type must be one the document lists for that status, the
+# body must match its schema and X-Request-Id must be present. The YAML
+# is read once with js-yaml from deploy/node_modules (scripts/install-deps
+# runs npm ci there); schemas are checked by the small validator below,
+# which knows the JSON Schema keywords the document uses and refuses any
+# other, so a new keyword cannot be silently ignored. A route missing
+# from the document is reported at the end of the run (a new route gets
+# documented), not failed.
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OPENAPI_PATH = os.path.join(_ROOT, "docs", "openapi.yaml")
+_JS_YAML = os.path.join(_ROOT, "deploy", "node_modules", "js-yaml")
+_openapi = {"doc": None, "routes": None, "checked": 0, "undocumented": set(),
+            "lock": threading.Lock()}
+_SCHEMA_KEYWORDS = {"type", "properties", "required", "additionalProperties", "items", "enum",
+                    "const", "pattern", "minLength", "maxLength", "minimum", "maximum",
+                    "minItems", "maxItems", "$ref", "description", "default"}
+
+
+def _openapi_load():
+    """The document as a dict, and its routes as (method, regex, op)."""
+    import re
+    import subprocess
+    with _openapi["lock"]:
+        if _openapi["doc"] is not None:
+            return _openapi["doc"], _openapi["routes"]
+        script = ("const y=require(process.argv[1]);const fs=require('fs');"
+                  "process.stdout.write(JSON.stringify(y.load(fs.readFileSync(process.argv[2],'utf8'))))")
+        try:
+            r = subprocess.run(["node", "-e", script, _JS_YAML, OPENAPI_PATH], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise TestFailure("cannot run node to read docs/openapi.yaml: %s" % e)
+        if r.returncode != 0:
+            raise TestFailure("cannot read docs/openapi.yaml (run npm ci in deploy/): %s" %
+                              r.stderr.decode()[-500:])
+        doc = json.loads(r.stdout)
+        routes = []
+        for template, item in doc["paths"].items():
+            rx = re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$")
+            for method, op in item.items():
+                if method in ("get", "post", "put", "delete", "patch"):
+                    routes.append((method.upper(), rx, template, op))
+        _openapi["doc"], _openapi["routes"] = doc, routes
+        return doc, routes
+
+
+def _resolve(doc, node):
+    for _ in range(20):
+        if not isinstance(node, dict) or "$ref" not in node:
+            return node
+        ref = node["$ref"]
+        if not ref.startswith("#/"):
+            raise TestFailure("openapi: only local $ref is supported: %s" % ref)
+        node = doc
+        for part in ref[2:].split("/"):
+            node = node[part.replace("~1", "/").replace("~0", "~")]
+    raise TestFailure("openapi: $ref chain too deep")
+
+
+def _type_ok(value, typ):
+    if typ == "object":
+        return isinstance(value, dict)
+    if typ == "array":
+        return isinstance(value, list)
+    if typ == "string":
+        return isinstance(value, str)
+    if typ == "integer":
+        return is_int(value)
+    if typ == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if typ == "boolean":
+        return isinstance(value, bool)
+    if typ == "null":
+        return value is None
+    raise TestFailure("openapi: unknown type %r" % typ)
+
+
+def schema_errors(doc, schema, value, where="body"):
+    """The ways value breaks schema (a list of strings; empty when valid)."""
+    import re
+    schema = _resolve(doc, schema)
+    unknown = set(schema) - _SCHEMA_KEYWORDS
+    if unknown:
+        raise TestFailure("openapi: the validator does not know %s (at %s)" % (sorted(unknown), where))
+    errs = []
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_type_ok(value, t) for t in types):
+            return ["%s: %s is not of type %s" % (where, _short(value), schema["type"])]
+    if "const" in schema and value != schema["const"]:
+        errs.append("%s: %s is not %r" % (where, _short(value), schema["const"]))
+    if "enum" in schema and value not in schema["enum"]:
+        errs.append("%s: %s not one of %r" % (where, _short(value), schema["enum"]))
+    if isinstance(value, str):
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            errs.append("%s: %s does not match %s" % (where, _short(value), schema["pattern"]))
+        if len(value) < schema.get("minLength", 0) or len(value) > schema.get("maxLength", len(value)):
+            errs.append("%s: length %d out of bounds" % (where, len(value)))
+    if is_int(value) or isinstance(value, float):
+        if "minimum" in schema and value < schema["minimum"]:
+            errs.append("%s: %r below %r" % (where, value, schema["minimum"]))
+        if "maximum" in schema and value > schema["maximum"]:
+            errs.append("%s: %r above %r" % (where, value, schema["maximum"]))
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", len(value)):
+            errs.append("%s: %d items out of bounds" % (where, len(value)))
+        if "items" in schema:
+            for i, item in enumerate(value):
+                errs += schema_errors(doc, schema["items"], item, "%s[%d]" % (where, i))
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        for name in schema.get("required", []):
+            if name not in value:
+                errs.append("%s: lacks %r" % (where, name))
+        extra = schema.get("additionalProperties", True)
+        for name, v in value.items():
+            if name in props:
+                errs += schema_errors(doc, props[name], v, "%s.%s" % (where, name))
+            elif extra is False:
+                errs.append("%s: unexpected property %r" % (where, name))
+            elif isinstance(extra, dict):
+                errs += schema_errors(doc, extra, v, "%s.%s" % (where, name))
+    return errs
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def openapi_check(resp):
+    """Raises TestFailure when resp (an answer of the public API) does
+    not match docs/openapi.yaml."""
+    doc, routes = _openapi_load()
+    path = resp.path.split("?", 1)[0]
+    matches = [(m, rx, t, op) for m, rx, t, op in routes if rx.match(path)]
+    op = next((o for m, rx, t, o in matches if m == resp.method), None)
+    what = "%s %s -> %d" % (resp.method, path, resp.status)
+    if op is None:
+        if matches and resp.status != 405:
+            raise TestFailure("openapi: %s, but the path has no %s operation" % (what, resp.method))
+        if not matches and resp.status != 404:
+            with _openapi["lock"]:
+                _openapi["undocumented"].add("%s %s" % (resp.method, path))
+            return
+        spec = {"content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    else:
+        spec = op["responses"].get(str(resp.status)) or op["responses"].get("default")
+        if spec is None:
+            raise TestFailure("openapi: status not documented: %s" % resp.describe())
+        spec = _resolve(doc, spec)
+    rid = resp.headers.get("x-request-id")
+    if not rid:
+        raise TestFailure("openapi: answer without X-Request-Id: %s" % resp.describe())
+    content = spec.get("content")
+    if content:
+        ctype = resp.headers.get("content-type", "").split(";")[0].strip()
+        media = content.get(ctype)
+        if media is None:
+            raise TestFailure("openapi: content type %r not documented (%s) for %s" % (
+                ctype, sorted(content), resp.describe()))
+        if ctype.endswith("json"):
+            if resp.json is None:
+                raise TestFailure("openapi: body is not JSON: %s" % resp.describe())
+            errs = schema_errors(doc, media.get("schema", {}), resp.json)
+            if errs:
+                raise TestFailure("openapi: %s: %s" % ("; ".join(errs[:5]), resp.describe()))
+    with _openapi["lock"]:
+        _openapi["checked"] += 1
 
 
 # ---------------------------------------------------------- raw sockets

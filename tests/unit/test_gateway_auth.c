@@ -267,6 +267,26 @@ START_TEST(test_sender_scan_respects_the_length)
 }
 END_TEST
 
+/* X-Real-IP is taken only from a peer GATEWAY_TRUST_PROXY trusts. */
+START_TEST(test_client_address_follows_the_trust_level)
+{
+    const char *nginx = "127.0.0.1", *remote = "10.1.2.3", *xri = "192.0.2.7";
+    ck_assert_ptr_eq(auth_client_address(nginx, xri, AUTH_TRUST_NONE, 64),
+                     nginx);
+    ck_assert_ptr_eq(auth_client_address(nginx, xri, AUTH_TRUST_LOOPBACK, 64),
+                     xri);
+    ck_assert_ptr_eq(auth_client_address(remote, xri, AUTH_TRUST_LOOPBACK, 64),
+                     remote);
+    ck_assert_ptr_eq(auth_client_address(remote, xri, AUTH_TRUST_ANY, 64), xri);
+    ck_assert_ptr_eq(auth_client_address(remote, "", AUTH_TRUST_ANY, 64),
+                     remote);
+    ck_assert_ptr_eq(auth_client_address(remote, NULL, AUTH_TRUST_ANY, 64),
+                     remote);
+    ck_assert_ptr_eq(auth_client_address(remote, xri, AUTH_TRUST_ANY, 4),
+                     remote);
+}
+END_TEST
+
 static Suite *gateway_auth_suite(void)
 {
     Suite *s = suite_create("gateway_auth");
@@ -282,6 +302,7 @@ static Suite *gateway_auth_suite(void)
     tcase_add_test(tc, test_authenticate_refuses_each_kind_of_bad_header);
     tcase_add_test(tc, test_path_must_be_exactly_the_token_user);
     tcase_add_test(tc, test_sender_scan_compares_the_integer);
+    tcase_add_test(tc, test_client_address_follows_the_trust_level);
     tcase_add_test(tc, test_sender_scan_reads_past_invalid_strings);
     tcase_add_test(tc, test_sender_scan_counts_out_of_range_ids_as_others);
     tcase_add_test(tc, test_sender_scan_leaves_non_integers_to_validation);

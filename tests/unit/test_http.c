@@ -777,6 +777,41 @@ START_TEST(test_graceful_stop)
 }
 END_TEST
 
+/* While hs_stop drains, a connection opened before it is still served
+ * (it was accepted), /readyz says 503 so balancers move away, and the
+ * reply asks the client to close. */
+START_TEST(test_draining_serves_open_connections)
+{
+    start_server(threads_for(_i));
+    int idle = connect_to(port);
+    ck_assert_int_ge(idle, 0);
+    pthread_t caller, stopper;
+    slow_call call = {HC_ERROR, 0};
+    pthread_create(&caller, NULL, run_slow_call, &call);
+    for (int i = 0; i < 200 && !atomic_load(&slow_entered); i++)
+        usleep(10000);
+    ck_assert(atomic_load(&slow_entered));
+
+    pthread_create(&stopper, NULL, run_stop, NULL);
+    usleep(100000);
+    static const char req[] = "GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n";
+    send_all(idle, req, sizeof(req) - 1);
+    char answer[4096];
+    ck_assert(read_until_close(idle, answer, sizeof(answer)));
+    close(idle);
+    ck_assert_msg(strncmp(answer, "HTTP/1.1 503", 12) == 0, "%s", answer);
+    ck_assert_msg(strcasestr(answer, "\r\nConnection: close\r\n") != NULL, "%s",
+                  answer);
+    ck_assert_msg(strstr(answer, "shutting down") != NULL, "%s", answer);
+
+    pthread_join(caller, NULL);
+    pthread_join(stopper, NULL);
+    srv = NULL;
+    ck_assert_int_eq(call.err, HC_OK);
+    ck_assert_int_eq(call.status, 200);
+}
+END_TEST
+
 /* ---- suite ---------------------------------------------------------- */
 
 static TCase *server_case(const char *name, const TTest *test, int loops)
@@ -816,6 +851,8 @@ static Suite *http_suite(void)
     suite_add_tcase(s, server_case("cap", test_client_body_cap, 1));
     suite_add_tcase(s, server_case("headers", test_client_headers_sent, 1));
     suite_add_tcase(s, server_case("stop", test_graceful_stop, 2));
+    suite_add_tcase(
+        s, server_case("drain", test_draining_serves_open_connections, 2));
     return s;
 }
 

@@ -267,6 +267,42 @@ START_TEST(test_concurrent_observations)
 }
 END_TEST
 
+static void *borrow_and_return(void *arg)
+{
+    metrics_t *m = arg;
+    for (int i = 0; i < 10000; i++) {
+        metrics_gauge_add(m, "pool_in_use", "Connections in use.", 1);
+        metrics_gauge_add(m, "pool_in_use", NULL, -1);
+    }
+    metrics_gauge_add(m, "pool_in_use", NULL, 1); /* one left borrowed */
+    return NULL;
+}
+
+/* Several owners move one gauge; what they hold at the end is its value,
+ * and a gauge_add on a counter's name is dropped like any kind clash. */
+START_TEST(test_gauge_add_from_many_owners)
+{
+    metrics_t *m = metrics_new("storage");
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, borrow_and_return, m);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    metrics_gauge_add(m, "pool_size", "Connections.", 4);
+    metrics_gauge_add(m, "pool_size", NULL, 4);
+    metrics_count(m, "calls_total", "x", 1);
+    metrics_gauge_add(m, "calls_total", "x", 1);
+    char *t = metrics_render(m);
+    assert_line(t, "# TYPE pool_in_use gauge");
+    assert_line(t, "pool_in_use{service=\"storage\"} 4");
+    assert_line(t, "pool_size{service=\"storage\"} 8");
+    assert_line(t, "calls_total{service=\"storage\"} 1");
+    assert_line(t, "metrics_dropped_total{service=\"storage\"} 1");
+    free(t);
+    metrics_free(m);
+}
+END_TEST
+
 static Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
@@ -280,6 +316,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, test_non_finite_gauge);
     tcase_add_test(tc, test_null_is_harmless);
     tcase_add_test(tc, test_concurrent_observations);
+    tcase_add_test(tc, test_gauge_add_from_many_owners);
     suite_add_tcase(s, tc);
     return s;
 }
