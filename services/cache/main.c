@@ -9,8 +9,11 @@
 #include <string.h>
 
 #include "config.h"
+#include "events.h"
 #include "http_server.h"
 #include "constants.h"
+#include "handoff.h"
+#include "lease.h"
 #include "log.h"
 #include "outbox.h"
 #include "routes.h"
@@ -18,7 +21,8 @@
 typedef struct cache_config {
     hs_config http; /* bind, port, threads, limits, internal secret */
     const char *name, *router_url, *storage_url, *redis_host;
-    int node_id, redis_port, redis_pool, hop_pool;
+    int node_id, redis_port, redis_pool, hop_pool, heartbeat_ms;
+    char self_url[128]; /* announced to the routers */
 } cache_config;
 
 static int read_config(cache_config *c)
@@ -34,23 +38,37 @@ static int read_config(cache_config *c)
     c->redis_port = (int)config_int("REDIS_PORT", 6379, 1, 65535, &errs);
     c->redis_pool = (int)config_int("CACHE_REDIS_POOL", 16, 1, 256, &errs);
     c->hop_pool = (int)config_int("CACHE_HOP_POOL", 64, 1, 4096, &errs);
+    c->heartbeat_ms =
+        (int)config_int("CACHE_HEARTBEAT_MS", 200, 10, 10000, &errs);
     if (!c->name[0] || strlen(c->name) >= sizeof(((ring_node *)0)->name))
         config_error(&errs, "CACHE_NAME", "required, at most 63 characters");
+    char fallback[64];
+    snprintf(fallback, sizeof(fallback), "http://127.0.0.1:%d", c->http.port);
+    const char *url = config_str("CACHE_URL", fallback);
+    if (strncmp(url, "http", 4) != 0 || strlen(url) >= sizeof(c->self_url))
+        config_error(&errs, "CACHE_URL",
+                     "an http:// URL of at most 127 "
+                     "characters");
+    snprintf(c->self_url, sizeof(c->self_url), "%s", url);
     return config_report(&errs);
 }
 
-/* Ring membership changed: users this node gains may have stale hot
- * mailboxes here from an earlier ownership, so the hot data goes. */
+/* The ring changed: the hot mailboxes of users this node lost go, so it
+ * never serves one that another owner changed meanwhile (handoff.h). */
 static void ring_changed(void *arg, const ring_t *old, const ring_t *now)
 {
     cache_node *n = arg;
-    if (!old)
-        return;
-    bool same = old->nnodes == now->nnodes && old->vnodes == now->vnodes;
-    for (int i = 0; same && i < now->nnodes; i++)
-        same = strcmp(old->nodes[i].name, now->nodes[i].name) == 0;
-    if (!same)
-        hot_flush(n->hot);
+    handoff_ring_changed(n, old, now);
+    /* Waiting polls re-check ownership: a user that moved answers 421
+     * and its gateway asks the new owner. */
+    if (old && old->epoch != now->epoch)
+        events_wake_all(n->events);
+}
+
+static void drain_polls(void *ctx)
+{
+    cache_node *n = ctx;
+    events_drain(n->events);
 }
 
 static bool is_ready(void *ctx)
@@ -61,7 +79,10 @@ static bool is_ready(void *ctx)
 
 static void node_destroy(cache_node *n)
 {
+    lease_stop(n->lease);
     ringview_free(n->ring);
+    handoff_free(n->handoff);
+    events_free(n->events);
     hot_free(n->hot);
     hc_pool_free(n->hops);
     locks_free(n->locks);
@@ -78,13 +99,28 @@ static int node_init(cache_node *n, const cache_config *c)
         return -1;
     n->metrics = metrics_new("cache");
     n->locks = locks_new();
+    n->events = events_new();
+    n->handoff = handoff_new();
     n->hops = hc_pool_new(c->hop_pool, HOP_TIMEOUT_MS);
     n->hot = hot_new(c->redis_host, c->redis_port, c->redis_pool, n->metrics);
-    if (!n->metrics || !n->locks || !n->hops || !n->hot)
+    if (!n->metrics || !n->locks || !n->hops || !n->hot || !n->events ||
+        !n->handoff)
         return -1;
     /* Storage, the router and peer nodes refuse unsigned internal calls. */
     if (hc_pool_set_signer(n->hops, c->http.internal_secret))
         return -1;
+    /* One pool serves storage, the router and peer nodes: calls are
+     * timed by where they go. */
+    if (hc_pool_set_metrics(n->hops, n->metrics, "cache") ||
+        hc_pool_name_dependency(n->hops, c->storage_url, "storage") ||
+        hc_pool_name_dependency(n->hops, c->router_url, "router"))
+        return -1;
+    /* Series a dashboard expects from the first scrape, before any
+     * traffic moved them. */
+    metrics_count(n->metrics, "cache_hits_total",
+                  "Reads answered from the hot mailbox", 0);
+    metrics_count(n->metrics, "cache_misses_total",
+                  "Hot mailbox misses (user loaded from storage)", 0);
     n->ring = ringview_new(c->router_url, n->hops, n->metrics, ring_changed, n);
     return n->ring ? 0 : -1;
 }
@@ -108,6 +144,13 @@ int main(void)
         log_msg("warn", "redis not reachable at start; serving from storage");
     ringview_refresh(n.ring);
     ringview_start(n.ring, 1000);
+    n.lease = lease_start(&n, c.router_url, c.self_url, c.heartbeat_ms,
+                          c.http.internal_secret);
+    if (!n.lease) {
+        log_msg("error", "cache: cannot start heartbeats");
+        node_destroy(&n);
+        return 1;
+    }
     outbox_worker *ob = outbox_start(&n);
     if (!ob) {
         log_msg("error", "cache: cannot start the outbox worker");
@@ -121,6 +164,8 @@ int main(void)
     hc.ready = is_ready;
     hc.ctx = &n;
     hc.metrics = n.metrics;
+    hc.allow_suspend = true; /* long polls (events.h) */
+    hc.stopping = drain_polls;
     log_msg("info", "cache: node %s", c.name);
     int status = hs_serve_until_signal(&hc) ? 1 : 0;
     outbox_stop(ob);

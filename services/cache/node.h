@@ -24,6 +24,9 @@ typedef struct cache_node {
     ids_gen ids;           /* message ids: node bits are CACHE_NODE_ID */
     user_locks *locks;     /* serialise writes per owned user */
     metrics_t *metrics;
+    struct events *events;   /* long-poll waiters, woken by writes (events.h) */
+    struct lease *lease;     /* heartbeats; serve only while held (lease.h) */
+    struct handoff *handoff; /* planned moves of users (handoff.h) */
 } cache_node;
 
 #endif

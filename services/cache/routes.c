@@ -6,6 +6,8 @@
 
 #include <string.h>
 
+#include "events.h"
+#include "handoff.h"
 #include "lists.h"
 #include "message.h"
 #include "owner.h"
@@ -18,7 +20,7 @@ static const char *epoch_of(const hs_request *req)
 }
 
 /* Fencing before any work on uid. Returns 0 with *ring held (give it
- * back with ringview_release), or answers the refusal and returns -1. */
+ * back with owner_release), or answers the refusal and returns -1. */
 static int claim_owner(cache_node *n, const hs_request *req, int64_t uid,
                        const ring_t **ring, hs_reply *rep)
 {
@@ -43,7 +45,7 @@ static void handle_send(hs_request *req, hs_reply *rep)
     const ring_t *ring;
     if (claim_owner(n, req, s.sender_id, &ring, rep) == 0) {
         send_message(n, &s, req->request_id, rep);
-        ringview_release(n->ring, ring);
+        owner_release(n, ring);
     }
     msg_send_req_free(&s);
 }
@@ -73,7 +75,7 @@ static void handle_deliver(hs_request *req, hs_reply *rep)
     const ring_t *ring;
     if (claim_owner(n, req, m.recipient_id, &ring, rep) == 0) {
         land_copy(n, &m, req->request_id, rep);
-        ringview_release(n->ring, ring);
+        owner_release(n, ring);
     }
     msg_clear(&m);
 }
@@ -103,7 +105,7 @@ static void handle_conversations(hs_request *req, hs_reply *rep)
     if (claim_owner(n, req, uid, &ring, rep))
         return;
     lists_conversations(n, uid, &q, req->request_id, rep);
-    ringview_release(n->ring, ring);
+    owner_release(n, ring);
 }
 
 static bool in_conversation(const char *cid, int64_t uid)
@@ -130,7 +132,7 @@ static void handle_messages(hs_request *req, hs_reply *rep)
     if (claim_owner(n, req, uid, &ring, rep))
         return;
     lists_messages(n, uid, cid, &q, req->request_id, rep);
-    ringview_release(n->ring, ring);
+    owner_release(n, ring);
 }
 
 const hs_route cache_routes[] = {
@@ -140,5 +142,9 @@ const hs_route cache_routes[] = {
      "conversations"},
     {"GET", "/internal/users/{}/conversations/{}/messages", handle_messages,
      "messages"},
+    {"GET", "/internal/users/{}/events", events_handle, "events"},
+    {"POST", "/internal/handoff", handoff_handle_export, "handoff"},
+    {"POST", "/internal/handoff/import", handoff_handle_import,
+     "handoff_import"},
 };
 const size_t cache_nroutes = sizeof(cache_routes) / sizeof(cache_routes[0]);

@@ -14,6 +14,8 @@
 #include "ratelimit.h"
 #include "ringview.h"
 
+struct ev_poller;
+
 typedef struct gateway {
     const char *jwt_secret; /* MESSENGER_JWT_SECRET, lives as long as the
                                process environment */
@@ -22,11 +24,14 @@ typedef struct gateway {
     hc_pool *router_hops;   /* ring fetches, apart so they never queue
                                behind slow cache calls */
     metrics_t *metrics;
-    rl_limiter *send_limit; /* sends per user (GATEWAY_SEND_RATE/BURST) */
-    rl_limiter *anon_limit; /* failed authentications per client address
-                               (GATEWAY_ANON_RATE/BURST) */
-    bool trust_proxy;       /* GATEWAY_TRUST_PROXY: a loopback peer is
-                               nginx, whose X-Real-IP names the client */
+    rl_limiter *send_limit;   /* sends per user (GATEWAY_SEND_RATE/BURST) */
+    rl_limiter *anon_limit;   /* failed authentications per client address
+                                 (GATEWAY_ANON_RATE/BURST) */
+    int trust_proxy;          /* GATEWAY_TRUST_PROXY (auth_trust): whose
+                                 X-Real-IP names the client */
+    struct ev_poller *events; /* long polls to owner nodes (events.h) */
+    bool dev_tokens;          /* MESSENGER_DEV_MODE=1 and GATEWAY_DEV_TOKENS=1:
+                                 POST /v1/dev/token mints tokens (static.h) */
 } gateway;
 
 #endif

@@ -14,6 +14,7 @@
 #include "gateway.h"
 #include "http_server.h"
 #include "constants.h"
+#include "events.h"
 #include "log.h"
 #include "routes.h"
 
@@ -35,7 +36,9 @@ typedef struct gateway_config {
     const char *router_url, *jwt_secret;
     int hop_pool, jwt_leeway_s;
     int64_t send_rate, send_burst, anon_rate, anon_burst;
-    bool trust_proxy;
+    int trust_proxy;
+    bool dev_tokens;
+    const char *cors_origin; /* NULL: off */
 } gateway_config;
 
 static int read_config(gateway_config *c)
@@ -56,7 +59,15 @@ static int read_config(gateway_config *c)
                               RL_RATE_MAX, &errs);
     c->anon_burst = config_int("GATEWAY_ANON_BURST", GATEWAY_ANON_BURST_DEFAULT,
                                1, RL_BURST_MAX, &errs);
-    c->trust_proxy = config_int("GATEWAY_TRUST_PROXY", 0, 0, 1, &errs) == 1;
+    c->trust_proxy = (int)config_int("GATEWAY_TRUST_PROXY", 0, 0, 2, &errs);
+    /* Dev tokens need both switches: a production gateway never runs in
+     * development mode, so one stray variable cannot open it. */
+    bool dev_mode = config_int("MESSENGER_DEV_MODE", 0, 0, 1, &errs) == 1;
+    c->dev_tokens =
+        config_int("GATEWAY_DEV_TOKENS", 0, 0, 1, &errs) == 1 && dev_mode;
+    c->cors_origin = config_str("GATEWAY_CORS_ORIGIN", "");
+    if (!c->cors_origin[0])
+        c->cors_origin = NULL;
     if (strlen(c->router_url) > ROUTER_URL_MAX)
         config_error(&errs, "ROUTER_URL", "at most 200 characters");
     return config_report(&errs);
@@ -73,9 +84,16 @@ static bool is_ready(void *ctx)
     return r != NULL;
 }
 
+static void drain_polls(void *ctx)
+{
+    gateway *g = ctx;
+    ev_poller_drain(g->events);
+}
+
 static void gateway_destroy(gateway *g)
 {
-    ringview_free(g->ring); /* stops the refresh thread first */
+    ev_poller_free(g->events); /* before the ring it reads */
+    ringview_free(g->ring);    /* stops the refresh thread first */
     hc_pool_free(g->hops);
     hc_pool_free(g->router_hops);
     rl_free(g->send_limit);
@@ -93,6 +111,7 @@ static int gateway_init(gateway *g, const gateway_config *c)
     g->send_limit = rl_new(c->send_rate, c->send_burst, RL_SLOTS_DEFAULT);
     g->anon_limit = rl_new(c->anon_rate, c->anon_burst, RL_SLOTS_DEFAULT);
     g->trust_proxy = c->trust_proxy;
+    g->dev_tokens = c->dev_tokens;
     if (!g->metrics || !g->hops || !g->router_hops || !g->send_limit ||
         !g->anon_limit)
         return -1;
@@ -100,9 +119,17 @@ static int gateway_init(gateway *g, const gateway_config *c)
     if (hc_pool_set_signer(g->hops, c->http.internal_secret) ||
         hc_pool_set_signer(g->router_hops, c->http.internal_secret))
         return -1;
+    /* Calls to cache nodes are timed by forward.c (retries included);
+     * the pool reports only its handles in use. */
+    if (hc_pool_set_metrics(g->hops, g->metrics, NULL) ||
+        hc_pool_set_metrics(g->router_hops, g->metrics, "router"))
+        return -1;
     g->ring =
         ringview_new(c->router_url, g->router_hops, g->metrics, NULL, NULL);
-    return g->ring ? 0 : -1;
+    if (g->ring == NULL)
+        return -1;
+    g->events = ev_poller_new(g->ring, c->http.internal_secret, g->metrics);
+    return g->events ? 0 : -1;
 }
 
 /* Waits, bounded, for the first ring. Serving without one is allowed
@@ -146,6 +173,12 @@ int main(void)
     hc.ready = is_ready;
     hc.ctx = &g;
     hc.metrics = g.metrics;
+    hc.allow_suspend = true; /* long polls (events.h) */
+    hc.stopping = drain_polls;
+    hc.cors_origin = c.cors_origin;
+    if (c.dev_tokens)
+        log_msg("warn", "development tokens are on: POST /v1/dev/token "
+                        "mints a token for any user");
     int status = hs_serve_until_signal(&hc) ? 1 : 0;
     gateway_destroy(&g);
     return status;

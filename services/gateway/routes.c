@@ -20,11 +20,14 @@
 #include "constants.h"
 
 #include "auth.h"
+#include "events.h"
+#include "evquery.h"
 #include "forward.h"
 #include "gateway.h"
 #include "ids.h"
 #include "message.h"
 #include "query_http.h"
+#include "static.h"
 
 /* Cache node paths: "/internal/users/<uid>/conversations/<cid>/messages"
  * and a canonical query (page_size, page or before, a sync token of at
@@ -62,7 +65,7 @@ static void refuse_unauthenticated(gateway *g, const hs_request *req,
 {
     const char *addr =
         auth_client_address(req->client_addr, hs_header(req, "X-Real-IP"),
-                            g->trust_proxy, HS_CLIENT_ADDR_MAX);
+                            (auth_trust)g->trust_proxy, HS_CLIENT_ADDR_MAX);
     if (take_token(g, g->anon_limit, rl_key_of(addr, strlen(addr)),
                    "gateway_anon_limited_total",
                    "too many requests without a valid token from this "
@@ -223,12 +226,37 @@ static void handle_messages(hs_request *req, hs_reply *rep)
     forward_list(g, req, user, path, rep);
 }
 
+/* The long poll: validated here like a list read, then held by the
+ * poller until the owner node answers (events.h). */
+static void handle_events(hs_request *req, hs_reply *rep)
+{
+    gateway *g = req->ctx;
+    int64_t user;
+    events_query q;
+    char why[160];
+    if (authenticate(g, req, rep, &user) || authorise_path(req, rep, user))
+        return;
+    if (evquery_parse(hs_query(req, "since"), hs_query(req, "timeout"), user,
+                      &q, why, sizeof(why))) {
+        hs_reply_problem(rep, 400, "Invalid query", why);
+        return;
+    }
+    ev_poller_wait(g->events, req, user, &q, rep);
+}
+
 const hs_route gateway_routes[] = {
     {"POST", "/v1/messages", handle_send, "send"},
     {"GET", "/v1/users/{}/conversations", handle_conversations,
      "conversations"},
     {"GET", "/v1/users/{}/conversations/{}/messages", handle_messages,
      "messages"},
+    {"GET", "/v1/users/{}/events", handle_events, "events"},
+    {"GET", "/", static_page, "page"},
+    {"GET", "/index.html", static_page, "page"},
+    {"GET", "/app.js", static_script, "page"},
+    {"GET", "/app.css", static_style, "page"},
+    {"GET", "/v1/dev/token", dev_token_probe, "dev_token"},
+    {"POST", "/v1/dev/token", dev_token_mint, "dev_token"},
 };
 const size_t gateway_nroutes =
     sizeof(gateway_routes) / sizeof(gateway_routes[0]);
