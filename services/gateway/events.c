@@ -402,10 +402,13 @@ static void *poller_main(void *arg)
         }
         if (!go_on)
             break;
-        long wait = run_retries(p);
         int running = 0;
         curl_multi_perform(p->multi, &running);
         reap_done(p);
+        /* After reaping: a call that just failed is due EV_RETRY_PAUSE_MS
+         * from now, and the sleep must not pass it. A retry started here
+         * is run at once: a new handle makes curl_multi_poll return. */
+        long wait = run_retries(p);
         curl_multi_poll(p->multi, NULL, 0, (int)wait, NULL);
     }
     return NULL;

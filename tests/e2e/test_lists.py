@@ -292,7 +292,8 @@ def test_conversation_of_others_is_404(a):
 @test
 def test_unknown_routes_are_404(a):
     u = new_user()
-    for path in ("/", "/v1", "/v1/nothing", "/v2/messages", "/v1/messages/123", "/v1/users",
+    # "/" is the web client (docs/realtime.md).
+    for path in ("/v1", "/v1/nothing", "/v2/messages", "/v1/messages/123", "/v1/users",
                  "/v1/users/%d" % u, "/v1/users/%d/things" % u,
                  "/v1/users/%d/conversations/x/messages/extra" % u, "/internal/ring"):
         r = a.call("GET", path, user=u)
