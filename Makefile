@@ -39,7 +39,7 @@ UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 all: build
 
-build: $(SERVICE_BINS)
+build: $(SERVICE_BINS) $(BUILD)/bin/loadgen
 
 deps:
 	@scripts/install-deps
@@ -48,6 +48,9 @@ $(BUILD)/%.o: %.c $(wildcard common/*.h) $(wildcard services/*/*.h)
 	@mkdir -p $(dir $@)
 	@echo "  CC $<"
 	@$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# The gateway embeds the web client (services/gateway/static.c).
+$(BUILD)/services/gateway/static.o: $(wildcard web/*)
 
 $(BUILD)/libcommon.a: $(COMMON_OBJ)
 	@rm -f $@
@@ -61,6 +64,17 @@ $(BUILD)/bin/$(1): $(patsubst %.c,$(BUILD)/%.o,$(wildcard services/$(1)/*.c)) $(
 	@$$(CC) $(LDFLAGS_MODE) -o $$@ $$^ $$(LDLIBS_ALL)
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
+
+# The load generator of make bench (bench/*.c, plus libcommon for JWTs).
+$(BUILD)/bench/%.o: bench/%.c $(wildcard bench/*.h) $(wildcard common/*.h)
+	@mkdir -p $(dir $@)
+	@echo "  CC $<"
+	@$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/bin/loadgen: $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/*.c)) $(BUILD)/libcommon.a
+	@mkdir -p $(dir $@)
+	@echo "  LD $@"
+	@$(CC) $(LDFLAGS_MODE) -o $@ $^ $(LDLIBS_ALL)
 
 # Unit tests see file-local helpers: TESTABLE is empty there.
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libcommon.a
@@ -94,6 +108,12 @@ fuzz:
 bench:
 	$(MAKE) MODE=release build
 	scripts/bench
+
+# The full fault schedule under load (docs/chaos.md); figures go to
+# build/chaos/result.json.
+chaos:
+	$(MAKE) MODE=release build
+	scripts/chaos
 
 fmt:
 	clang-format -i common/*.[ch] services/*/*.[ch] tests/unit/*.c tests/fuzz/*.c

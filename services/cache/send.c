@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "events.h"
 #include "fill.h"
 #include "log.h"
 #include "owner.h"
@@ -67,6 +68,8 @@ static void apply_hot(cache_node *n, const msg *m, int64_t owner,
         hot_apply(n->hot, owner, meta, m->conversation_id, ce, me);
     else /* cannot describe the change: forget rather than be stale */
         hot_flush(n->hot);
+    /* The change is durable and in Redis: wake owner's long polls. */
+    events_notify(n->events, owner);
     free(ce);
     free(me);
     free(ctext);
@@ -223,10 +226,9 @@ int send_deliver(cache_node *n, const msg *m, const char *rid)
         ringview_refresh(n->ring);
         rc = deliver_once(n, m, rid, &misdirected);
     }
-    if (rc)
-        return -1;
-    /* Landed: the outbox entry is no longer needed. If removing it fails,
-     * the worker delivers again later, which is a harmless duplicate. */
-    store_outbox_ack(n, m->sender_id, m->message_id, rid);
-    return 0;
+    /* Landed: storage removed the outbox entry when it wrote the copy
+     * (mbox_deliver), so no separate ack costs another hop and another
+     * transaction. If that removal failed, the worker delivers again
+     * later, which is a harmless duplicate. */
+    return rc ? -1 : 0;
 }

@@ -41,6 +41,11 @@ static const char SQL_DELIVER[] =
     " FROM msg_deliver($1::integer, $2::bigint, $3::text, $4::bigint,"
     " $5::bigint, $6::bytea, $7::text, $8::bigint, $9::bytea, $10::bigint)";
 
+/* The outbox entry of a landed recipient copy (mbox_deliver). */
+static const char SQL_ACK_ONE[] =
+    "DELETE FROM outbox WHERE sender_id = $1::bigint"
+    " AND message_id = $2::bigint";
+
 static const char SQL_META[] =
     "SELECT COALESCE(max(seq), 0), COALESCE(max(max_id), 0)"
     " FROM mailboxes WHERE owner_id = $1::bigint";
@@ -264,17 +269,37 @@ void mbox_write_clear(mbox_write *w)
     memset(w, 0, sizeof *w);
 }
 
+/* Phases of the lock order of a batch (batch.h): mailbox writes, then
+ * outbox deletes. */
+enum { PHASE_MAILBOX, PHASE_OUTBOX };
+
+/* Runs one write job on the batcher of an instance, mapping errors. */
+static mbox_err run_job(const mbox_store *s, int instance,
+                        const batch_stmt *stmts, int n, PGresult **results,
+                        char *errbuf, size_t errcap)
+{
+    return from_pgpool(
+        batcher_run(s->batchers[instance], stmts, n, results, errbuf, errcap));
+}
+
+static int instance_of_user(const mbox_store *s, int64_t user_id, int *shard)
+{
+    *shard = shardmap_shard(s->map, user_id);
+    return shardmap_instance(s->map, *shard);
+}
+
 mbox_err mbox_send(const mbox_store *s, const msg *m, int64_t now_ms,
                    mbox_write *out, char *errbuf, size_t errcap)
 {
     memset(out, 0, sizeof *out);
     int shard;
-    pgpool *pool = pool_of_user(s, m->sender_id, &shard);
+    int instance = instance_of_user(s, m->sender_id, &shard);
     pgpool_params ps;
     write_params(&ps, shard, m, now_ms);
     pgpool_param_int(&ps, OUTBOX_FIRST_RETRY_MS);
+    batch_stmt stmt = {SQL_SEND, &ps, PHASE_MAILBOX, m->sender_id};
     PGresult *r;
-    mbox_err result = exec_on(pool, SQL_SEND, &ps, false, &r, errbuf, errcap);
+    mbox_err result = run_job(s, instance, &stmt, 1, &r, errbuf, errcap);
     if (result)
         return result;
     if (read_write_head(r, out) != 0 || out->status == MBOX_DUPLICATE)
@@ -289,26 +314,58 @@ mbox_err mbox_send(const mbox_store *s, const msg *m, int64_t now_ms,
     return result;
 }
 
+static void ack_params(pgpool_params *ps, const msg *m)
+{
+    memset(ps, 0, sizeof *ps);
+    pgpool_param_int(ps, m->sender_id);
+    pgpool_param_int(ps, m->message_id);
+}
+
+/* Removes the outbox entry of m on the sender's instance, after the
+ * recipient's copy committed on another one: posted to ride in that
+ * instance's next batch rather than waited for. If it is lost, the entry
+ * stays for the outbox worker. */
+static void ack_after(const mbox_store *s, int instance, const msg *m)
+{
+    int64_t key[2] = {m->sender_id, m->message_id};
+    if (batcher_post(s->batchers[instance], SQL_ACK_ONE, PHASE_OUTBOX,
+                     m->sender_id, key, 2) != 0)
+        log_msg("warn", "storage: outbox entry of %" PRId64 " kept: %s",
+                m->message_id, "out of memory");
+}
+
 mbox_err mbox_deliver(const mbox_store *s, const msg *m, int64_t now_ms,
                       mbox_write *out, char *errbuf, size_t errcap)
 {
     memset(out, 0, sizeof *out);
-    int shard;
-    pgpool *pool = pool_of_user(s, m->recipient_id, &shard);
-    pgpool_params ps;
+    int shard, sender_shard;
+    int instance = instance_of_user(s, m->recipient_id, &shard);
+    int sender_instance = instance_of_user(s, m->sender_id, &sender_shard);
+    pgpool_params ps, ack;
     write_params(&ps, shard, m, now_ms);
-    PGresult *r;
-    mbox_err result =
-        exec_on(pool, SQL_DELIVER, &ps, false, &r, errbuf, errcap);
+    ack_params(&ack, m);
+    batch_stmt stmts[2] = {
+        {SQL_DELIVER, &ps, PHASE_MAILBOX, m->recipient_id},
+        {SQL_ACK_ONE, &ack, PHASE_OUTBOX, m->sender_id},
+    };
+    bool is_same_instance = instance == sender_instance;
+    PGresult *r[2] = {NULL, NULL};
+    mbox_err result = run_job(s, instance, stmts, is_same_instance ? 2 : 1, r,
+                              errbuf, errcap);
     if (result)
         return result;
-    if (read_write_head(r, out) != 0 ||
+    if (read_write_head(r[0], out) != 0 ||
         (out->status != MBOX_STORED && out->status != MBOX_DUPLICATE))
         result = bad_result(errbuf, errcap, "msg_deliver");
-    PQclear(r);
-    if (result)
+    PQclear(r[0]);
+    PQclear(r[1]);
+    if (result) {
         memset(out, 0, sizeof *out);
-    return result;
+        return result;
+    }
+    if (!is_same_instance)
+        ack_after(s, sender_instance, m);
+    return MBOX_OK;
 }
 
 mbox_err mbox_get_meta(const mbox_store *s, int64_t user_id, int64_t *seq,

@@ -4,10 +4,12 @@
  *
  * Each call routes by user: the user's logical shard (shardmap) picks the
  * PostgreSQL instance, and the call is one statement there. Writes call
- * the PL/pgSQL functions of schema/ (msg_send, msg_deliver), so each write
- * is one round trip and one transaction. Reads return the mailbox change
- * counter (seq) taken in the same statement, hence the same snapshot, as
- * the rows: a sync token built from it never skips a change.
+ * the PL/pgSQL functions of schema/ (msg_send, msg_deliver) through the
+ * instance's batcher: concurrent writes share one pipelined transaction
+ * (group commit), and each returns only once that transaction committed. Reads
+ * return the mailbox change counter (seq) taken in the same statement, hence
+ * the same snapshot, as the rows: a sync token built from it never skips a
+ * change.
  *
  * Results are plain structs owned by the caller and released with the
  * matching _clear function (safe on a zeroed struct). Errors are return
@@ -21,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "batch.h"
 #include "message.h"
 #include "pgpool.h"
 #include "shardmap.h"
@@ -40,11 +43,13 @@ typedef enum {
 
 const char *mbox_strerror(mbox_err err);
 
-/* What main wires up: the shard map and one pool per instance (pools[i]
- * for instance i), both borrowed for the life of the store. */
+/* What main wires up: the shard map, one pool per instance (pools[i]
+ * for instance i) and one group-commit batcher per instance over that
+ * pool (batch.h), all borrowed for the life of the store. */
 typedef struct mbox_store {
     const shardmap *map;
     pgpool *const *pools;
+    batcher *const *batchers;
 } mbox_store;
 
 typedef enum {
@@ -74,7 +79,12 @@ mbox_err mbox_send(const mbox_store *s, const msg *m, int64_t now_ms,
                    mbox_write *out, char *errbuf, size_t errcap);
 
 /* Writes the recipient's copy of m, idempotent by (recipient, message
- * id). */
+ * id). Once the copy is durable (stored now or before), the sender's
+ * outbox entry for it has no purpose left and is removed: in the same
+ * transaction when both mailboxes are on one instance, else right after
+ * the commit (a failure there only leaves the entry for the outbox
+ * worker, whose delivery is a harmless duplicate). Callers need no
+ * separate outbox ack. */
 mbox_err mbox_deliver(const mbox_store *s, const msg *m, int64_t now_ms,
                       mbox_write *out, char *errbuf, size_t errcap);
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
 #include "config.h"
 #include "constants.h"
 #include "http_server.h"
@@ -139,8 +140,19 @@ int main(void)
         log_msg("error", "storage: out of memory at start-up");
         goto done;
     }
-    mbox_store store = {.map = map, .pools = pools};
+    batcher *batchers[SHARDMAP_INSTANCES_MAX] = {NULL};
+    for (int i = 0; i < ninstances; i++) {
+        batchers[i] = batcher_new(pools[i]);
+        if (!batchers[i]) {
+            log_msg("error", "storage: out of memory at start-up");
+            goto stop;
+        }
+    }
+    mbox_store store = {.map = map, .pools = pools, .batchers = batchers};
     status = serve(&c, &store, metrics);
+stop:
+    for (int i = 0; i < ninstances; i++)
+        batcher_free(batchers[i]);
     free_pools(pools, ninstances);
 done:
     metrics_free(metrics);

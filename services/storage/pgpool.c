@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +161,10 @@ pgpool *pgpool_new(const char *url, const char *name, int size,
                            PQerrorMessage(p->conns[i].pg));
         p->idle[p->nidle++] = &p->conns[i];
     }
+    metrics_gauge_add(metrics, "pg_pool_connections",
+                      "PostgreSQL connections of the pools", size);
+    metrics_gauge_add(metrics, "pg_pool_connections_in_use",
+                      "PostgreSQL connections borrowed by queries", 0);
     return p;
 fail_mutex:
     pthread_mutex_destroy(&p->lock);
@@ -206,6 +211,8 @@ static pool_conn *borrow(pgpool *p)
     }
     pool_conn *c = p->nidle > 0 ? p->idle[--p->nidle] : NULL;
     pthread_mutex_unlock(&p->lock);
+    if (c)
+        metrics_gauge_add(p->metrics, "pg_pool_connections_in_use", NULL, 1);
     return c;
 }
 
@@ -215,6 +222,7 @@ static void give_back(pgpool *p, pool_conn *c)
     p->idle[p->nidle++] = c;
     pthread_cond_signal(&p->available);
     pthread_mutex_unlock(&p->lock);
+    metrics_gauge_add(p->metrics, "pg_pool_connections_in_use", NULL, -1);
 }
 
 static bool is_backing_off(pgpool *p)
@@ -328,6 +336,163 @@ pgpool_err pgpool_exec(pgpool *p, const char *sql, const pgpool_params *ps,
         if (!is_lost || !is_retry_safe || is_fresh)
             break;
     }
+    give_back(p, c);
+    if (p->metrics)
+        metrics_observe_dependency(p->metrics, "postgres",
+                                   monotonic_seconds() - started);
+    return err;
+}
+
+/* ---- batches in pipeline mode ----
+ *
+ * The statements are queued with the connection in non-blocking mode and
+ * flushed while reading whatever the server already answered, as the
+ * libpq manual advises: a batch larger than the socket buffers cannot
+ * deadlock with a server that blocks writing results nobody reads. */
+
+/* Flushes the queued pipeline; 0, or -1 when the connection failed or
+ * the statement timeout passed without progress. */
+static int flush_pipeline(PGconn *pg)
+{
+    int rc;
+    while ((rc = PQflush(pg)) == 1) {
+        struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN | POLLOUT};
+        if (poll(&pfd, 1, PGPOOL_STATEMENT_TIMEOUT_MS) <= 0)
+            return -1;
+        if ((pfd.revents & POLLIN) && PQconsumeInput(pg) != 1)
+            return -1;
+    }
+    return rc;
+}
+
+static int send_pipeline(PGconn *pg, const pgpool_stmt *stmts, int n)
+{
+    if (PQenterPipelineMode(pg) != 1 || PQsetnonblocking(pg, 1) != 0)
+        return -1;
+    int ok = PQsendQueryParams(pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 1);
+    for (int i = 0; ok && i < n; i++) {
+        const pgpool_params *ps = stmts[i].params;
+        ok = PQsendQueryParams(pg, stmts[i].sql, ps ? ps->n : 0, NULL,
+                               ps ? ps->values : NULL, ps ? ps->lengths : NULL,
+                               ps ? ps->formats : NULL, 1);
+    }
+    ok = ok && PQsendQueryParams(pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 1);
+    ok = ok && PQpipelineSync(pg);
+    int flushed = ok ? flush_pipeline(pg) : -1;
+    PQsetnonblocking(pg, 0);
+    return flushed;
+}
+
+/* What reading a pipeline's results found. */
+typedef struct pipeline_outcome {
+    bool is_broken;    /* the protocol or the connection failed */
+    bool has_error;    /* a statement failed (the server said so) */
+    bool is_committed; /* COMMIT answered COMMIT */
+    bool is_transient; /* the failure is worth retrying later */
+} pipeline_outcome;
+
+/* Reads the result of query k of the pipeline (0: BEGIN, n+1: COMMIT)
+ * and the NULL that ends it. */
+static void read_one(pgpool *p, PGconn *pg, int k, int n, PGresult **results,
+                     pipeline_outcome *o, char *errbuf, size_t errcap)
+{
+    PGresult *res = PQgetResult(pg);
+    if (!res) {
+        o->is_broken = true;
+        return;
+    }
+    ExecStatusType st = PQresultStatus(res);
+    bool is_ok = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
+    if (st == PGRES_FATAL_ERROR && !o->has_error) {
+        o->has_error = true;
+        o->is_transient =
+            is_transient_sqlstate(PQresultErrorField(res, PG_DIAG_SQLSTATE));
+        set_error(errbuf, errcap, p->name, PQresultErrorMessage(res));
+        log_pg_problem(p, "postgresql batch statement failed", errbuf);
+    }
+    if (k == n + 1)
+        o->is_committed = is_ok && strcmp(PQcmdStatus(res), "COMMIT") == 0;
+    if (k >= 1 && k <= n && is_ok)
+        results[k - 1] = res;
+    else
+        PQclear(res);
+    if (PQgetResult(pg) != NULL) /* each query ends with one NULL */
+        o->is_broken = true;
+}
+
+static void read_pipeline(pgpool *p, PGconn *pg, int n, PGresult **results,
+                          pipeline_outcome *o, char *errbuf, size_t errcap)
+{
+    for (int k = 0; k <= n + 1 && !o->is_broken; k++)
+        read_one(p, pg, k, n, results, o, errbuf, errcap);
+    if (!o->is_broken) {
+        PGresult *sync = PQgetResult(pg);
+        o->is_broken = !sync || PQresultStatus(sync) != PGRES_PIPELINE_SYNC;
+        PQclear(sync);
+    }
+    if (o->is_broken || PQexitPipelineMode(pg) != 1 ||
+        PQstatus(pg) != CONNECTION_OK)
+        o->is_broken = true;
+}
+
+static void clear_results(PGresult **results, int n)
+{
+    for (int i = 0; i < n; i++) {
+        PQclear(results[i]);
+        results[i] = NULL;
+    }
+}
+
+pgpool_err pgpool_exec_batch(pgpool *p, const pgpool_stmt *stmts, int n,
+                             PGresult **results, bool *is_rolled_back,
+                             char *errbuf, size_t errcap)
+{
+    *is_rolled_back = false;
+    memset(results, 0, (size_t)n * sizeof *results);
+    for (int i = 0; i < n; i++) {
+        if (stmts[i].params && stmts[i].params->is_overflow) {
+            set_error(errbuf, errcap, p->name, "too many parameters");
+            *is_rolled_back = true;
+            return PGPOOL_FAILED;
+        }
+    }
+    double started = monotonic_seconds();
+    pool_conn *c = borrow(p);
+    if (!c) {
+        set_error(errbuf, errcap, p->name, "no free connection in time");
+        *is_rolled_back = true; /* nothing was sent */
+        return PGPOOL_UNAVAILABLE;
+    }
+    bool is_fresh;
+    pgpool_err err = PGPOOL_UNAVAILABLE;
+    pipeline_outcome o = {0};
+    if (ensure_connected(p, c, &is_fresh, errbuf, errcap) != 0) {
+        *is_rolled_back = true;
+        goto done;
+    }
+    if (send_pipeline(c->pg, stmts, n) != 0) {
+        set_error(errbuf, errcap, p->name, PQerrorMessage(c->pg));
+        c->needs_reset = true;
+        goto done;
+    }
+    read_pipeline(p, c->pg, n, results, &o, errbuf, errcap);
+    if (o.is_broken) {
+        if (!o.has_error)
+            set_error(errbuf, errcap, p->name, PQerrorMessage(c->pg));
+        c->needs_reset = true;
+    } else if (o.is_committed) {
+        err = PGPOOL_OK;
+    } else {
+        if (!o.has_error)
+            set_error(errbuf, errcap, p->name, "COMMIT did not commit");
+        *is_rolled_back = true;
+        err = o.is_transient ? PGPOOL_UNAVAILABLE : PGPOOL_FAILED;
+    }
+    if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        c->needs_reset = true;
+done:
+    if (err != PGPOOL_OK)
+        clear_results(results, n);
     give_back(p, c);
     if (p->metrics)
         metrics_observe_dependency(p->metrics, "postgres",

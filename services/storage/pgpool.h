@@ -86,6 +86,26 @@ pgpool_err pgpool_exec(pgpool *p, const char *sql, const pgpool_params *params,
                        bool is_retry_safe, PGresult **out, char *errbuf,
                        size_t errcap);
 
+/* One statement of a batch: sql and its parameters (borrowed). */
+typedef struct pgpool_stmt {
+    const char *sql;
+    const pgpool_params *params;
+} pgpool_stmt;
+
+/* Runs stmts[0..n) as one transaction on one pooled connection, in libpq
+ * pipeline mode: BEGIN, every statement and COMMIT go out together and
+ * their results come back together, one round trip and one commit (one
+ * WAL flush) for the lot. On PGPOOL_OK everything committed and
+ * results[i] is statement i's result (binary format; the caller PQclears
+ * each). On error nothing is in results, errbuf says why, and
+ * *is_rolled_back tells whether the server reported the failure of a
+ * statement (the transaction certainly did not commit, so running the
+ * statements again is safe) or the outcome is unknown (the connection
+ * failed, perhaps during COMMIT). Never retried here. Thread safe. */
+pgpool_err pgpool_exec_batch(pgpool *p, const pgpool_stmt *stmts, int n,
+                             PGresult **results, bool *is_rolled_back,
+                             char *errbuf, size_t errcap);
+
 /* Binary result readers. Each returns 0, or -1 when the value is SQL NULL
  * or not of the expected type and size. */
 int pgpool_get_int64(const PGresult *r, int row, int col, int64_t *out);

@@ -1,0 +1,271 @@
+/*
+ * batch.c - group commit of the storage service's writes. See batch.h.
+ *
+ * The queue is a FIFO of jobs guarded by the batcher's mutex; each job
+ * lives on its caller's stack and is linked in while it waits. A job is
+ * QUEUED, then TAKEN by a leader, then DONE with its outcome set; its
+ * thread sleeps on the batcher's condition variable until DONE, or until
+ * it may lead (its job is still queued and a lane is free). A posted job
+ * (batcher_post) lives on the heap and is freed by the leader that runs
+ * it, or by batcher_free if it never ran.
+ */
+#include "batch.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+enum { QUEUED, TAKEN, DONE };
+
+typedef struct job {
+    const batch_stmt *stmts;
+    int n;
+    size_t bytes; /* parameter bytes, for BATCH_BYTES_MAX */
+    PGresult **results;
+    bool is_detached; /* batcher_post: nobody waits, the leader frees it */
+    int state;        /* guarded by the batcher's lock */
+    pgpool_err err;   /* valid once DONE */
+    char errbuf[256];
+    struct job *next;
+} job;
+
+struct batcher {
+    pgpool *pool;
+    pthread_mutex_t lock;
+    pthread_cond_t changed; /* a job finished or a lane came free */
+    job *head, *tail;       /* queued jobs; guarded by lock */
+    int lanes_busy;         /* guarded by lock */
+};
+
+batcher *batcher_new(pgpool *pool)
+{
+    batcher *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->pool = pool;
+    if (pthread_mutex_init(&b->lock, NULL) != 0) {
+        free(b);
+        return NULL;
+    }
+    if (pthread_cond_init(&b->changed, NULL) != 0) {
+        pthread_mutex_destroy(&b->lock);
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+void batcher_free(batcher *b)
+{
+    if (!b)
+        return;
+    /* Only posted jobs can still be queued: nobody waits at shutdown. */
+    while (b->head) {
+        job *j = b->head;
+        b->head = j->next;
+        if (j->is_detached)
+            free(j);
+    }
+    pthread_cond_destroy(&b->changed);
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}
+
+static size_t job_bytes(const batch_stmt *stmts, int n)
+{
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++) {
+        const pgpool_params *ps = stmts[i].params;
+        for (int k = 0; ps && k < ps->n; k++)
+            bytes += ps->values[k] ? (ps->lengths[k] ? (size_t)ps->lengths[k]
+                                                     : strlen(ps->values[k]))
+                                   : 0;
+    }
+    return bytes;
+}
+
+/* Takes jobs from the head of the queue into taken[] (the caller holds
+ * the lock): at most BATCH_JOBS_MAX, and no more than BATCH_BYTES_MAX of
+ * parameters unless it is the first job. */
+static int take_jobs(batcher *b, job **taken)
+{
+    int n = 0;
+    size_t bytes = 0;
+    while (b->head && n < BATCH_JOBS_MAX &&
+           (n == 0 || bytes + b->head->bytes <= BATCH_BYTES_MAX)) {
+        job *j = b->head;
+        b->head = j->next;
+        if (!b->head)
+            b->tail = NULL;
+        j->state = TAKEN;
+        bytes += j->bytes;
+        taken[n++] = j;
+    }
+    return n;
+}
+
+/* A statement of the batch: which job and which of its statements. */
+typedef struct slot {
+    job *owner;
+    int index;
+    int phase;
+    int64_t key;
+    int arrival; /* keeps a job's own statements in their order */
+} slot;
+
+static int compare_slots(const void *a, const void *b)
+{
+    const slot *x = a, *y = b;
+    if (x->phase != y->phase)
+        return x->phase < y->phase ? -1 : 1;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return x->arrival - y->arrival;
+}
+
+/* Runs jobs[0..n) as one transaction and sets each job's outcome. Returns
+ * true when the transaction certainly rolled back after a failed
+ * statement (the jobs may run again). */
+static bool run_batch(batcher *b, job **jobs, int n)
+{
+    slot slots[BATCH_JOBS_MAX * BATCH_JOB_STMTS_MAX];
+    pgpool_stmt stmts[BATCH_JOBS_MAX * BATCH_JOB_STMTS_MAX];
+    PGresult *results[BATCH_JOBS_MAX * BATCH_JOB_STMTS_MAX];
+    int total = 0;
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < jobs[i]->n; k++) {
+            const batch_stmt *s = &jobs[i]->stmts[k];
+            slots[total] = (slot){jobs[i], k, s->phase, s->key, total};
+            total++;
+        }
+    }
+    qsort(slots, (size_t)total, sizeof *slots, compare_slots);
+    for (int i = 0; i < total; i++) {
+        const batch_stmt *s = &slots[i].owner->stmts[slots[i].index];
+        stmts[i] = (pgpool_stmt){s->sql, s->params};
+    }
+    char errbuf[256];
+    bool is_rolled_back;
+    pgpool_err err = pgpool_exec_batch(b->pool, stmts, total, results,
+                                       &is_rolled_back, errbuf, sizeof errbuf);
+    for (int i = 0; i < total; i++)
+        slots[i].owner->results[slots[i].index] = results[i];
+    for (int i = 0; i < n; i++) {
+        jobs[i]->err = err;
+        if (err)
+            snprintf(jobs[i]->errbuf, sizeof jobs[i]->errbuf, "%s", errbuf);
+    }
+    return err && is_rolled_back;
+}
+
+/* A job of batcher_post with everything it points to. */
+typedef struct detached_job {
+    job j;
+    batch_stmt stmt;
+    pgpool_params params;
+    PGresult *result;
+} detached_job;
+
+static void finish_detached(job *j)
+{
+    detached_job *d = (detached_job *)j;
+    if (j->err)
+        log_msg("warn", "storage: queued write failed: %s", j->errbuf);
+    PQclear(d->result);
+    free(d);
+}
+
+/* Leads batches while the caller's lane is wanted: takes the head of the
+ * queue, runs it (once more one job per transaction if a batch of
+ * several rolled back), publishes the outcomes. Called and returns with
+ * the lock held; releases it while the batch runs. A detached job left
+ * at the head has no thread of its own to lead it, so the leader goes on
+ * while one is there. */
+static void lead_locked(batcher *b)
+{
+    do {
+        job *taken[BATCH_JOBS_MAX];
+        int n = take_jobs(b, taken);
+        b->lanes_busy++;
+        /* What is left may start on the other lane at once. */
+        if (b->head && b->lanes_busy < BATCH_LANES)
+            pthread_cond_broadcast(&b->changed);
+        pthread_mutex_unlock(&b->lock);
+        if (run_batch(b, taken, n) && n > 1) {
+            for (int i = 0; i < n; i++)
+                run_batch(b, &taken[i], 1);
+        }
+        /* A waiter may return as soon as its job is DONE, and a detached
+         * job is freed here: neither is touched afterwards. */
+        int waited = 0;
+        for (int i = 0; i < n; i++) {
+            if (taken[i]->is_detached)
+                finish_detached(taken[i]);
+            else
+                taken[waited++] = taken[i];
+        }
+        pthread_mutex_lock(&b->lock);
+        for (int i = 0; i < waited; i++)
+            taken[i]->state = DONE;
+        b->lanes_busy--;
+        pthread_cond_broadcast(&b->changed);
+    } while (b->head && b->head->is_detached && b->lanes_busy < BATCH_LANES);
+}
+
+static void enqueue_locked(batcher *b, job *j)
+{
+    if (b->tail)
+        b->tail->next = j;
+    else
+        b->head = j;
+    b->tail = j;
+}
+
+pgpool_err batcher_run(batcher *b, const batch_stmt *stmts, int n,
+                       PGresult **results, char *errbuf, size_t errcap)
+{
+    job me = {.stmts = stmts,
+              .n = n,
+              .bytes = job_bytes(stmts, n),
+              .results = results,
+              .state = QUEUED};
+    memset(results, 0, (size_t)n * sizeof *results);
+    pthread_mutex_lock(&b->lock);
+    enqueue_locked(b, &me);
+    while (me.state != DONE) {
+        if (me.state == QUEUED && b->lanes_busy < BATCH_LANES)
+            lead_locked(b);
+        else
+            pthread_cond_wait(&b->changed, &b->lock);
+    }
+    pthread_mutex_unlock(&b->lock);
+    if (me.err)
+        snprintf(errbuf, errcap, "%s", me.errbuf);
+    return me.err;
+}
+
+int batcher_post(batcher *b, const char *sql, int phase, int64_t key,
+                 const int64_t *ints, int nints)
+{
+    detached_job *d = calloc(1, sizeof *d);
+    if (!d)
+        return -1;
+    for (int i = 0; i < nints; i++)
+        pgpool_param_int(&d->params, ints[i]);
+    d->stmt = (batch_stmt){sql, &d->params, phase, key};
+    d->j = (job){.stmts = &d->stmt,
+                 .n = 1,
+                 .bytes = job_bytes(&d->stmt, 1),
+                 .results = &d->result,
+                 .is_detached = true,
+                 .state = QUEUED};
+    pthread_mutex_lock(&b->lock);
+    enqueue_locked(b, &d->j);
+    if (b->lanes_busy < BATCH_LANES)
+        lead_locked(b);
+    pthread_mutex_unlock(&b->lock);
+    return 0;
+}

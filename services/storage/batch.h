@@ -1,0 +1,80 @@
+/*
+ * batch.h - group commit: concurrent writes of one PostgreSQL instance
+ * share one transaction.
+ *
+ * Every write request of the storage service is a job of one or two
+ * statements that must commit together. A job is queued on its
+ * instance's batcher and its thread waits. When a lane is free, the first
+ * waiting thread becomes the leader: it takes every queued job (up to
+ * BATCH_JOBS_MAX), runs them as one pipelined transaction
+ * (pgpool_exec_batch: one round trip, one commit, one WAL flush), hands
+ * each job its results and wakes the others. While a batch runs, new jobs
+ * queue behind it, so the batches grow with the load and a lone request
+ * is not delayed: there is no timer.
+ *
+ * Guarantees: a job's results are handed out only after its batch
+ * committed; when the batch fails, no job of it is acknowledged. If the
+ * server reported a failed statement (the transaction certainly rolled
+ * back), the jobs are run again one transaction each, so one bad job
+ * cannot fail its neighbours; when the outcome is unknown (connection
+ * lost during COMMIT) every job gets PGPOOL_UNAVAILABLE and nothing is
+ * retried, since the writes may have committed (callers retry
+ * idempotently).
+ *
+ * Lock order: within a batch the statements run sorted by (phase, key):
+ * mailbox writes by the mailbox owner's id first, then outbox deletes by
+ * sender. Every batch takes its row locks in that one order, so two
+ * batches running on two lanes of an instance cannot deadlock each other.
+ */
+#ifndef STORAGE_BATCH_H
+#define STORAGE_BATCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pgpool.h"
+
+/* Most jobs one transaction takes: enough to amortise the commit, small
+ * enough that one batch's row locks are held briefly. */
+#define BATCH_JOBS_MAX 64
+/* Most parameter bytes one batch carries (a job over it runs alone). */
+#define BATCH_BYTES_MAX (256 * 1024)
+/* Batches in flight per instance: two, so that one executes while the
+ * other waits for its WAL flush, without more backends than cores. */
+#define BATCH_LANES 2
+/* Statements of one job. */
+#define BATCH_JOB_STMTS_MAX 2
+
+typedef struct batcher batcher;
+
+/* A batcher of pool (borrowed for its life). NULL on allocation failure. */
+batcher *batcher_new(pgpool *pool);
+/* The caller guarantees no job is waiting. NULL is a no-op. */
+void batcher_free(batcher *b);
+
+/* One statement of a job. phase and key order the statements of a batch
+ * (see the lock order above). */
+typedef struct batch_stmt {
+    const char *sql;
+    const pgpool_params *params; /* borrowed until batcher_run returns */
+    int phase;
+    int64_t key;
+} batch_stmt;
+
+/* Runs the n statements of a job in a transaction shared with whatever
+ * other jobs are waiting. On PGPOOL_OK results[i] is statement i's result
+ * (caller PQclears each); on error the results are NULL and errbuf says
+ * why. Blocks until the job's transaction ended. Thread safe. */
+pgpool_err batcher_run(batcher *b, const batch_stmt *stmts, int n,
+                       PGresult **results, char *errbuf, size_t errcap);
+
+/* Queues a one-statement job whose outcome nobody waits for: sql with
+ * the integer parameters ints[0..nints) (copied). It rides in the next
+ * batch of the instance; when none is running, the caller leads one now.
+ * A failure is logged only, so it suits writes whose loss is harmless
+ * (removing an outbox entry: the worker would deliver again, a
+ * duplicate that is ignored). Returns 0, or -1 on allocation failure. */
+int batcher_post(batcher *b, const char *sql, int phase, int64_t key,
+                 const int64_t *ints, int nints);
+
+#endif

@@ -1,0 +1,72 @@
+"""test_bench_short - a short pass of the benchmark (scripts/bench) runs
+end to end: its own cluster on base port 23000, every ceiling, every
+workload through the whole stack, and a result in which each workload
+has a non-zero throughput and not one non-2xx answer or connection error.
+
+This proves the benchmark itself keeps working (make bench); the figures
+of a short pass on the sanitizer build are not performance numbers.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WORKLOADS = ["seed", "send", "conversations", "messages", "delta", "mix",
+             "send-half", "delta-half"]
+CEILINGS = ["pgbench_send_tps", "echo_rps", "redis_hmget_ops", "redis_eval_ops"]
+# The whole pass must end well inside the suite's time limit.
+BENCH_TIMEOUT_S = 240
+
+
+def main():
+    out_dir = tempfile.mkdtemp(suffix=".bench-short")
+    out = os.path.join(out_dir, "result.json")
+    env = dict(os.environ, BENCH_SECONDS="2", BENCH_SEED_ROUNDS="2",
+               BENCH_USERS="200", BENCH_CONNECTIONS="16", BENCH_OUT=out,
+               MESSENGER_BASE_PORT=os.environ.get("BENCH_BASE_PORT", "23000"))
+    env.pop("MESSENGER_VAR", None)
+    r = subprocess.run([os.path.join(ROOT, "scripts", "bench")], env=env,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=BENCH_TIMEOUT_S)
+    text = r.stdout.decode(errors="replace")
+    print(text[-4000:])
+    failures = []
+    if r.returncode != 0:
+        failures.append("scripts/bench exited %d" % r.returncode)
+    try:
+        with open(out) as f:
+            result = json.load(f)
+    except (OSError, ValueError) as e:
+        failures.append("no JSON result: %s" % e)
+        result = {"ceilings": {}, "workloads": {}}
+    for name in CEILINGS:
+        if not result["ceilings"].get(name, 0) > 0:
+            failures.append("ceiling %s missing or zero" % name)
+    for name in WORKLOADS:
+        w = result["workloads"].get(name)
+        if not w:
+            failures.append("workload %s missing" % name)
+            continue
+        if not w["throughput"] > 0 or not w["requests"] > 0:
+            failures.append("workload %s: no throughput" % name)
+        if w["non_2xx"] or w["errors"]:
+            failures.append("workload %s: %d non-2xx, %d errors (%s)"
+                            % (name, w["non_2xx"], w["errors"], w["status"]))
+    for f in failures:
+        print("FAIL:", f)
+    if not failures:
+        print("PASS test_bench_short: %d workloads, %d ceilings"
+              % (len(WORKLOADS), len(CEILINGS)))
+    try:
+        os.remove(out)
+        os.rmdir(out_dir)
+    except OSError:
+        pass
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
