@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Integration: a cache node paused past its lease is fenced off.
+
+Starts its own cluster (base port 27000, one standby) and runs a small
+retrying load (tests/chaos/load.py) whose users live half on cache-1.
+Then it freezes cache-1 with SIGSTOP (scripts/cluster pause), as a long
+GC pause or a frozen VM would, and while it is frozen sends one more
+request straight to it: a send for one of its users, at the epoch it
+owned them, which waits in its listen queue. Once the router has given
+cache-1's users to another node, cache-1 is resumed (SIGCONT) and the
+test shows:
+
+- the request that waited in its queue was not acknowledged by the old
+  owner (its lease had expired), and its message is not stored;
+- for several seconds after the resume, cache-1 answers no read for any
+  of its former users with 200, at the old epoch or the new one (unless
+  a newer ring gives it that user back);
+- the load lost nothing: every acknowledged send is in both mailboxes
+  exactly once, in the same order for both participants, per-sender
+  order holds (the chaos checker, tests/chaos/checker.py).
+
+Run: python3 tests/integration/test_fencing.py
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "chaos"))
+
+import e2e_lib  # noqa: E402
+from e2e_lib import check, fail, new_users, run_tests, test  # noqa: E402
+
+import checker  # noqa: E402
+from cluster_ctl import Cluster  # noqa: E402
+from load import Load  # noqa: E402
+
+BASE_PORT = int(os.environ.get("MESSENGER_FENCING_TEST_BASE_PORT", "27000"))
+TARGET = "cache-1"
+USERS_ON_TARGET = 12
+OTHER_USERS = 12
+# How long the router may take to move the paused node's users (its
+# defaults fail over in under 2 s; this bounds a slow sanitizer build).
+MOVE_WAIT_S = 30.0
+# After the resume: how long the old owner is watched.
+WATCH_S = 5.0
+LOAD_BEFORE_S = 3.0
+LOAD_AFTER_S = 4.0
+SETTLE_S = 6.0
+
+CLUSTER = None
+
+
+def cluster_start(var, *args, check_rc=True):
+    """run_with_own_cluster's start: scripts/cluster with this layout."""
+    global CLUSTER
+    if CLUSTER is None:
+        CLUSTER = Cluster(var, BASE_PORT, {"MESSENGER_GATEWAYS": "1", "MESSENGER_CACHES": "3",
+                                           "MESSENGER_STANDBYS": "1",
+                                           "GATEWAY_SEND_RATE": "1000",
+                                           "GATEWAY_SEND_BURST": "2000"})
+    return e2e_lib.run_cluster(var, BASE_PORT, *args, extra_env=CLUSTER.extra_env,
+                               check_rc=check_rc)
+
+
+def setup(var, env):
+    CLUSTER.reload_env()
+
+
+def users_split(ring):
+    """USERS_ON_TARGET + 1 users owned by TARGET and OTHER_USERS + 1
+    elsewhere (the last of each takes no part in the load)."""
+    on, off = [], []
+    for u in new_users(4000):
+        if ring.owner(u) == TARGET:
+            if len(on) <= USERS_ON_TARGET:
+                on.append(u)
+        elif len(off) <= OTHER_USERS:
+            off.append(u)
+        if len(on) > USERS_ON_TARGET and len(off) > OTHER_USERS:
+            return on, off
+    fail("cannot find users on %s" % TARGET)
+
+
+def direct_send(url, epoch, body, out):
+    """A send straight to a cache node, as a gateway would make it; waits
+    up to 60 s. out gets (status, body) or (None, error)."""
+    data = json.dumps(body).encode()
+    target = "/internal/send"
+    req = urllib.request.Request(url + target, data=data, method="POST", headers={
+        "Content-Type": "application/json", "X-Ring-Epoch": str(epoch),
+        e2e_lib.INTERNAL_AUTH_HEADER: e2e_lib.internal_auth(CLUSTER.secret, "POST", target, data)})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            out.append((r.status, r.read()))
+    except urllib.error.HTTPError as e:
+        out.append((e.code, e.read()))
+    except OSError as e:
+        out.append((None, str(e)))
+
+
+@test
+def test_paused_cache_node_is_fenced_after_its_lease(api):
+    c = CLUSTER
+    check(c.has("pause") and c.has("resume"), "scripts/cluster has no pause/resume verbs")
+    r0 = c.ring()
+    check(r0 is not None and TARGET in r0.active, "%s is not in the ring: %r" % (
+        TARGET, r0 and r0.active))
+    on, off = users_split(r0)
+    for u in on[:3] + off[:3]:
+        check(c.probe_owner(r0, u) == [r0.owner(u)],
+              "ring model and cache nodes disagree on user %d" % u)
+    # The last user of each half sends the request the frozen node queues.
+    lone_sender, lone_recipient = on.pop(), off.pop()
+    users = on + off
+    # Each user writes to users of both halves.
+    peers = {u: [users[(i + k) % len(users)] for k in (1, 5, 12, 13)]
+             for i, u in enumerate(users)}
+    apis = [e2e_lib.Api(c.env)] + e2e_lib.Api(c.env).gateways()
+    load = Load(apis, users, peers, senders=6, readers=1, rate=40.0)
+    load.start()
+    try:
+        time.sleep(LOAD_BEFORE_S)
+        old_url = r0.url_of(TARGET)
+        c.run("pause", TARGET)
+        paused_at = time.monotonic()
+        # A request the frozen node will find in its queue on waking.
+        stale_cmid = "fence-%d" % int(time.time() * 1000)
+        stale_body = {"sender_id": lone_sender, "recipient_id": lone_recipient,
+                      "content": "sent to a frozen owner", "client_message_id": stale_cmid}
+        stale_answer = []
+        t = threading.Thread(target=direct_send, args=(old_url, r0.epoch, stale_body,
+                                                       stale_answer), daemon=True)
+        t.start()
+        r1, waited = c.wait_ring(lambda r: r.epoch > r0.epoch and TARGET not in r.active,
+                                 MOVE_WAIT_S)
+        if r1 is None:
+            c.run("resume", TARGET)
+            fail("the router kept %s in the ring %.0f s after it froze" % (TARGET, MOVE_WAIT_S))
+        moved_s = time.monotonic() - paused_at
+        print("# %s frozen; its users moved after %.2f s (epoch %d -> %d, now %s)"
+              % (TARGET, moved_s, r0.epoch, r1.epoch, ",".join(r1.active)))
+        time.sleep(1.0)  # the new owner serves while the old one sleeps
+        c.run("resume", TARGET)
+        served = watch_old_owner(c, old_url, on, r0.epoch)
+        t.join(65)
+        time.sleep(LOAD_AFTER_S)
+    finally:
+        stuck = load.stop()
+    check(not stuck, "load threads did not stop: %s" % stuck)
+    check(not served, "after its resume %s served former users: %s" % (TARGET, served[:5]))
+    check(stale_answer, "the request queued at the frozen node got no answer")
+    status, body = stale_answer[0]
+    print("# the queued request got %s %s" % (status, body[:200] if body else ""))
+    check(status not in (200, 201),
+          "the frozen node acknowledged a send after losing its lease: %s %r" % (status, body))
+    time.sleep(SETTLE_S)
+    records = load.snapshot_records()
+    figures = checker.check(load, apis[0], users, records)
+    missed = checker.selftest(load, records, figures.pop("_boxes"))
+    check(not missed, "the checker would miss: %s" % missed)
+    print("# load: %d sends, %d acknowledged, %d unacknowledged; lost %d, duplicated %d, "
+          "order violations %d, one-sided %d, delta mismatches %d"
+          % (figures["sends"], figures["acknowledged"], figures["unacknowledged"],
+             figures["lost"], figures["duplicated"], figures["order_violations"],
+             figures["one_sided"], figures["delta_mismatches"]))
+    check(figures["acknowledged"] > 50, "too few sends acknowledged to prove anything: %d"
+          % figures["acknowledged"])
+    acked_on = sum(1 for r in records if r.acked and r.sender in set(on) and
+                   r.ack_time > paused_at)
+    check(acked_on > 0, "no user of %s sent anything after it froze" % TARGET)
+    bad = {k: figures[k] for k in checker.VIOLATION_KEYS if figures[k]}
+    check(not bad, "checker: %s, examples %s" % (bad, figures["examples"]))
+    a, b = sorted((lone_sender, lone_recipient))
+    for u in (a, b):
+        stored = [m for m in api.all_msgs(u, "%d_%d" % (a, b))]
+        check(not stored, "the send refused by the frozen node was stored for %d: %r" % (u, stored))
+
+
+def watch_old_owner(c, url, users, old_epoch):
+    """Reads each former user straight from the resumed node, at the old
+    epoch and at the newest, for WATCH_S. Returns the (user, epoch) pairs
+    it answered 200 for while the newest ring gave the user to another
+    node."""
+    served = []
+    answers = {}
+    deadline = time.monotonic() + WATCH_S
+    while time.monotonic() < deadline:
+        ring = c.ring()
+        for u in users:
+            for epoch in {old_epoch, ring.epoch if ring else old_epoch}:
+                status, _ = c.signed("GET", "%s/internal/users/%d/conversations" % (url, u),
+                                      headers={"X-Ring-Epoch": str(epoch)})
+                answers[status] = answers.get(status, 0) + 1
+                if status == 200:
+                    now = c.ring()
+                    if now is None or now.owner(u) != TARGET:
+                        served.append((u, epoch))
+        time.sleep(0.1)
+    print("# reads of former users at the resumed node: %s" % answers)
+    check(sum(answers.values()) > 0 and None not in answers,
+          "the resumed node did not answer every read: %s" % answers)
+    return served
+
+
+if __name__ == "__main__":
+    e2e_lib.run_with_own_cluster("messenger-fencing-", cluster_start, setup)
