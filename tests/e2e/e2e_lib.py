@@ -230,6 +230,18 @@ def metric_total(base_url, series):
     return total
 
 
+def owner_index(secret, cache_urls, user, epoch):
+    """Index (0-based) in cache_urls of the cache node that owns user at
+    the ring's epoch: the only one that answers 200 (the others refuse
+    with 421). Raises TestFailure when none does."""
+    for i, url in enumerate(cache_urls):
+        status, _ = signed_call(secret, "GET", "%s/internal/users/%d/conversations" % (url, user),
+                                headers={"X-Ring-Epoch": str(epoch)})
+        if status == 200:
+            return i
+    raise TestFailure("no cache node owns user %d" % user)
+
+
 def conversation_id(a, b):
     return "%d_%d" % (min(a, b), max(a, b))
 

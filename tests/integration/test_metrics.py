@@ -127,21 +127,8 @@ def signed_get(url):
 
 
 def owner_of(user, epoch):
-    """Index of the cache node that owns user: the only one that answers
-    200 at the ring's epoch (the others refuse with 421)."""
-    for i, u in enumerate(urls("CACHE_URLS")):
-        url = "%s/internal/users/%d/conversations" % (u, user)
-        req = urllib.request.Request(url, headers={
-            "X-Ring-Epoch": str(epoch),
-            e2e_lib.INTERNAL_AUTH_HEADER: e2e_lib.internal_auth(
-                SECRET, "GET", "/internal/users/%d/conversations" % user)})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                if r.status == 200:
-                    return i
-        except urllib.error.HTTPError:
-            continue
-    fail("no cache node owns user %d" % user)
+    """Index of the cache node that owns user at the ring's epoch."""
+    return e2e_lib.owner_index(SECRET, urls("CACHE_URLS"), user, epoch)
 
 
 def ring_epoch():

@@ -229,18 +229,8 @@ def check_outcome(service, out, rc, exit_s):
 
 def owner_index(user, epoch, secret):
     """1-based index of the cache node owning user at epoch."""
-    for i, url in enumerate([u for u in ENV["CACHE_URLS"].split(",") if u], 1):
-        target = "/internal/users/%d/conversations" % user
-        req = urllib.request.Request(url + target, headers={
-            "X-Ring-Epoch": str(epoch),
-            e2e_lib.INTERNAL_AUTH_HEADER: e2e_lib.internal_auth(secret, "GET", target)})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                if r.status == 200:
-                    return i
-        except urllib.error.HTTPError:
-            continue
-    fail("no cache node owns user %d" % user)
+    caches = [u for u in ENV["CACHE_URLS"].split(",") if u]
+    return e2e_lib.owner_index(secret, caches, user, epoch) + 1
 
 
 def signed_send(secret, port, epoch, sender):
