@@ -2,12 +2,15 @@
 """Benchmark of the long poll GET /v1/users/{id}/events (docs/realtime.md).
 
 Starts its own release cluster (scripts/cluster, temporary MESSENGER_VAR,
-base port BENCH_EVENTS_BASE_PORT, default 27000) with an epoll pool
-(MESSENGER_HTTP_THREADS=4) and a raised connection limit, then:
+base port BENCH_EVENTS_BASE_PORT, default 27000) in its usual layout
+(each gateway and cache node with a long-poll listener of 2 epoll
+threads) and a raised connection limit, then:
 
-1. opens BENCH_EVENTS_CLIENTS (default 5000) connections to ONE gateway,
-   each a different user waiting on its events poll (timeout 60 s), and
-   checks that all of them are held (none answered after a pause);
+1. opens BENCH_EVENTS_CLIENTS (default 5000) connections to ONE gateway's
+   long-poll listener, each a different user waiting on its events poll
+   (timeout 60 s), checks that all of them are held (none answered after
+   a pause), and counts the threads of that gateway and of the cache
+   nodes while they wait;
 2. sends BENCH_EVENTS_SENDS messages (default 300, paced) through the
    other gateway, each to a random waiting user, and measures for each
    the delay from the send's 201 to the recipient's wake-up (its poll's
@@ -69,7 +72,6 @@ def first_token(user):
 
 def cluster(var, *args, check=True):
     env = dict(os.environ, MESSENGER_VAR=var, MESSENGER_BASE_PORT=str(BASE_PORT),
-               MESSENGER_HTTP_THREADS=os.environ.get("MESSENGER_HTTP_THREADS", "4"),
                MESSENGER_MAX_CONNECTIONS="30000", MESSENGER_BUILD="build/release",
                GATEWAY_SEND_RATE="100000", GATEWAY_SEND_BURST="100000")
     env.pop("MESSENGER_JWT_SECRET", None)
@@ -162,9 +164,16 @@ def connect_all(waiters, host, port, sel, deadline):
             time.sleep(0.05)  # stay under the listen backlog
 
 
+def thread_count(var, name):
+    """Threads of the cluster's process NAME (its pid file)."""
+    with open(os.path.join(var, "pid", name + ".pid"), encoding="utf-8") as f:
+        pid = int(f.read().split()[0])
+    return len(os.listdir("/proc/%d/task" % pid))
+
+
 def run(env, deadline, started):
     gateways = env["GATEWAY_URLS"].split(",")
-    host, port = gateways[0].split("//")[1].split(":")
+    host, port = env["GATEWAY_EVENTS_URLS"].split(",")[0].split("//")[1].split(":")
     send_url = gateways[-1].split("//")[1]
     secret = env["MESSENGER_JWT_SECRET"]
     waiters = [Waiter(USER_BASE + i, mint(secret, USER_BASE + i)) for i in range(CLIENTS)]
@@ -210,6 +219,9 @@ def run(env, deadline, started):
           % (held, CLIENTS, HOLD_CHECK_S, len(early)))
     if early:
         sys.exit("polls answered without any change: %s" % early[:5])
+    threads = {name: thread_count(env["MESSENGER_VAR"], name)
+               for name in ("gateway-1", "cache-1", "cache-2", "cache-3")}
+    print("threads while %d polls wait: %s" % (held, threads))
 
     # Sends run in a thread; this one keeps pumping the waiting sockets.
     delays, send_ms = [], []
@@ -262,6 +274,7 @@ def run(env, deadline, started):
     report = {
         "waiting_clients": CLIENTS,
         "held": held,
+        "threads_while_waiting": threads,
         "sends": len(results),
         "send_errors": len(errors),
         "wakeups_missed": missed,

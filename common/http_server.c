@@ -703,6 +703,7 @@ static bool build_request(hs_server *s, struct MHD_Connection *conn,
     memset(req, 0, sizeof(*req));
     req->method = method;
     req->path = url;
+    req->target = rc->raw_target ? rc->raw_target : url;
     req->body = rc->body_len > 0 ? rc->body : NULL;
     req->body_len = rc->body_len;
     memcpy(req->request_id, rc->request_id, sizeof(req->request_id));
@@ -958,15 +959,35 @@ int hs_wait_for_signal(void)
 
 int hs_serve_until_signal(const hs_config *cfg)
 {
-    hs_server *s = hs_start(cfg);
-    if (!s)
+    return hs_serve_all_until_signal(cfg, 1);
+}
+
+/* Most servers one process runs. */
+#define HS_SERVERS_MAX 4
+
+int hs_serve_all_until_signal(const hs_config *cfgs, int n)
+{
+    hs_server *s[HS_SERVERS_MAX];
+    int started = 0;
+    if (n < 1 || n > HS_SERVERS_MAX)
         return -1;
-    log_msg("info", "%s listening on %s:%d", cfg->service, cfg->bind,
-            hs_port(s));
-    int sig = hs_wait_for_signal();
-    log_msg("info", "signal %d: shutting down", sig);
-    hs_stop(s, SHUTDOWN_GRACE_MS);
-    return 0;
+    for (; started < n; started++) {
+        s[started] = hs_start(&cfgs[started]);
+        if (!s[started])
+            break;
+        log_msg("info", "%s listening on %s:%d", cfgs[started].service,
+                cfgs[started].bind, hs_port(s[started]));
+    }
+    bool all = started == n;
+    if (all) {
+        int sig = hs_wait_for_signal();
+        log_msg("info", "signal %d: shutting down", sig);
+    }
+    while (started > 0) {
+        started--;
+        hs_stop(s[started], SHUTDOWN_GRACE_MS);
+    }
+    return all ? 0 : -1;
 }
 
 /* The listening address; false when bind is not an IPv4/IPv6 literal. */

@@ -34,6 +34,7 @@
 typedef struct hs_request {
     const char *method;
     const char *path;                  /* without the query string */
+    const char *target;                /* path and query exactly as received */
     const char *params[HS_MAX_PARAMS]; /* "{}" segments of the pattern */
     size_t nparams;
     const char *body; /* NUL terminated; NULL when empty */
@@ -196,5 +197,11 @@ int hs_wait_for_signal(void);
  * flight. Returns 0 once stopped, or -1 if it did not start (hs_start
  * logged why). cfg is borrowed as by hs_start. */
 int hs_serve_until_signal(const hs_config *cfg);
+
+/* The same for n servers of one process (a service with a second
+ * listener, such as one for long polls): starts cfgs[0..n) in order,
+ * stops them in reverse order. Returns -1 if any failed to start (those
+ * started are stopped). */
+int hs_serve_all_until_signal(const hs_config *cfgs, int n);
 
 #endif

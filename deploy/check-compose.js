@@ -76,10 +76,17 @@ function checkComponent(services, comp) {
   if (!s.healthcheck || !s.healthcheck.test) problem(comp.name + ': no health check');
 }
 
-// The port a service listens on inside the compose network.
-function listenPort(services, programs, host) {
+// Second listeners: a URL in the variable on the left must use the port
+// in the variable on the right (the long-poll listener of a cache node).
+const URL_PORT_VAR = { CACHE_EVENTS_URL: 'CACHE_EVENTS_PORT' };
+
+// The port a service listens on inside the compose network, for a URL
+// found in variable key.
+function listenPort(services, programs, host, key) {
   const program = programs[host];
-  if (PORT_VAR[program]) return Number(envOf(services[host])[PORT_VAR[program]]);
+  const env = envOf(services[host]);
+  if (URL_PORT_VAR[key] && env[URL_PORT_VAR[key]]) return Number(env[URL_PORT_VAR[key]]);
+  if (PORT_VAR[program]) return Number(env[PORT_VAR[program]]);
   return DEFAULT_PORTS[program];
 }
 
@@ -94,7 +101,7 @@ function checkUrls(services, programs) {
           problem(name + ': ' + key + ' points at ' + host + ', not a service');
           continue;
         }
-        const want = listenPort(services, programs, host);
+        const want = listenPort(services, programs, host, key);
         if (want !== undefined && Number(m[2]) !== want) {
           problem(name + ': ' + key + ' uses port ' + m[2] + ' of ' + host + ', which listens on ' + want);
         }

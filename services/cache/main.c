@@ -23,6 +23,9 @@ typedef struct cache_config {
     const char *name, *router_url, *storage_url, *redis_host;
     int node_id, redis_port, redis_pool, hop_pool, heartbeat_ms;
     char self_url[128]; /* announced to the routers */
+    int events_port;    /* 0: long polls on the main listener */
+    int events_threads;
+    char events_url[128]; /* where the main listener redirects polls */
 } cache_config;
 
 static int read_config(cache_config *c)
@@ -50,6 +53,19 @@ static int read_config(cache_config *c)
                      "an http:// URL of at most 127 "
                      "characters");
     snprintf(c->self_url, sizeof(c->self_url), "%s", url);
+    c->events_port = (int)config_int("CACHE_EVENTS_PORT", 0, 0, 65535, &errs);
+    c->events_threads =
+        (int)config_int("CACHE_EVENTS_THREADS", 2, 1, 64, &errs);
+    if (c->events_port && c->events_port == c->http.port)
+        config_error(&errs, "CACHE_EVENTS_PORT", "must differ from CACHE_PORT");
+    snprintf(fallback, sizeof(fallback), "http://127.0.0.1:%d", c->events_port);
+    url = config_str("CACHE_EVENTS_URL", fallback);
+    if (strncmp(url, "http", 4) != 0 || strlen(url) >= sizeof(c->events_url))
+        config_error(&errs, "CACHE_EVENTS_URL",
+                     "an http:// URL of at most 127 "
+                     "characters");
+    snprintf(c->events_url, sizeof(c->events_url), "%s",
+             c->events_port ? url : "");
     return config_report(&errs);
 }
 
@@ -95,6 +111,7 @@ static int node_init(cache_node *n, const cache_config *c)
     memset(n, 0, sizeof(*n));
     snprintf(n->name, sizeof(n->name), "%s", c->name);
     snprintf(n->storage_url, sizeof(n->storage_url), "%s", c->storage_url);
+    snprintf(n->events_url, sizeof(n->events_url), "%s", c->events_url);
     if (ids_init(&n->ids, c->node_id))
         return -1;
     n->metrics = metrics_new("cache");
@@ -157,17 +174,25 @@ int main(void)
         node_destroy(&n);
         return 1;
     }
-    hs_config hc = c.http;
-    hc.service = "cache";
-    hc.routes = cache_routes;
-    hc.nroutes = cache_nroutes;
-    hc.ready = is_ready;
-    hc.ctx = &n;
-    hc.metrics = n.metrics;
-    hc.allow_suspend = true; /* long polls (events.h) */
-    hc.stopping = drain_polls;
+    hs_config hc[2];
+    hc[0] = c.http;
+    hc[0].service = "cache";
+    hc[0].routes = cache_routes;
+    hc[0].nroutes = cache_nroutes;
+    hc[0].ready = is_ready;
+    hc[0].ctx = &n;
+    hc[0].metrics = n.metrics;
+    hc[0].allow_suspend = true; /* long polls (events.h) */
+    hc[0].stopping = drain_polls;
     log_msg("info", "cache: node %s", c.name);
-    int status = hs_serve_until_signal(&hc) ? 1 : 0;
+    /* The long-poll listener: an epoll pool, so a waiting poll is a
+     * suspended connection and holds no thread (events.h). */
+    hc[1] = hc[0];
+    hc[1].port = c.events_port;
+    hc[1].threads = c.events_threads;
+    hc[1].routes = cache_event_routes;
+    hc[1].nroutes = cache_event_nroutes;
+    int status = hs_serve_all_until_signal(hc, c.events_port ? 2 : 1) ? 1 : 0;
     outbox_stop(ob);
     node_destroy(&n);
     return status;

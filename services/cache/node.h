@@ -18,6 +18,8 @@
 typedef struct cache_node {
     char name[64];         /* this node's name in the ring */
     char storage_url[256]; /* base URL of the storage service */
+    char events_url[128];  /* CACHE_EVENTS_URL: long polls are redirected
+                              there; "" when they are served here */
     ringview *ring;        /* the ring as published by the router */
     hc_pool *hops;         /* keep-alive HTTP to storage and peers */
     hot_t *hot;            /* this node's Redis: the hot mailboxes */

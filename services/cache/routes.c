@@ -135,6 +135,33 @@ static void handle_messages(hs_request *req, hs_reply *rep)
     owner_release(n, ring);
 }
 
+/* Long polls go to the node's long-poll listener when it has one
+ * (CACHE_EVENTS_PORT): there a waiting poll holds no thread. */
+static void handle_events(hs_request *req, hs_reply *rep)
+{
+    cache_node *n = req->ctx;
+    if (!n->events_url[0]) {
+        events_handle(req, rep);
+        return;
+    }
+    /* hs_reply_header borrows the value until the reply is sent, which
+     * happens on this thread before it runs another handler. */
+    static _Thread_local char location[sizeof(n->events_url) + 2048];
+    int len = snprintf(location, sizeof(location), "%s%s", n->events_url,
+                       req->target);
+    if (len < 0 || (size_t)len >= sizeof(location)) {
+        hs_reply_problem(rep, 414, "Target too long",
+                         "the request target does not fit a redirect");
+        return;
+    }
+    hs_reply_raw(rep, 307, "text/plain", "", 0);
+    /* Closed after the redirect: an idle keep-alive connection would hold
+     * a thread of this listener for nothing. */
+    if (hs_reply_header(rep, "Location", location) ||
+        hs_reply_header(rep, "Connection", "close"))
+        hs_reply_problem(rep, 500, NULL, "cannot set Location");
+}
+
 const hs_route cache_routes[] = {
     {"POST", "/internal/send", handle_send, "send"},
     {"POST", "/internal/deliver", handle_deliver, "deliver"},
@@ -142,9 +169,16 @@ const hs_route cache_routes[] = {
      "conversations"},
     {"GET", "/internal/users/{}/conversations/{}/messages", handle_messages,
      "messages"},
-    {"GET", "/internal/users/{}/events", events_handle, "events"},
+    {"GET", "/internal/users/{}/events", handle_events, "events"},
     {"POST", "/internal/handoff", handoff_handle_export, "handoff"},
     {"POST", "/internal/handoff/import", handoff_handle_import,
      "handoff_import"},
 };
 const size_t cache_nroutes = sizeof(cache_routes) / sizeof(cache_routes[0]);
+
+/* The long-poll listener (CACHE_EVENTS_PORT) serves the long poll only. */
+const hs_route cache_event_routes[] = {
+    {"GET", "/internal/users/{}/events", events_handle, "events"},
+};
+const size_t cache_event_nroutes =
+    sizeof(cache_event_routes) / sizeof(cache_event_routes[0]);

@@ -12,5 +12,7 @@
 
 extern const hs_route cache_routes[];
 extern const size_t cache_nroutes;
+extern const hs_route cache_event_routes[];
+extern const size_t cache_event_nroutes;
 
 #endif

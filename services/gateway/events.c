@@ -264,7 +264,14 @@ static int setup_easy(poll_call *c, const char *url)
               curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                                (long)HOP_CONNECT_TIMEOUT_MS) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
-                               timeout > 0 ? timeout : 1L) == CURLE_OK;
+                               timeout > 0 ? timeout : 1L) == CURLE_OK &&
+              /* A node with a long-poll listener of its own answers the
+               * poll with a redirect there (same path and query, so the
+               * signature still holds). */
+              curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_MAXREDIRS, 1L) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") ==
+                  CURLE_OK;
     return ok ? 0 : -1;
 }
 

@@ -39,6 +39,8 @@ typedef struct gateway_config {
     int trust_proxy;
     bool dev_tokens;
     const char *cors_origin; /* NULL: off */
+    int events_port;         /* 0: long polls on the main listener */
+    int events_threads;
 } gateway_config;
 
 static int read_config(gateway_config *c)
@@ -68,6 +70,12 @@ static int read_config(gateway_config *c)
     c->cors_origin = config_str("GATEWAY_CORS_ORIGIN", "");
     if (!c->cors_origin[0])
         c->cors_origin = NULL;
+    c->events_port = (int)config_int("GATEWAY_EVENTS_PORT", 0, 0, 65535, &errs);
+    c->events_threads =
+        (int)config_int("GATEWAY_EVENTS_THREADS", 2, 1, 64, &errs);
+    if (c->events_port && c->events_port == c->http.port)
+        config_error(&errs, "GATEWAY_EVENTS_PORT",
+                     "must differ from GATEWAY_PORT");
     if (strlen(c->router_url) > ROUTER_URL_MAX)
         config_error(&errs, "ROUTER_URL", "at most 200 characters");
     return config_report(&errs);
@@ -166,20 +174,29 @@ int main(void)
         gateway_destroy(&g);
         return 1;
     }
-    hs_config hc = c.http;
-    hc.service = "gateway";
-    hc.routes = gateway_routes;
-    hc.nroutes = gateway_nroutes;
-    hc.ready = is_ready;
-    hc.ctx = &g;
-    hc.metrics = g.metrics;
-    hc.allow_suspend = true; /* long polls (events.h) */
-    hc.stopping = drain_polls;
-    hc.cors_origin = c.cors_origin;
+    hs_config hc[2];
+    hc[0] = c.http;
+    hc[0].service = "gateway";
+    hc[0].routes = gateway_routes;
+    hc[0].nroutes = gateway_nroutes;
+    hc[0].ready = is_ready;
+    hc[0].ctx = &g;
+    hc[0].metrics = g.metrics;
+    hc[0].allow_suspend = true; /* long polls (events.h) */
+    hc[0].stopping = drain_polls;
+    hc[0].cors_origin = c.cors_origin;
+    /* The long-poll listener: an epoll pool, so a waiting poll is a
+     * suspended connection and holds no thread, while the main listener
+     * keeps a thread per connection for calls that block on a hop. */
+    hc[1] = hc[0];
+    hc[1].port = c.events_port;
+    hc[1].threads = c.events_threads;
+    hc[1].routes = gateway_event_routes;
+    hc[1].nroutes = gateway_event_nroutes;
     if (c.dev_tokens)
         log_msg("warn", "development tokens are on: POST /v1/dev/token "
                         "mints a token for any user");
-    int status = hs_serve_until_signal(&hc) ? 1 : 0;
+    int status = hs_serve_all_until_signal(hc, c.events_port ? 2 : 1) ? 1 : 0;
     gateway_destroy(&g);
     return status;
 }

@@ -260,3 +260,11 @@ const hs_route gateway_routes[] = {
 };
 const size_t gateway_nroutes =
     sizeof(gateway_routes) / sizeof(gateway_routes[0]);
+
+/* The long-poll listener (GATEWAY_EVENTS_PORT) serves the long poll
+ * only. */
+const hs_route gateway_event_routes[] = {
+    {"GET", "/v1/users/{}/events", handle_events, "events"},
+};
+const size_t gateway_event_nroutes =
+    sizeof(gateway_event_routes) / sizeof(gateway_event_routes[0]);

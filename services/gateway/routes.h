@@ -14,5 +14,7 @@
 /* Handlers take a gateway * (gateway.h) as the request context. */
 extern const hs_route gateway_routes[];
 extern const size_t gateway_nroutes;
+extern const hs_route gateway_event_routes[];
+extern const size_t gateway_event_nroutes;
 
 #endif
