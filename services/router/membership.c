@@ -153,14 +153,32 @@ static member_state *find(member_table *t, const char *name)
     return NULL;
 }
 
+/* Under t->lock: the longest unheard entry, if unheard for
+ * MEMBERS_FORGET_MS, else NULL. */
+static member_state *forgettable(member_table *t, int64_t now_ms)
+{
+    member_state *oldest = NULL;
+    for (int i = 0; i < t->n; i++) {
+        member_state *m = &t->members[i];
+        if (!oldest || m->last_seen_ms < oldest->last_seen_ms)
+            oldest = m;
+    }
+    return oldest && now_ms - oldest->last_seen_ms > MEMBERS_FORGET_MS ? oldest
+                                                                       : NULL;
+}
+
 int members_heartbeat(member_table *t, const char *name, const char *url,
                       int64_t epoch, int64_t now_ms)
 {
     int rc = 0;
     pthread_mutex_lock(&t->lock);
     member_state *m = find(t, name);
-    if (!m && t->n < MEMBERS_MAX) {
+    if (!m && t->n < MEMBERS_MAX)
         m = &t->members[t->n++];
+    else if (!m)
+        m = forgettable(t, now_ms);
+    if (m && strcmp(m->name, name) != 0) {
+        memset(m, 0, sizeof(*m));
         snprintf(m->name, sizeof(m->name), "%s", name);
     }
     if (m) {

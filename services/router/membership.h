@@ -47,6 +47,9 @@ typedef struct member_state {
 
 /* Room for a full ring plus as many spares. */
 #define MEMBERS_MAX (2 * RING_NODES_MAX)
+/* A node unheard this long may give its entry to a new node when the
+ * table is full: nodes come and go under new names (add-node). */
+#define MEMBERS_FORGET_MS (60 * 1000)
 
 typedef struct member_table {
     pthread_mutex_t lock; /* guards everything below */
@@ -60,7 +63,9 @@ int members_init(member_table *t, int64_t start_ms);
 void members_destroy(member_table *t);
 
 /* Records a heartbeat of node name at monotonic time now_ms, adding the
- * node when new. Returns 0, or -1 when the table is full. Thread safe. */
+ * node when new (in place of the longest unheard one, if the table is
+ * full and that one was unheard for MEMBERS_FORGET_MS). Returns 0, or -1
+ * when there is no room. Thread safe. */
 int members_heartbeat(member_table *t, const char *name, const char *url,
                       int64_t epoch, int64_t now_ms);
 
