@@ -161,8 +161,32 @@ def send_until_ok(api, sender, recipient, content, limit_s):
     fail("send %d->%d not acknowledged within %d s" % (sender, recipient, limit_s))
 
 
+def read_until_ok(api, user, limit_s=FAILOVER_LIMIT_S):
+    """The user's conversation list, retried like a client on a retryable
+    answer (503 with Retry-After: a node between leases or gated by a
+    handoff, 421 while a ring spreads)."""
+    t0 = time.time()
+    while time.time() - t0 < limit_s:
+        r = api.convs(user)
+        if r.status == 200:
+            return r
+        check(r.status in (421, 503), "conversation list of %d: %s" % (user, r.describe()))
+        time.sleep(0.05)
+    fail("conversation list of %d not answered within %d s" % (user, limit_s))
+
+
 def history(api, user, peer):
-    return [m["content"] for m in api.all_msgs(user, e2e_lib.conversation_id(user, peer))]
+    """The contents of the pair's conversation in user's mailbox; a read
+    that meets a retryable answer part way starts again."""
+    cid = e2e_lib.conversation_id(user, peer)
+    t0 = time.time()
+    while True:
+        try:
+            return [m["content"] for m in api.all_msgs(user, cid)]
+        except e2e_lib.TestFailure:
+            if time.time() - t0 > FAILOVER_LIMIT_S:
+                raise
+            time.sleep(0.2)
 
 
 # ------------------------------------------------------------ the tests
@@ -176,7 +200,7 @@ def test_standby_takes_exactly_the_dead_nodes_slot(api):
     victims = users_on(before, "cache-2", 3)
     peer = new_user()
     for u in victims:
-        api.send_ok(u, peer, "before %d" % u)
+        send_until_ok(api, u, peer, "before %d" % u, FAILOVER_LIMIT_S)
     sample = [new_user() for _ in range(3000)]
     cluster("kill", "cache-2")
     took = send_until_ok(api, victims[0], peer, "after", FAILOVER_LIMIT_S)
@@ -202,7 +226,7 @@ def test_without_a_standby_users_move_to_successors(api):
     victims = users_on(before, "cache-3", 2)
     peer = new_user()
     for u in victims:
-        api.send_ok(u, peer, "kept %d" % u)
+        send_until_ok(api, u, peer, "kept %d" % u, FAILOVER_LIMIT_S)
     cluster("kill", "cache-3")
     took = send_until_ok(api, victims[0], peer, "again", FAILOVER_LIMIT_S)
     after = wait_ring(lambda r: "cache-3" not in r.names(), "without cache-3")
@@ -254,9 +278,9 @@ def test_add_node_moves_a_share_with_hot_mailboxes(api):
     # Warm every user's hot mailbox on its current owner.
     users = [new_user() for _ in range(120)]
     for i, u in enumerate(users):
-        api.send_ok(u, users[(i + 1) % len(users)], "warm %d" % i)
+        send_until_ok(api, u, users[(i + 1) % len(users)], "warm %d" % i, FAILOVER_LIMIT_S)
     for u in users:
-        api.convs_ok(u)
+        read_until_ok(api, u)
     out = cluster("add-node").stdout.decode().strip().splitlines()
     name = out[-1].strip()
     check(name.startswith("cache-"), "add-node printed %r" % out[-3:])
@@ -274,7 +298,7 @@ def test_add_node_moves_a_share_with_hot_mailboxes(api):
     moved_users = [u for u in users if after.owner(u) == name]
     check(moved_users, "none of the warmed users moved")
     for u in moved_users:
-        api.convs_ok(u)
+        read_until_ok(api, u)
     hits = metric(name, "cache_hits_total") - hits0
     misses = metric(name, "cache_misses_total") - misses0
     check(misses == 0 and hits >= len(moved_users),
@@ -290,8 +314,8 @@ def test_remove_node_drains_with_hot_mailboxes(api):
     users = users_on(before, target, 5)
     peer = new_user()
     for u in users:
-        api.send_ok(u, peer, "drain %d" % u)
-        api.convs_ok(u)
+        send_until_ok(api, u, peer, "drain %d" % u, FAILOVER_LIMIT_S)
+        read_until_ok(api, u)
     cluster("remove-node", target)
     after = wait_ring(lambda r: target not in r.names(), "without %s" % target)
     owners = {after.owner(u) for u in users}
@@ -299,7 +323,7 @@ def test_remove_node_drains_with_hot_mailboxes(api):
     misses0 = sum(metric(o, "cache_misses_total") for o in owners)
     for u in users:
         check(history(api, u, peer) == ["drain %d" % u], "user %d lost a message" % u)
-        api.convs_ok(u)
+        read_until_ok(api, u)
     misses = sum(metric(o, "cache_misses_total") for o in owners) - misses0
     hits = sum(metric(o, "cache_hits_total") for o in owners) - hits0
     check(misses == 0, "drained users were cold on their new owners: %d misses" % misses)
@@ -312,7 +336,7 @@ def test_a_node_without_lease_does_not_serve(api):
     node = r.names()[0]
     user = users_on(r, node, 1)[0]
     peer = new_user()
-    api.send_ok(user, peer, "before pause")
+    send_until_ok(api, user, peer, "before pause", FAILOVER_LIMIT_S)
     cluster("pause", node)
     try:
         after = wait_ring(lambda x: node not in x.names(), "without paused %s" % node)
