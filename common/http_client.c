@@ -65,14 +65,6 @@ struct hc_pool {
 #define HC_GAUGE_HANDLES "http_client_handles"
 #define HC_GAUGE_IN_USE "http_client_handles_in_use"
 
-/* A response body growing up to HTTP_CLIENT_BODY_MAX. */
-typedef struct body_buf {
-    char *data;
-    size_t len;
-    size_t cap;
-    bool too_large;
-} body_buf;
-
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_result = CURLE_FAILED_INIT;
 
@@ -302,20 +294,18 @@ static void pool_return(hc_pool *p, CURL *h)
 
 /* ---- one call ------------------------------------------------------- */
 
-static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
+size_t hc_body_append(hc_body *b, const char *data, size_t n, size_t max)
 {
-    body_buf *b = userdata;
-    size_t n = size * nmemb;
-    if (n > HTTP_CLIENT_BODY_MAX - b->len) {
+    if (b->len > max || n > max - b->len) {
         b->too_large = true;
-        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+        return 0;
     }
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + n + 1)
             cap *= 2;
-        if (cap > HTTP_CLIENT_BODY_MAX + 1)
-            cap = HTTP_CLIENT_BODY_MAX + 1;
+        if (cap > max + 1)
+            cap = max + 1;
         char *grown = realloc(b->data, cap);
         if (grown == NULL)
             return 0;
@@ -326,6 +316,12 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
     b->len += n;
     b->data[b->len] = '\0';
     return n;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    /* 0 aborts the transfer with CURLE_WRITE_ERROR. */
+    return hc_body_append(userdata, data, size * nmemb, HTTP_CLIENT_BODY_MAX);
 }
 
 /* The header list of one call; NULL when out of memory. */
@@ -414,7 +410,7 @@ static bool set_method(CURL *h, const char *method, const char *body,
 /* Maps a transfer result to the caller's question: did the peer get the
  * request? A timeout before anything was sent (connect timeout) means it
  * did not, like a refused connection. */
-static hc_err map_result(CURL *h, CURLcode rc, const body_buf *b)
+static hc_err map_result(CURL *h, CURLcode rc, const hc_body *b)
 {
     if (rc == CURLE_OK)
         return HC_OK;
@@ -436,7 +432,7 @@ static hc_err perform(hc_pool *p, CURL *h, const char *method, const char *url,
                       struct curl_slist *list, const char *body, size_t len,
                       hc_response *out)
 {
-    body_buf b = {0};
+    hc_body b = {0};
     bool ok =
         curl_easy_setopt(h, CURLOPT_URL, url) == CURLE_OK &&
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, p->timeout_ms) == CURLE_OK &&

@@ -10,6 +10,7 @@
 #ifndef MSG_HTTP_CLIENT_H
 #define MSG_HTTP_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "metrics.h"
@@ -25,6 +26,21 @@ typedef enum {
 } hc_err;
 
 const char *hc_strerror(hc_err err);
+
+/* A response body as libcurl delivers it, growing up to a cap. Zeroed
+ * to start; data (NUL terminated once anything arrived) is owned by
+ * whoever holds the buffer and freed with free(). */
+typedef struct hc_body {
+    char *data;
+    size_t len;
+    size_t cap;
+    bool too_large; /* a chunk would have passed max */
+} hc_body;
+
+/* Appends data[0..n) to b unless b would pass max bytes. Returns n, or 0
+ * (setting too_large past max, or on allocation failure): the value a
+ * CURLOPT_WRITEFUNCTION returns, where 0 aborts the transfer. */
+size_t hc_body_append(hc_body *b, const char *data, size_t n, size_t max);
 
 typedef struct hc_response {
     long status;

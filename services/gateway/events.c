@@ -42,9 +42,7 @@ typedef struct poll_call {
     int64_t retry_at_ms;
     CURL *easy;
     struct curl_slist *headers;
-    char *body; /* the node's answer as it arrives */
-    size_t len, cap;
-    bool too_large;
+    hc_body reply; /* the node's answer as it arrives */
     /* The answer the resume function sends. */
     int status;
     char *answer;
@@ -105,7 +103,7 @@ static void call_free(poll_call *c)
     if (c->easy)
         curl_easy_cleanup(c->easy);
     curl_slist_free_all(c->headers);
-    free(c->body);
+    free(c->reply.data);
     free(c->answer);
     free(c);
 }
@@ -175,25 +173,8 @@ static void resume_poll(hs_request *req, void *arg, hs_reply *rep)
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
     poll_call *c = arg;
-    size_t n = size * nmemb;
-    if (c->len + n > EV_ANSWER_MAX) {
-        c->too_large = true;
-        return 0; /* aborts the transfer */
-    }
-    if (c->len + n + 1 > c->cap) {
-        size_t cap = c->cap ? c->cap : 4096;
-        while (cap < c->len + n + 1)
-            cap *= 2;
-        char *grown = realloc(c->body, cap);
-        if (grown == NULL)
-            return 0;
-        c->body = grown;
-        c->cap = cap;
-    }
-    memcpy(c->body + c->len, data, n);
-    c->len += n;
-    c->body[c->len] = '\0';
-    return n;
+    /* 0 aborts the transfer. */
+    return hc_body_append(&c->reply, data, size * nmemb, EV_ANSWER_MAX);
 }
 
 /* The node's URL and the path it signs, on the current ring. */
@@ -282,8 +263,8 @@ static void call_start(ev_poller *p, poll_call *c)
     size_t path_off;
     int64_t epoch;
     c->tries++;
-    c->len = 0;
-    c->too_large = false;
+    c->reply.len = 0;
+    c->reply.too_large = false;
     if (build_target(c, url, sizeof(url), &path_off, &epoch) ||
         build_headers(c, url + path_off, epoch) || setup_easy(c, url) ||
         curl_multi_add_handle(p->multi, c->easy) != CURLM_OK) {
@@ -319,15 +300,17 @@ static void call_done(ev_poller *p, poll_call *c, CURLcode res)
     long status = 0;
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
     if (res != CURLE_OK) {
-        call_retry_or_give_up(
-            p, c, c->too_large ? "answer too large" : curl_easy_strerror(res));
+        call_retry_or_give_up(p, c,
+                              c->reply.too_large ? "answer too large"
+                                                 : curl_easy_strerror(res));
         return;
     }
     if (status == 421) {
         call_retry_or_give_up(p, c, "421 misdirected");
         return;
     }
-    call_answer(c, (int)status, c->body ? c->body : "", c->len);
+    call_answer(c, (int)status, c->reply.data ? c->reply.data : "",
+                c->reply.len);
 }
 
 /* ---- the thread ----------------------------------------------------- */

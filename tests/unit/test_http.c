@@ -823,11 +823,29 @@ static TCase *server_case(const char *name, const TTest *test, int loops)
     return tc;
 }
 
+/* A body grows chunk by chunk, stays a string, and refuses to pass its
+ * cap without writing anything. */
+START_TEST(test_body_append_caps)
+{
+    hc_body b = {0};
+    ck_assert_uint_eq(hc_body_append(&b, "abc", 3, 5), 3);
+    ck_assert_uint_eq(hc_body_append(&b, "de", 2, 5), 2);
+    ck_assert_str_eq(b.data, "abcde");
+    ck_assert(!b.too_large);
+    ck_assert_uint_eq(hc_body_append(&b, "f", 1, 5), 0);
+    ck_assert(b.too_large);
+    ck_assert_uint_eq(b.len, 5);
+    ck_assert_str_eq(b.data, "abcde");
+    free(b.data);
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
     Suite *s = suite_create("http");
     TCase *pure = tcase_create("reply");
     tcase_add_test(pure, test_reply_problem_shape);
+    tcase_add_test(pure, test_body_append_caps);
     suite_add_tcase(s, pure);
 
     /* Loop index 0: thread per connection; 1: epoll thread pool. */
