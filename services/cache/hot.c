@@ -22,11 +22,14 @@
 #include "hot_scripts.h"
 #include "constants.h"
 #include "log.h"
+#include "memo.h"
 
 /* Redis is on loopback next to the node: anything slower than this is a
  * Redis in trouble, and storage is the better source. */
 #define HOT_TIMEOUT_MS 500
 #define HOT_POOL_MAX 256
+/* Slots of the in-memory meta (memo.h): 2^17 users, about 5 MB. */
+#define HOT_MEMO_BITS 17
 
 enum { S_APPLY, S_LOAD_USER, S_LOAD_MSGS, S_READ_CONVS, S_READ_MSGS, S_N };
 
@@ -47,6 +50,7 @@ struct hot {
 
     /* Set when an update may have been lost; cleared by a FLUSHDB. */
     atomic_bool dirty;
+    memo *memo; /* meta of users in Redis, answered without a round trip */
 };
 
 static void sha1_hex(const char *text, char out[41])
@@ -64,6 +68,11 @@ hot_t *hot_new(const char *host, int port, int pool_size, metrics_t *metrics)
     hot_t *h = calloc(1, sizeof(*h));
     if (!h)
         return NULL;
+    h->memo = memo_new(HOT_MEMO_BITS);
+    if (!h->memo) {
+        free(h);
+        return NULL;
+    }
     snprintf(h->host, sizeof(h->host), "%s", host);
     h->port = port;
     h->metrics = metrics;
@@ -89,7 +98,16 @@ void hot_free(hot_t *h)
             redisFree(h->free_conns[i]);
     pthread_mutex_destroy(&h->lock);
     pthread_cond_destroy(&h->available);
+    memo_free(h->memo);
     free(h);
+}
+
+/* Redis may have lost an update: flushed before it is used again, and
+ * the memo forgets everything it mirrored. */
+static void set_dirty(hot_t *h)
+{
+    atomic_store(&h->dirty, true);
+    memo_clear(h->memo);
 }
 
 static redisContext *connect_redis(hot_t *h)
@@ -197,13 +215,14 @@ static bool flush_now(hot_t *h)
     if (r)
         freeReplyObject(r);
     give_back(h, c);
+    memo_clear(h->memo);
     return ok;
 }
 
 int hot_flush(hot_t *h)
 {
     if (!flush_now(h)) {
-        atomic_store(&h->dirty, true);
+        set_dirty(h);
         return -1;
     }
     atomic_store(&h->dirty, false);
@@ -259,6 +278,9 @@ hot_result hot_get_meta(hot_t *h, int64_t uid, hot_meta *out)
 {
     if (!usable(h))
         return HOT_DOWN;
+    if (memo_get(h->memo, uid, out))
+        return HOT_HIT;
+    memo_ticket t = memo_take_ticket(h->memo, uid);
     user_keys k;
     make_keys(&k, uid, NULL);
     redisContext *c = borrow(h);
@@ -277,6 +299,7 @@ hot_result hot_get_meta(hot_t *h, int64_t uid, hot_meta *out)
         out->seq = reply_int(r->element[0]);
         out->max_id = reply_int(r->element[1]);
         res = HOT_HIT;
+        memo_put(h->memo, t, uid, out);
     }
     freeReplyObject(r);
     return res;
@@ -303,8 +326,8 @@ static int take_items(const redisReply *arr, hot_page *p)
     return 0;
 }
 
-static hot_result read_page(hot_t *h, int script, const char **argv, int argc,
-                            hot_page *out)
+static hot_result read_page(hot_t *h, int64_t uid, int script,
+                            const char **argv, int argc, hot_page *out)
 {
     memset(out, 0, sizeof(*out));
     if (!usable(h))
@@ -323,6 +346,10 @@ static hot_result read_page(hot_t *h, int script, const char **argv, int argc,
             hot_page_free(out);
     }
     freeReplyObject(r);
+    /* The user (or a window) is gone from Redis, evicted or never
+     * loaded: a memo hit would keep the reload in fill.c from running. */
+    if (res == HOT_MISS)
+        memo_forget(h->memo, uid);
     return res;
 }
 
@@ -335,7 +362,7 @@ hot_result hot_read_convs(hot_t *h, int64_t uid, size_t off, size_t count,
     snprintf(o, sizeof(o), "%zu", off);
     snprintf(n, sizeof(n), "%zu", count);
     const char *argv[] = {k.u, k.c, o, n};
-    return read_page(h, S_READ_CONVS, argv, 4, out);
+    return read_page(h, uid, S_READ_CONVS, argv, 4, out);
 }
 
 hot_result hot_read_msgs(hot_t *h, int64_t uid, const char *cid, size_t off,
@@ -347,7 +374,7 @@ hot_result hot_read_msgs(hot_t *h, int64_t uid, const char *cid, size_t off,
     snprintf(o, sizeof(o), "%zu", off);
     snprintf(n, sizeof(n), "%zu", count);
     const char *argv[] = {k.u, k.m, cid, o, n};
-    return read_page(h, S_READ_MSGS, argv, 5, out);
+    return read_page(h, uid, S_READ_MSGS, argv, 5, out);
 }
 
 void hot_page_free(hot_page *p)
@@ -360,20 +387,23 @@ void hot_page_free(hot_page *p)
     memset(p, 0, sizeof(*p));
 }
 
-/* Runs a write script; a failure may leave Redis behind storage, so the
- * cache is marked dirty and flushed before it is used again. */
-static void run_write(hot_t *h, int script, int nkeys, int argc,
-                      const char **argv)
+/* Runs a write script and returns its integer reply (-1 when it did not
+ * run); a failure may leave Redis behind storage, so the cache is marked
+ * dirty and flushed before it is used again. */
+static int64_t run_write(hot_t *h, int script, int nkeys, int argc,
+                         const char **argv)
 {
     if (!usable(h))
-        return;
+        return -1;
     redisReply *r = run_script(h, script, nkeys, argc, argv, NULL);
     if (!r) {
-        atomic_store(&h->dirty, true);
+        set_dirty(h);
         log_msg("warn", "redis update failed: hot mailboxes will be flushed");
-        return;
+        return -1;
     }
+    int64_t v = reply_int(r);
     freeReplyObject(r);
+    return v;
 }
 
 void hot_load_user(hot_t *h, int64_t uid, const hot_meta *meta, bool complete,
@@ -395,7 +425,9 @@ void hot_load_user(hot_t *h, int64_t uid, const hot_meta *meta, bool complete,
     argv[5] = complete ? "1" : "0";
     for (size_t i = 0; i < n; i++)
         argv[6 + i] = entries[i];
-    run_write(h, S_LOAD_USER, 3, (int)n + 6, argv);
+    memo_ticket t = memo_take_ticket(h->memo, uid);
+    if (run_write(h, S_LOAD_USER, 3, (int)n + 6, argv) == 1)
+        memo_put(h->memo, t, uid, meta);
     free(argv);
 }
 
@@ -429,20 +461,48 @@ void hot_apply(hot_t *h, int64_t uid, const hot_meta *meta, const char *cid,
     snprintf(mmax, sizeof(mmax), "%d", HOT_MSGS_MAX);
     const char *argv[] = {k.u, k.c,        k.x,       k.m,  seq, max,
                           cid, conv_entry, msg_entry, cmax, mmax};
-    run_write(h, S_APPLY, 4, 11, argv);
+    memo_ticket t = memo_take_ticket(h->memo, uid);
+    /* 0: Redis did not hold the user (or dropped a damaged window). */
+    if (run_write(h, S_APPLY, 4, 11, argv) == 1)
+        memo_put(h->memo, t, uid, meta);
+    else
+        memo_forget(h->memo, uid);
 }
 
+void hot_forget_user(hot_t *h, int64_t uid)
+{
+    memo_forget(h->memo, uid);
+    if (!usable(h))
+        return;
+    user_keys k;
+    make_keys(&k, uid, NULL);
+    redisContext *c = borrow(h);
+    redisReply *r = c ? redisCommand(c, "DEL %s %s %s", k.u, k.c, k.x) : NULL;
+    bool ok = r && r->type == REDIS_REPLY_INTEGER;
+    if (r)
+        freeReplyObject(r);
+    if (c)
+        give_back(h, c);
+    if (!ok)
+        set_dirty(h);
+    memo_forget(h->memo, uid);
+}
+
+/* Raw access (drops, dumps, restores of whole users) changes Redis behind
+ * the memo's back: it forgets everything before and after. */
 redisContext *hot_conn_borrow(hot_t *h)
 {
+    memo_clear(h->memo);
     return usable(h) ? borrow(h) : NULL;
 }
 
 void hot_conn_give_back(hot_t *h, redisContext *c)
 {
     give_back(h, c);
+    memo_clear(h->memo);
 }
 
 void hot_mark_dirty(hot_t *h)
 {
-    atomic_store(&h->dirty, true);
+    set_dirty(h);
 }

@@ -16,8 +16,10 @@
  *
  * If an update fails after the durable write, the cache may be stale: the
  * node then flushes its Redis before serving from it again (hot is marked
- * dirty). While Redis is down every call reports HOT_DOWN and the node
- * serves from storage. Thread safe: a pool of hiredis connections.
+ * dirty). The meta of users in Redis is also kept in memory (memo.h), so
+ * the commonest read, a delta with nothing new, costs no round trip. While
+ * Redis is down every call reports HOT_DOWN and the node serves from storage.
+ * Thread safe: a pool of hiredis connections.
  */
 #ifndef CACHE_HOT_H
 #define CACHE_HOT_H
@@ -73,5 +75,8 @@ void hot_load_msgs(hot_t *h, int64_t uid, const char *cid, bool complete,
  * use). */
 void hot_apply(hot_t *h, int64_t uid, const hot_meta *meta, const char *cid,
                const char *conv_entry, const char *msg_entry);
+/* Drops a user's hot mailbox: a write whose outcome is unknown may have
+ * landed, so Redis may be behind storage for this user. */
+void hot_forget_user(hot_t *h, int64_t uid);
 
 #endif

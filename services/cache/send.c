@@ -117,6 +117,8 @@ static store_err write_sender_copy(cache_node *n, const msg_send_req *req,
     }
     if (!err && res->outcome == SEND_STORED)
         apply_hot(n, m, req->sender_id, &res->meta);
+    else if (err == STORE_DOWN) /* it may have landed all the same */
+        hot_forget_user(n->hot, req->sender_id);
     locks_release(n->locks, req->sender_id);
     return err;
 }
@@ -168,6 +170,8 @@ int send_land_copy(cache_node *n, const msg *m, const char *rid)
     store_err err = store_deliver(n, m, rid, &stored, &meta);
     if (!err && stored)
         apply_hot(n, m, m->recipient_id, &meta);
+    else if (err == STORE_DOWN) /* it may have landed all the same */
+        hot_forget_user(n->hot, m->recipient_id);
     locks_release(n->locks, m->recipient_id);
     return err ? -1 : 0;
 }
