@@ -24,6 +24,7 @@
  * in-use gauge on borrow and return.
  */
 #include "http_client.h"
+#include "http_client_int.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -104,7 +105,7 @@ void hc_response_free(hc_response *r)
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata);
 
-static CURL *handle_new(void)
+CURL *hc_handle_new(void)
 {
     CURL *h = curl_easy_init();
     if (h == NULL)
@@ -160,7 +161,7 @@ hc_pool *hc_pool_new(int size, long timeout_ms)
     }
     p->timeout_ms = timeout_ms;
     for (; p->size < size; p->size++) {
-        p->handles[p->size] = handle_new();
+        p->handles[p->size] = hc_handle_new();
         if (p->handles[p->size] == NULL) {
             hc_pool_free(p);
             return NULL;
@@ -428,40 +429,73 @@ static hc_err map_result(CURL *h, CURLcode rc, const hc_body *b)
     return HC_ERROR;
 }
 
+bool hc_call_setup(const hc_pool *p, CURL *h, const char *method,
+                   const char *url, struct curl_slist *list, const char *body,
+                   size_t len, hc_body *reply)
+{
+    return curl_easy_setopt(h, CURLOPT_URL, url) == CURLE_OK &&
+           curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, p->timeout_ms) == CURLE_OK &&
+           curl_easy_setopt(h, CURLOPT_HTTPHEADER, list) == CURLE_OK &&
+           curl_easy_setopt(h, CURLOPT_WRITEDATA, reply) == CURLE_OK &&
+           set_method(h, method, body, len);
+}
+
+void hc_call_reset(CURL *h)
+{
+    /* The handle must not keep pointers into a finished call's memory. */
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
+}
+
+hc_err hc_call_result(CURL *h, CURLcode rc, hc_body *reply, hc_response *out)
+{
+    hc_err err = map_result(h, rc, reply);
+    long status = 0;
+    if (err == HC_OK &&
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+        err = HC_ERROR;
+    if (err == HC_OK && reply->data == NULL) {
+        reply->data = calloc(1, 1); /* an empty body is still a string */
+        if (reply->data == NULL)
+            err = HC_ERROR;
+    }
+    if (err != HC_OK) {
+        free(reply->data);
+        *reply = (hc_body){0};
+        return err;
+    }
+    out->status = status;
+    out->body = reply->data;
+    out->len = reply->len;
+    *reply = (hc_body){0};
+    return HC_OK;
+}
+
 static hc_err perform(hc_pool *p, CURL *h, const char *method, const char *url,
                       struct curl_slist *list, const char *body, size_t len,
                       hc_response *out)
 {
     hc_body b = {0};
-    bool ok =
-        curl_easy_setopt(h, CURLOPT_URL, url) == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, p->timeout_ms) == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, list) == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_WRITEDATA, &b) == CURLE_OK &&
-        set_method(h, method, body, len);
+    bool ok = hc_call_setup(p, h, method, url, list, body, len, &b);
     CURLcode rc = ok ? curl_easy_perform(h) : CURLE_FAILED_INIT;
-    hc_err err = map_result(h, rc, &b);
-    /* The handle must not keep pointers into this call's memory. */
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
+    hc_call_reset(h);
+    return hc_call_result(h, rc, &b, out);
+}
 
-    long status = 0;
-    if (err == HC_OK &&
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
-        err = HC_ERROR;
-    if (err == HC_OK && b.data == NULL) {
-        b.data = calloc(1, 1); /* an empty body is still a string */
-        if (b.data == NULL)
-            err = HC_ERROR;
-    }
-    if (err != HC_OK) {
-        free(b.data);
-        return err;
-    }
-    out->status = status;
-    out->body = b.data;
-    out->len = b.len;
-    return HC_OK;
+struct curl_slist *hc_call_headers(const hc_pool *p, const char *method,
+                                   const char *url, const hc_headers *headers,
+                                   const char *body, size_t len)
+{
+    struct curl_slist *list = build_headers(headers, body != NULL);
+    return list ? add_signature(p, list, method, url, body, len) : NULL;
+}
+
+void hc_call_observe(const hc_pool *p, const char *url,
+                     const struct timespec *start)
+{
+    const char *dep = dependency_of(p, url);
+    if (dep != NULL)
+        metrics_observe_dependency(p->metrics, dep, seconds_since(start));
 }
 
 hc_err hc_request(hc_pool *p, const char *method, const char *url,
@@ -474,14 +508,12 @@ hc_err hc_request(hc_pool *p, const char *method, const char *url,
     if (p == NULL || method == NULL || url == NULL)
         return HC_ERROR;
 
-    struct curl_slist *list = build_headers(headers, body != NULL);
-    if (list != NULL)
-        list = add_signature(p, list, method, url, body, len);
+    struct curl_slist *list =
+        hc_call_headers(p, method, url, headers, body, len);
     if (list == NULL)
         return HC_ERROR;
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    const char *dep = dependency_of(p, url);
     CURL *h = pool_borrow(p);
     hc_err err = HC_TIMEOUT;
     if (h != NULL) {
@@ -489,7 +521,6 @@ hc_err hc_request(hc_pool *p, const char *method, const char *url,
         pool_return(p, h);
     }
     curl_slist_free_all(list);
-    if (dep != NULL)
-        metrics_observe_dependency(p->metrics, dep, seconds_since(&start));
+    hc_call_observe(p, url, &start);
     return err;
 }

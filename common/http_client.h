@@ -92,4 +92,31 @@ hc_err hc_request(hc_pool *p, const char *method, const char *url,
                   const hc_headers *headers, const char *body, size_t len,
                   hc_response *out);
 
+/* ---- asynchronous calls (http_async.c) ----
+ *
+ * An hc_async runs calls built as hc_request builds them (the pool's
+ * signer, timeout and dependency metrics) on one thread of its own over a
+ * libcurl multi handle, so a server thread can hand a call over and serve
+ * other connections while it is in flight. Connections to each peer are
+ * kept alive in the multi handle's cache and shared by all calls. */
+typedef struct hc_async hc_async;
+
+/* Called once per call, on the hc_async thread. On HC_OK resp holds the
+ * answer and belongs to the callee (hc_response_free); else it is empty.
+ * It must not block: every call of the hc_async waits for it. */
+typedef void (*hc_async_done)(void *arg, hc_err err, hc_response *resp);
+
+/* Starts the thread. p is borrowed and must outlive the hc_async. NULL on
+ * failure. */
+hc_async *hc_async_new(hc_pool *p);
+/* Ends every call still queued or in flight with HC_ERROR (done runs for
+ * each), stops the thread, frees. NULL is a no-op. */
+void hc_async_free(hc_async *a);
+/* Queues a call; url, headers and body are copied. Returns 0 when queued
+ * (done will run exactly once), -1 when not (done will not run). Thread
+ * safe. */
+int hc_async_request(hc_async *a, const char *method, const char *url,
+                     const hc_headers *headers, const char *body, size_t len,
+                     hc_async_done done, void *arg);
+
 #endif

@@ -62,6 +62,9 @@
 #define HS_DISCARD_MAX (16 * 1024 * 1024)
 /* hs_stop polls the in-flight count this often. */
 #define HS_STOP_POLL_MS 10
+/* After hs_config.abandon: long enough for the resumed requests to be
+ * answered. */
+#define HS_ABANDON_MS 1000
 /* hs_stop's drain ends once no request is in flight and nothing began
  * for this long: a connection taken over from the backlog sends its
  * request within a few milliseconds (it is usually in the socket
@@ -1196,6 +1199,12 @@ void hs_stop(hs_server *s, int grace_ms)
     int waited = 0;
     for (; is_draining(s) && waited < grace_ms; waited += HS_STOP_POLL_MS)
         sleep_ms(HS_STOP_POLL_MS);
+    if (atomic_load(&s->in_flight) > 0 && s->cfg.abandon != NULL) {
+        s->cfg.abandon(s->cfg.ctx);
+        for (int w = 0; atomic_load(&s->in_flight) > 0 && w < HS_ABANDON_MS;
+             w += HS_STOP_POLL_MS)
+            sleep_ms(HS_STOP_POLL_MS);
+    }
     int left = atomic_load(&s->in_flight);
     if (left > 0)
         log_msg("warn", "http server: stopping with %d requests in flight",

@@ -112,6 +112,11 @@ typedef struct hs_config {
      * the handler's thread sleeps until hs_wake. */
     bool allow_suspend;
     hs_stopping_fn stopping; /* NULL: none */
+    /* NULL: none. Called by hs_stop when its grace ran out with requests
+     * still in flight: the service answers every deferred request it
+     * still holds, at once (libmicrohttpd cannot stop with a connection
+     * suspended). hs_stop then waits up to a second more. */
+    hs_stopping_fn abandon;
     /* NULL: no CORS headers (same origin only). Else the value of
      * Access-Control-Allow-Origin on every reply ("*" or one origin), and
      * an OPTIONS preflight on any served path answers 204. Borrowed. */

@@ -225,6 +225,12 @@ bool ringview_is_fresh(ringview *v, int64_t max_age_ms)
     return fresh;
 }
 
+void ringview_poke(ringview *v)
+{
+    if (v)
+        ticker_poke(v->refresher);
+}
+
 static void refresh(void *arg)
 {
     ringview_refresh(arg);

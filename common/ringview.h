@@ -46,6 +46,9 @@ int ringview_start(ringview *v, int interval_ms);
  * fetch. Returns 0 if a ring is held afterwards (new or not), -1 if none
  * is. */
 int ringview_refresh(ringview *v);
+/* Asks the background thread (ringview_start) to fetch now, without
+ * waiting for it: for callers that must not block. */
+void ringview_poke(ringview *v);
 
 /* The current ring with a reference held, or NULL when none was ever
  * fetched. Every non-NULL result must be given to ringview_release. */

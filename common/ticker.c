@@ -17,6 +17,7 @@ struct ticker {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     bool stopping;
+    bool poked; /* ticker_poke: call fn again without waiting */
 };
 
 static void *loop(void *p)
@@ -28,10 +29,11 @@ static void *loop(void *p)
         t->fn(t->arg);
         pthread_mutex_lock(&t->lock);
         struct timespec until = clockms_deadline_in(t->interval_ms);
-        while (!t->stopping &&
+        while (!t->stopping && !t->poked &&
                pthread_cond_timedwait(&t->wake, &t->lock, &until) == 0) {
             /* a spurious wake-up: wait out the rest */
         }
+        t->poked = false;
     }
     pthread_mutex_unlock(&t->lock);
     return NULL;
@@ -54,6 +56,16 @@ ticker *ticker_start(int interval_ms, ticker_fn fn, void *arg)
         return NULL;
     }
     return t;
+}
+
+void ticker_poke(ticker *t)
+{
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->lock);
+    t->poked = true;
+    pthread_cond_broadcast(&t->wake);
+    pthread_mutex_unlock(&t->lock);
 }
 
 void ticker_stop(ticker *t)

@@ -16,6 +16,10 @@ typedef void (*ticker_fn)(void *arg);
  * the thread cannot start. */
 ticker *ticker_start(int interval_ms, ticker_fn fn, void *arg);
 
+/* Makes the thread call fn(arg) now instead of at the end of the
+ * interval; during a call, once more right after it. Never blocks on the
+ * call. Thread safe; NULL is a no-op. */
+void ticker_poke(ticker *t);
 /* Wakes the thread, waits for a call in progress to return, joins and
  * frees. NULL is a no-op. */
 void ticker_stop(ticker *t);

@@ -7,8 +7,11 @@
  */
 #include "forward.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "constants.h"
@@ -128,7 +131,15 @@ static void refresh_ring(gateway *g, int64_t failed_epoch)
     }
 }
 
-void forward_call_owner(gateway *g, const forward_call *c, hs_reply *rep)
+static void reply_unavailable(hs_reply *rep, const char *why)
+{
+    hs_reply_problem(rep, 503, "Service Unavailable", why);
+    rep->retry_after_s = 1;
+}
+
+/* The blocking way: on the caller's thread, refreshes and pauses
+ * included. */
+static void forward_blocking(gateway *g, const forward_call *c, hs_reply *rep)
 {
     int misdirected = 0, unreachable = 0;
     const char *why = "no ring from the router yet";
@@ -151,6 +162,347 @@ void forward_call_owner(gateway *g, const forward_call *c, hs_reply *rep)
         log_retry(g, c, &t, err);
         refresh_ring(g, t.epoch);
     }
-    hs_reply_problem(rep, 503, "Service Unavailable", why);
-    rep->retry_after_s = 1;
+    reply_unavailable(rep, why);
+}
+
+/* ---- the asynchronous way ------------------------------------------
+ *
+ * The handler defers its request and hands the call to the relay's
+ * hc_async; the answer callback (on the hc_async thread) either keeps
+ * the node's answer and wakes the request, or, for a call the blocking
+ * way would retry, asks the ring refresher for a fetch (ringview_poke)
+ * and parks the call in the retry list. The relay's timer thread starts
+ * a parked call again once the ring is newer than the one it failed on,
+ * or FORWARD_RETRY_PAUSE_MS later: the same budget and pauses as the
+ * blocking way, without a thread waiting in them. The resume function,
+ * on a server thread, sends the answer and frees the call. */
+
+/* How often the timer looks at parked calls for a newer ring. */
+#define RELAY_TICK_MS 5
+
+typedef struct relay_call {
+    struct relay_call *next; /* in the retry list */
+    forward_relay *r;
+    forward_call c; /* points into the copies below */
+    char *path, *body;
+    char request_id[HS_REQUEST_ID_MAX];
+    hs_deferred *d;
+    target t;
+    struct timespec start;
+    int misdirected, unreachable;
+    const char *why;
+    int64_t retry_at_ms; /* monotonic */
+    hs_reply answer;     /* what the resume function sends */
+} relay_call;
+
+struct forward_relay {
+    gateway *g;
+    hc_async *async;
+    pthread_rwlock_t submit; /* write-held while async is torn down */
+    pthread_mutex_t mu;      /* guards the fields below */
+    pthread_cond_t cv;
+    relay_call *parked;
+    bool abandoned; /* answer at once, never park */
+    bool closed;    /* the servers are gone: wake nobody */
+    bool stopping;  /* the timer thread ends */
+    pthread_t timer;
+    bool has_timer;
+};
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void relay_call_free(relay_call *rc)
+{
+    free(rc->path);
+    free(rc->body);
+    free(rc);
+}
+
+/* The call has its answer: wake its request, whose resume function
+ * sends it and frees the call. */
+static void relay_finish(relay_call *rc)
+{
+    forward_relay *r = rc->r;
+    pthread_mutex_lock(&r->mu);
+    bool closed = r->closed;
+    pthread_mutex_unlock(&r->mu);
+    if (closed) { /* the connection went with its server */
+        free(rc->answer.text);
+        json_decref(rc->answer.json);
+        relay_call_free(rc);
+        return;
+    }
+    hs_wake(rc->d);
+}
+
+static void relay_fail(relay_call *rc, const char *why)
+{
+    reply_unavailable(&rc->answer, why);
+    relay_finish(rc);
+}
+
+static void on_answer(void *arg, hc_err err, hc_response *resp);
+
+/* One attempt on the current ring; answers the call when it cannot
+ * start. */
+static void relay_attempt(relay_call *rc)
+{
+    forward_relay *r = rc->r;
+    if (pick_target(r->g, &rc->c, &rc->t)) {
+        relay_fail(rc, rc->why);
+        return;
+    }
+    char epoch_line[48];
+    char id_line[32 + HS_REQUEST_ID_MAX];
+    snprintf(epoch_line, sizeof(epoch_line), "X-Ring-Epoch: %lld",
+             (long long)rc->t.epoch);
+    snprintf(id_line, sizeof(id_line), "X-Request-Id: %s", rc->request_id);
+    hc_headers headers = {.lines = {epoch_line, id_line}, .n = 2};
+    clock_gettime(CLOCK_MONOTONIC, &rc->start);
+    pthread_rwlock_rdlock(&r->submit);
+    int rc_queued =
+        r->async ? hc_async_request(r->async, rc->c.method, rc->t.url, &headers,
+                                    rc->body, rc->c.body_len, on_answer, rc)
+                 : -1;
+    pthread_rwlock_unlock(&r->submit);
+    if (rc_queued != 0)
+        relay_fail(rc, "the gateway is stopping");
+}
+
+/* Parks a failed call for its retry; false when the relay no longer
+ * takes any (the caller answers it). */
+static bool relay_park(relay_call *rc)
+{
+    forward_relay *r = rc->r;
+    rc->retry_at_ms = monotonic_ms() + FORWARD_RETRY_PAUSE_MS;
+    pthread_mutex_lock(&r->mu);
+    bool ok = !r->abandoned && !r->stopping;
+    if (ok) {
+        rc->next = r->parked;
+        r->parked = rc;
+        pthread_cond_signal(&r->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
+static void on_answer(void *arg, hc_err err, hc_response *resp)
+{
+    relay_call *rc = arg;
+    gateway *g = rc->r->g;
+    metrics_observe_dependency(g->metrics, "cache", seconds_since(&rc->start));
+    if (err == HC_OK && resp->status != 421) {
+        pass_through(&rc->answer, resp);
+        hc_response_free(resp);
+        relay_finish(rc);
+        return;
+    }
+    hc_response_free(resp);
+    if (!may_retry(err, &rc->misdirected, &rc->unreachable, &rc->why)) {
+        relay_fail(rc, rc->why);
+        return;
+    }
+    log_retry(g, &rc->c, &rc->t, err);
+    ringview_poke(g->ring);
+    if (!relay_park(rc))
+        relay_fail(rc, "the gateway is stopping");
+}
+
+/* Takes the parked calls that are due: the ring moved past the epoch
+ * they failed on, or their pause is over. Called with r->mu held. */
+static relay_call *take_due(forward_relay *r, int64_t epoch)
+{
+    int64_t now = monotonic_ms();
+    relay_call *due = NULL, **link = &r->parked;
+    while (*link) {
+        relay_call *rc = *link;
+        if (epoch > rc->t.epoch || rc->retry_at_ms <= now) {
+            *link = rc->next;
+            rc->next = due;
+            due = rc;
+        } else {
+            link = &rc->next;
+        }
+    }
+    return due;
+}
+
+static int64_t current_epoch(gateway *g)
+{
+    const ring_t *ring = ringview_acquire(g->ring);
+    int64_t epoch = ring ? ring->epoch : 0;
+    ringview_release(g->ring, ring);
+    return epoch;
+}
+
+static void *relay_timer(void *arg)
+{
+    forward_relay *r = arg;
+    pthread_mutex_lock(&r->mu);
+    while (!r->stopping) {
+        if (r->parked == NULL) {
+            pthread_cond_wait(&r->cv, &r->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&r->mu);
+        int64_t epoch = current_epoch(r->g);
+        pthread_mutex_lock(&r->mu);
+        relay_call *due = take_due(r, epoch);
+        pthread_mutex_unlock(&r->mu);
+        while (due) {
+            relay_call *rc = due;
+            due = rc->next;
+            relay_attempt(rc);
+        }
+        pthread_mutex_lock(&r->mu);
+        if (r->parked != NULL && !r->stopping) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += RELAY_TICK_MS * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&r->cv, &r->mu, &until);
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+forward_relay *forward_relay_new(gateway *g)
+{
+    forward_relay *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->g = g;
+    pthread_rwlock_init(&r->submit, NULL);
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->async = hc_async_new(g->hops);
+    if (r->async == NULL ||
+        pthread_create(&r->timer, NULL, relay_timer, r) != 0) {
+        forward_relay_free(r);
+        return NULL;
+    }
+    r->has_timer = true;
+    return r;
+}
+
+/* Answers every parked call (the relay takes no more). */
+static void answer_parked(forward_relay *r)
+{
+    pthread_mutex_lock(&r->mu);
+    relay_call *all = r->parked;
+    r->parked = NULL;
+    pthread_mutex_unlock(&r->mu);
+    while (all) {
+        relay_call *rc = all;
+        all = rc->next;
+        relay_fail(rc, "the gateway is stopping");
+    }
+}
+
+/* Ends the calls in flight (each answered by on_answer, which parks
+ * nothing now) and refuses later ones. */
+static void end_async(forward_relay *r)
+{
+    pthread_rwlock_wrlock(&r->submit);
+    hc_async *a = r->async;
+    r->async = NULL;
+    pthread_rwlock_unlock(&r->submit);
+    hc_async_free(a);
+}
+
+void forward_relay_abandon(forward_relay *r)
+{
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->abandoned = true;
+    pthread_mutex_unlock(&r->mu);
+    answer_parked(r);
+    end_async(r);
+    answer_parked(r); /* parked while the calls ended */
+}
+
+void forward_relay_free(forward_relay *r)
+{
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->abandoned = true;
+    r->closed = true;
+    r->stopping = true;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (r->has_timer)
+        pthread_join(r->timer, NULL);
+    end_async(r);
+    answer_parked(r);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+    pthread_rwlock_destroy(&r->submit);
+    free(r);
+}
+
+static void resume_relay(hs_request *req, void *arg, hs_reply *rep)
+{
+    relay_call *rc = arg;
+    *rep = rc->answer; /* the server frees its body once sent */
+    relay_call_free(rc);
+}
+
+static char *copy_or_null(const char *text, size_t len)
+{
+    if (text == NULL)
+        return NULL;
+    char *out = malloc(len + 1);
+    if (out) {
+        memcpy(out, text, len);
+        out[len] = '\0';
+    }
+    return out;
+}
+
+/* Starts c without blocking; false when the request could not be
+ * deferred (the caller forwards it the blocking way). */
+static bool forward_async(gateway *g, hs_request *req, const forward_call *c)
+{
+    forward_relay *r = g->relay;
+    relay_call *rc = calloc(1, sizeof(*rc));
+    if (rc == NULL)
+        return false;
+    rc->r = r;
+    rc->why = "no ring from the router yet";
+    rc->c = *c;
+    rc->path = strdup(c->path);
+    rc->body = copy_or_null(c->body, c->body_len);
+    snprintf(rc->request_id, sizeof(rc->request_id), "%s", c->request_id);
+    rc->c.path = rc->path;
+    rc->c.body = rc->body;
+    rc->c.request_id = rc->request_id;
+    /* Without a ring yet, the blocking way fetches one first. */
+    const ring_t *ring = ringview_acquire(g->ring);
+    ringview_release(g->ring, ring);
+    if (ring == NULL || rc->path == NULL || (c->body && rc->body == NULL) ||
+        (rc->d = hs_defer(req, resume_relay, rc)) == NULL) {
+        relay_call_free(rc);
+        return false;
+    }
+    relay_attempt(rc);
+    return true;
+}
+
+void forward_call_owner(gateway *g, hs_request *req, const forward_call *c,
+                        hs_reply *rep)
+{
+    if (g->relay != NULL && req != NULL && forward_async(g, req, c))
+        return;
+    forward_blocking(g, c, rep);
 }

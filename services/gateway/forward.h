@@ -29,10 +29,24 @@ typedef struct forward_call {
     const char *request_id; /* passed along as X-Request-Id */
 } forward_call;
 
-/* Runs the call and fills rep with the node's answer, or with a 503
+/* Runs the call and answers req with the node's answer, or with a 503
  * problem (Retry-After: 1) when no node could answer: no ring yet, the
  * node is unreachable, or it kept refusing the call as misdirected.
- * Blocks for at most a few hop timeouts. Thread safe. */
-void forward_call_owner(gateway *g, const forward_call *c, hs_reply *rep);
+ *
+ * With a relay (g->relay, a server with an epoll pool) the request is
+ * deferred (hs_defer) and rep left alone: the answer comes when the node
+ * answered, and no server thread waits for it. Else it blocks for at
+ * most a few hop timeouts and fills rep. Thread safe. */
+void forward_call_owner(gateway *g, hs_request *req, const forward_call *c,
+                        hs_reply *rep);
+
+/* The asynchronous forwarding of one gateway: an hc_async over g->hops
+ * and a timer thread for retries. NULL on failure. */
+forward_relay *forward_relay_new(gateway *g);
+/* Answers every call it still holds (503) and forwards no more
+ * asynchronously: for hs_config.abandon. */
+void forward_relay_abandon(forward_relay *r);
+/* After the servers stopped. NULL is a no-op. */
+void forward_relay_free(forward_relay *r);
 
 #endif

@@ -15,6 +15,7 @@
 #include "ringview.h"
 
 struct ev_poller;
+typedef struct forward_relay forward_relay;
 
 typedef struct gateway {
     const char *jwt_secret; /* MESSENGER_JWT_SECRET, lives as long as the
@@ -30,6 +31,8 @@ typedef struct gateway {
     int trust_proxy;          /* GATEWAY_TRUST_PROXY (auth_trust): whose
                                  X-Real-IP names the client */
     struct ev_poller *events; /* long polls to owner nodes (events.h) */
+    forward_relay *relay;     /* asynchronous forwarding (forward.h), or
+                                 NULL: a thread per connection blocks */
     bool dev_tokens;          /* MESSENGER_DEV_MODE=1 and GATEWAY_DEV_TOKENS=1:
                                  POST /v1/dev/token mints tokens (static.h) */
 } gateway;

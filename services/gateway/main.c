@@ -15,6 +15,7 @@
 #include "http_server.h"
 #include "constants.h"
 #include "events.h"
+#include "forward.h"
 #include "log.h"
 #include "routes.h"
 
@@ -43,12 +44,22 @@ typedef struct gateway_config {
     int events_threads;
 } gateway_config;
 
+/* Threads of the main listener's epoll pool: the gateway's handlers
+ * never block (forwards run on the relay's own thread), so one per core
+ * serves every connection. */
+#define GATEWAY_HTTP_THREADS_DEFAULT 2
+
 static int read_config(gateway_config *c)
 {
     config_errors errs = {0};
     hs_config_from_env(&c->http, &errs);
     c->http.port = (int)config_int("GATEWAY_PORT", 8080, 1, 65535, &errs);
     c->hop_pool = (int)config_int("GATEWAY_HOP_POOL", 64, 1, 4096, &errs);
+    /* 0: a thread per connection, each blocking on its forward. */
+    c->http.threads = (int)config_int(
+        "GATEWAY_HTTP_THREADS",
+        c->http.threads ? c->http.threads : GATEWAY_HTTP_THREADS_DEFAULT, 0, 64,
+        &errs);
     c->router_url = config_str("ROUTER_URL", "http://127.0.0.1:8200");
     c->jwt_secret = config_secret("MESSENGER_JWT_SECRET", &errs);
     c->jwt_leeway_s = (int)config_int("MESSENGER_JWT_LEEWAY_S", JWT_LEEWAY_S, 0,
@@ -98,10 +109,17 @@ static void drain_polls(void *ctx)
     ev_poller_drain(g->events);
 }
 
+static void abandon_forwards(void *ctx)
+{
+    gateway *g = ctx;
+    forward_relay_abandon(g->relay);
+}
+
 static void gateway_destroy(gateway *g)
 {
-    ev_poller_free(g->events); /* before the ring it reads */
-    ringview_free(g->ring);    /* stops the refresh thread first */
+    forward_relay_free(g->relay); /* before the pool and ring it uses */
+    ev_poller_free(g->events);    /* before the ring it reads */
+    ringview_free(g->ring);       /* stops the refresh thread first */
     hc_pool_free(g->hops);
     hc_pool_free(g->router_hops);
     rl_free(g->send_limit);
@@ -137,7 +155,11 @@ static int gateway_init(gateway *g, const gateway_config *c)
     if (g->ring == NULL)
         return -1;
     g->events = ev_poller_new(g->ring, c->http.internal_secret, g->metrics);
-    return g->events ? 0 : -1;
+    if (g->events == NULL)
+        return -1;
+    if (c->http.threads > 0 && (g->relay = forward_relay_new(g)) == NULL)
+        return -1;
+    return 0;
 }
 
 /* Waits, bounded, for the first ring. Serving without one is allowed
@@ -184,13 +206,15 @@ int main(void)
     hc[0].metrics = g.metrics;
     hc[0].allow_suspend = true; /* long polls (events.h) */
     hc[0].stopping = drain_polls;
+    hc[0].abandon = abandon_forwards;
     hc[0].cors_origin = c.cors_origin;
-    /* The long-poll listener: an epoll pool, so a waiting poll is a
-     * suspended connection and holds no thread, while the main listener
-     * keeps a thread per connection for calls that block on a hop. */
+    /* The long-poll listener: an epoll pool too, so a waiting poll is a
+     * suspended connection and holds no thread, and polls never queue
+     * behind the main listener's traffic. */
     hc[1] = hc[0];
     hc[1].port = c.events_port;
     hc[1].threads = c.events_threads;
+    hc[1].abandon = NULL; /* its polls are answered by drain_polls */
     hc[1].routes = gateway_event_routes;
     hc[1].nroutes = gateway_event_nroutes;
     if (c.dev_tokens)

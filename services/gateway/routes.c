@@ -139,7 +139,7 @@ static void handle_send(hs_request *req, hs_reply *rep)
                       .body = req->body,
                       .body_len = req->body_len,
                       .request_id = req->request_id};
-    forward_call_owner(g, &c, rep);
+    forward_call_owner(g, req, &c, rep);
 }
 
 /* Answers 403 unless the path's user is the token's. */
@@ -172,14 +172,14 @@ static int list_path(char *out, size_t cap, int64_t user, const char *cid,
     return -1;
 }
 
-static void forward_list(gateway *g, const hs_request *req, int64_t user,
+static void forward_list(gateway *g, hs_request *req, int64_t user,
                          const char *path, hs_reply *rep)
 {
     forward_call c = {.method = "GET",
                       .user_id = user,
                       .path = path,
                       .request_id = req->request_id};
-    forward_call_owner(g, &c, rep);
+    forward_call_owner(g, req, &c, rep);
 }
 
 static void handle_conversations(hs_request *req, hs_reply *rep)

@@ -812,6 +812,194 @@ START_TEST(test_draining_serves_open_connections)
 }
 END_TEST
 
+/* ---- asynchronous calls (hc_async) ----------------------------------- */
+
+#define ASYNC_CALLS 40
+
+typedef struct async_result {
+    atomic_int done; /* callbacks run */
+    hc_err err[ASYNC_CALLS];
+    long status[ASYNC_CALLS];
+    char body[ASYNC_CALLS][64];
+} async_result;
+
+typedef struct async_slot {
+    async_result *res;
+    int i;
+} async_slot;
+
+static void on_async(void *arg, hc_err err, hc_response *resp)
+{
+    async_slot *s = arg;
+    s->res->err[s->i] = err;
+    s->res->status[s->i] = resp->status;
+    snprintf(s->res->body[s->i], sizeof s->res->body[s->i], "%s",
+             resp->body ? resp->body : "");
+    hc_response_free(resp);
+    atomic_fetch_add(&s->res->done, 1);
+}
+
+static void wait_done(async_result *res, int n)
+{
+    for (int waited = 0; atomic_load(&res->done) < n && waited < 10000;
+         waited += 5)
+        usleep(5000);
+    ck_assert_int_eq(atomic_load(&res->done), n);
+}
+
+/* Many calls at once, each answered with its own body. */
+START_TEST(test_async_round_trips)
+{
+    start_server(threads_for(_i));
+    hc_pool *p = hc_pool_new(1, 5000);
+    hc_async *a = hc_async_new(p);
+    ck_assert_ptr_nonnull(a);
+    static async_result res;
+    memset(&res, 0, sizeof res);
+    async_slot slots[ASYNC_CALLS];
+    for (int i = 0; i < ASYNC_CALLS; i++) {
+        char body[32];
+        int len = snprintf(body, sizeof body, "{\"n\":%d}", i);
+        slots[i] = (async_slot){&res, i};
+        ck_assert_int_eq(hc_async_request(a, "POST", url_for("/echo"), NULL,
+                                          body, (size_t)len, on_async,
+                                          &slots[i]),
+                         0);
+    }
+    wait_done(&res, ASYNC_CALLS);
+    for (int i = 0; i < ASYNC_CALLS; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "{\"n\":%d}", i);
+        ck_assert_int_eq(res.err[i], HC_OK);
+        ck_assert_int_eq(res.status[i], 200);
+        ck_assert_str_eq(res.body[i], want);
+    }
+    ck_assert_int_eq(atomic_load(&echo_calls), ASYNC_CALLS);
+    hc_async_free(a);
+    hc_pool_free(p);
+}
+END_TEST
+
+/* Errors map as hc_request maps them. */
+START_TEST(test_async_errors)
+{
+    start_server(0);
+    hc_pool *p = hc_pool_new(1, 300);
+    hc_async *a = hc_async_new(p);
+    static async_result res;
+    memset(&res, 0, sizeof res);
+    async_slot slots[2] = {{&res, 0}, {&res, 1}};
+    ck_assert_int_eq(hc_async_request(a, "GET", url_for("/slow?ms=1500"), NULL,
+                                      NULL, 0, on_async, &slots[0]),
+                     0);
+    ck_assert_int_eq(hc_async_request(a, "GET", url_for("/big"), NULL, NULL, 0,
+                                      on_async, &slots[1]),
+                     0);
+    wait_done(&res, 2);
+    ck_assert_int_eq(res.err[0], HC_TIMEOUT);
+    ck_assert_int_eq(res.err[1], HC_TOO_LARGE);
+    ck_assert_str_eq(res.body[0], "");
+    hc_async_free(a);
+    hc_pool_free(p);
+}
+END_TEST
+
+/* Freeing ends a call in flight: its callback runs once, with an
+ * error, and none runs after. */
+START_TEST(test_async_free_ends_calls)
+{
+    start_server(0);
+    hc_pool *p = hc_pool_new(1, 5000);
+    hc_async *a = hc_async_new(p);
+    static async_result res;
+    memset(&res, 0, sizeof res);
+    async_slot slot = {&res, 0};
+    ck_assert_int_eq(hc_async_request(a, "GET", url_for("/slow?ms=2000"), NULL,
+                                      NULL, 0, on_async, &slot),
+                     0);
+    for (int w = 0; !atomic_load(&slow_entered) && w < 5000; w += 5)
+        usleep(5000);
+    hc_async_free(a);
+    ck_assert_int_eq(atomic_load(&res.done), 1);
+    ck_assert_int_eq(res.err[0], HC_ERROR);
+    ck_assert_int_eq(hc_async_request(NULL, "GET", url_for("/"), NULL, NULL, 0,
+                                      on_async, &slot),
+                     -1);
+    hc_pool_free(p);
+}
+END_TEST
+
+/* ---- abandoning deferred requests at stop --------------------------- */
+
+static hs_deferred *held;
+static atomic_int abandon_calls;
+
+static void resume_held(hs_request *req, void *arg, hs_reply *rep)
+{
+    hs_reply_problem(rep, 503, "Stopping", "answered by abandon");
+}
+
+static void h_held(hs_request *req, hs_reply *rep)
+{
+    held = hs_defer(req, resume_held, NULL);
+    if (held == NULL)
+        hs_reply_problem(rep, 500, NULL, "cannot defer");
+}
+
+static void abandon_held(void *ctx)
+{
+    atomic_fetch_add(&abandon_calls, 1);
+    hs_wake(held);
+}
+
+static const hs_route held_routes[] = {{"GET", "/held", h_held, "held"}};
+
+static void *run_held_call(void *arg)
+{
+    slow_call *c = arg;
+    hc_pool *p = hc_pool_new(1, 10000);
+    hc_response r;
+    c->err = hc_request(p, "GET", url_for("/held"), NULL, NULL, 0, &r);
+    c->status = r.status;
+    hc_response_free(&r);
+    hc_pool_free(p);
+    return NULL;
+}
+
+/* A deferred request nobody wakes holds hs_stop for its grace, then
+ * hs_config.abandon answers it and the server stops. */
+START_TEST(test_abandon_answers_deferred)
+{
+    log_init("test");
+    mx = metrics_new("test");
+    hs_config cfg = {.service = "test",
+                     .bind = "127.0.0.1",
+                     .threads = 2,
+                     .routes = held_routes,
+                     .nroutes = 1,
+                     .metrics = mx,
+                     .allow_suspend = true,
+                     .abandon = abandon_held};
+    held = NULL;
+    atomic_store(&abandon_calls, 0);
+    srv = hs_start(&cfg);
+    ck_assert_ptr_nonnull(srv);
+    port = hs_port(srv);
+    pthread_t caller;
+    slow_call call = {HC_ERROR, 0};
+    pthread_create(&caller, NULL, run_held_call, &call);
+    for (int w = 0; held == NULL && w < 5000; w += 5)
+        usleep(5000);
+    ck_assert_ptr_nonnull(held);
+    hs_stop(srv, 300);
+    srv = NULL;
+    pthread_join(caller, NULL);
+    ck_assert_int_eq(atomic_load(&abandon_calls), 1);
+    ck_assert_int_eq(call.err, HC_OK);
+    ck_assert_int_eq(call.status, 503);
+}
+END_TEST
+
 /* ---- suite ---------------------------------------------------------- */
 
 static TCase *server_case(const char *name, const TTest *test, int loops)
@@ -871,6 +1059,11 @@ static Suite *http_suite(void)
     suite_add_tcase(s, server_case("stop", test_graceful_stop, 2));
     suite_add_tcase(
         s, server_case("drain", test_draining_serves_open_connections, 2));
+    suite_add_tcase(s, server_case("async", test_async_round_trips, 2));
+    suite_add_tcase(s, server_case("asyncerr", test_async_errors, 1));
+    suite_add_tcase(s, server_case("asyncfree", test_async_free_ends_calls, 1));
+    suite_add_tcase(s,
+                    server_case("abandon", test_abandon_answers_deferred, 1));
     return s;
 }
 

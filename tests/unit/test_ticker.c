@@ -48,6 +48,28 @@ START_TEST(test_stop_wakes_a_long_wait)
 }
 END_TEST
 
+/* A poke calls again without waiting out the interval. */
+START_TEST(test_poke_calls_now)
+{
+    atomic_int calls = 0;
+    ticker *t = ticker_start(60000, count, &calls);
+    ck_assert_ptr_nonnull(t);
+    int64_t deadline = clockms_monotonic() + 5000;
+    while (atomic_load(&calls) < 1 && clockms_monotonic() < deadline)
+        usleep(1000);
+    ck_assert_int_eq(atomic_load(&calls), 1);
+    ticker_poke(t);
+    deadline = clockms_monotonic() + 5000;
+    while (atomic_load(&calls) < 2 && clockms_monotonic() < deadline)
+        usleep(1000);
+    ck_assert_int_eq(atomic_load(&calls), 2);
+    usleep(20000); /* one poke, one call */
+    ck_assert_int_eq(atomic_load(&calls), 2);
+    ticker_stop(t);
+    ticker_poke(NULL);
+}
+END_TEST
+
 START_TEST(test_deadline_normalises_nanoseconds)
 {
     struct timespec now, d = clockms_deadline_in(1999);
@@ -67,6 +89,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_calls_at_once_and_then_repeatedly);
     tcase_add_test(tc, test_stop_wakes_a_long_wait);
+    tcase_add_test(tc, test_poke_calls_now);
     tcase_add_test(tc, test_deadline_normalises_nanoseconds);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

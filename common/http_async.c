@@ -1,0 +1,272 @@
+/*
+ * http_async.c - hops run on one thread over a libcurl multi handle. See
+ * http_client.h (asynchronous calls).
+ *
+ * A call is created by the caller's thread and queued under the mutex;
+ * from then on only the hc_async thread touches it: it builds the easy
+ * handle, runs the transfer, calls done and frees the call. Easy handles
+ * are reused from a stack the thread alone owns, so a steady load
+ * allocates none; the connections live in the multi handle's cache.
+ */
+#include "http_client.h"
+#include "http_client_int.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Longest sleep of the loop when nothing happens. */
+#define HA_IDLE_MS 1000
+/* Idle connections kept to the peers: well above the calls in flight of
+ * one busy server, so none is closed to make room. */
+#define HA_MAX_CONNECTS 1024L
+/* Easy handles kept for reuse. */
+#define HA_SPARE_HANDLES 256
+
+typedef struct ha_call {
+    struct ha_call *prev, *next; /* queued: next only; active: both */
+    char *method;
+    char *url;
+    char *body; /* NULL: none (GET) */
+    size_t len;
+    struct curl_slist *headers;
+    hc_body reply;
+    CURL *easy;
+    struct timespec start;
+    hc_async_done done;
+    void *arg;
+} ha_call;
+
+struct hc_async {
+    hc_pool *pool;
+    CURLM *multi;
+    pthread_t thread;
+    bool has_thread;
+    pthread_mutex_t mu; /* guards incoming and stopping */
+    ha_call *incoming;
+    bool stopping;
+    /* The thread's own. */
+    ha_call *active; /* in the multi handle */
+    CURL *spare[HA_SPARE_HANDLES];
+    int nspare;
+};
+
+static void call_free(ha_call *c)
+{
+    curl_slist_free_all(c->headers);
+    free(c->reply.data);
+    free(c->method);
+    free(c->url);
+    free(c->body);
+    free(c);
+}
+
+static char *copy_bytes(const char *data, size_t len)
+{
+    char *out = malloc(len + 1);
+    if (out) {
+        memcpy(out, data, len);
+        out[len] = '\0';
+    }
+    return out;
+}
+
+static void active_push(hc_async *a, ha_call *c)
+{
+    c->prev = NULL;
+    c->next = a->active;
+    if (a->active)
+        a->active->prev = c;
+    a->active = c;
+}
+
+static void active_remove(hc_async *a, ha_call *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        a->active = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+/* Hands the easy handle back (or frees it) and ends the call. */
+static void call_end(hc_async *a, ha_call *c, hc_err err, hc_response *resp)
+{
+    if (c->easy) {
+        hc_call_reset(c->easy);
+        if (a->nspare < HA_SPARE_HANDLES)
+            a->spare[a->nspare++] = c->easy;
+        else
+            curl_easy_cleanup(c->easy);
+        c->easy = NULL;
+    }
+    hc_call_observe(a->pool, c->url, &c->start);
+    hc_response empty = {0};
+    c->done(c->arg, err, resp ? resp : &empty);
+    call_free(c);
+}
+
+static void call_start(hc_async *a, ha_call *c)
+{
+    c->easy = a->nspare > 0 ? a->spare[--a->nspare] : hc_handle_new();
+    if (c->easy == NULL ||
+        !hc_call_setup(a->pool, c->easy, c->method, c->url, c->headers, c->body,
+                       c->len, &c->reply) ||
+        curl_easy_setopt(c->easy, CURLOPT_PRIVATE, c) != CURLE_OK ||
+        curl_multi_add_handle(a->multi, c->easy) != CURLM_OK) {
+        call_end(a, c, HC_ERROR, NULL);
+        return;
+    }
+    active_push(a, c);
+}
+
+static void reap_done(hc_async *a)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(a->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *e = msg->easy_handle;
+        CURLcode rc = msg->data.result;
+        ha_call *c = NULL;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&c);
+        curl_multi_remove_handle(a->multi, e);
+        if (c == NULL)
+            continue;
+        active_remove(a, c);
+        hc_response resp = {0};
+        hc_err err = hc_call_result(e, rc, &c->reply, &resp);
+        call_end(a, c, err, &resp);
+    }
+}
+
+/* Ends every call in the multi handle (stopping). */
+static void end_active(hc_async *a)
+{
+    while (a->active) {
+        ha_call *c = a->active;
+        active_remove(a, c);
+        curl_multi_remove_handle(a->multi, c->easy);
+        call_end(a, c, HC_ERROR, NULL);
+    }
+}
+
+static void *async_main(void *arg)
+{
+    hc_async *a = arg;
+    for (;;) {
+        pthread_mutex_lock(&a->mu);
+        ha_call *fresh = a->incoming;
+        a->incoming = NULL;
+        bool stopping = a->stopping;
+        pthread_mutex_unlock(&a->mu);
+        /* Queued newest first: start the oldest first. */
+        ha_call *ordered = NULL;
+        while (fresh) {
+            ha_call *next = fresh->next;
+            fresh->next = ordered;
+            ordered = fresh;
+            fresh = next;
+        }
+        while (ordered) {
+            ha_call *c = ordered;
+            ordered = c->next;
+            if (stopping)
+                call_end(a, c, HC_ERROR, NULL);
+            else
+                call_start(a, c);
+        }
+        if (stopping) {
+            end_active(a);
+            return NULL;
+        }
+        int running = 0;
+        curl_multi_perform(a->multi, &running);
+        reap_done(a);
+        curl_multi_poll(a->multi, NULL, 0, HA_IDLE_MS, NULL);
+    }
+}
+
+hc_async *hc_async_new(hc_pool *p)
+{
+    if (p == NULL)
+        return NULL;
+    hc_async *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return NULL;
+    a->pool = p;
+    a->multi = curl_multi_init();
+    pthread_mutex_init(&a->mu, NULL);
+    if (a->multi == NULL ||
+        curl_multi_setopt(a->multi, CURLMOPT_MAXCONNECTS, HA_MAX_CONNECTS) !=
+            CURLM_OK ||
+        pthread_create(&a->thread, NULL, async_main, a) != 0) {
+        hc_async_free(a);
+        return NULL;
+    }
+    a->has_thread = true;
+    return a;
+}
+
+void hc_async_free(hc_async *a)
+{
+    if (a == NULL)
+        return;
+    if (a->has_thread) {
+        pthread_mutex_lock(&a->mu);
+        a->stopping = true;
+        pthread_mutex_unlock(&a->mu);
+        curl_multi_wakeup(a->multi);
+        pthread_join(a->thread, NULL);
+    }
+    for (int i = 0; i < a->nspare; i++)
+        curl_easy_cleanup(a->spare[i]);
+    if (a->multi)
+        curl_multi_cleanup(a->multi);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}
+
+int hc_async_request(hc_async *a, const char *method, const char *url,
+                     const hc_headers *headers, const char *body, size_t len,
+                     hc_async_done done, void *arg)
+{
+    if (a == NULL || method == NULL || url == NULL || done == NULL)
+        return -1;
+    ha_call *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return -1;
+    c->done = done;
+    c->arg = arg;
+    c->len = body ? len : 0;
+    c->method = strdup(method);
+    c->url = strdup(url);
+    c->body = body ? copy_bytes(body, len) : NULL;
+    /* Signed now, on the caller's thread: the signature's time is the
+     * request's, and the hc_async thread only moves bytes. */
+    c->headers =
+        hc_call_headers(a->pool, method, url, headers, c->body, c->len);
+    if (c->method == NULL || c->url == NULL || (body && c->body == NULL) ||
+        c->headers == NULL) {
+        call_free(c);
+        return -1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &c->start);
+    pthread_mutex_lock(&a->mu);
+    bool stopping = a->stopping;
+    if (!stopping) {
+        c->next = a->incoming;
+        a->incoming = c;
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (stopping) {
+        call_free(c);
+        return -1;
+    }
+    curl_multi_wakeup(a->multi);
+    return 0;
+}
