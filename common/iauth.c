@@ -11,17 +11,17 @@
  */
 #include "iauth.h"
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "constants.h"
+#include "hmac.h"
 
 #define IAUTH_VERSION "v1"
-#define SHA256_LEN 32
+#define SHA256_LEN HMAC_SHA256_LEN
 #define SECONDS_DIGITS_MAX 18
 #define SECONDS_MAX 999999999999999999LL /* 18 digits */
 
@@ -145,34 +145,22 @@ static int compute_mac(const char *secret, const char *method,
 {
     unsigned char digest[SHA256_LEN];
     char body_hex[2 * SHA256_LEN + 1], ts_text[24];
-    char digest_name[] = "SHA256";
     size_t mac_len = 0;
 
-    if (EVP_Digest(body_len > 0 ? body : "", body_len, digest, NULL,
-                   EVP_sha256(), NULL) != 1)
+    if (!hmac_digest_sha256(body, body_len, digest))
         return -1;
     to_hex(digest, SHA256_LEN, body_hex);
     int ts_len = snprintf(ts_text, sizeof ts_text, "%lld", (long long)ts);
 
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
-        OSSL_PARAM_construct_end(),
-    };
-    EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *ctx = hmac ? EVP_MAC_CTX_new(hmac) : NULL;
+    EVP_MAC_CTX *ctx = hmac_begin(secret);
     bool ok =
-        ctx != NULL &&
-        EVP_MAC_init(ctx, (const unsigned char *)secret, strlen(secret),
-                     params) == 1 &&
-        mac_update(ctx, IAUTH_VERSION "\n", 3) &&
+        ctx != NULL && mac_update(ctx, IAUTH_VERSION "\n", 3) &&
         mac_update(ctx, method, strlen(method)) && mac_update(ctx, "\n", 1) &&
         mac_update(ctx, target, target_len) && mac_update(ctx, "\n", 1) &&
         mac_update(ctx, ts_text, (size_t)ts_len) && mac_update(ctx, "\n", 1) &&
         mac_update(ctx, body_hex, 2 * SHA256_LEN) &&
         EVP_MAC_final(ctx, mac, &mac_len, IAUTH_MAC_LEN) == 1 &&
         mac_len == IAUTH_MAC_LEN;
-    EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(hmac);
     return ok ? 0 : -1;
 }
 

@@ -23,8 +23,9 @@
  * no leading zero, at most 18 digits), one space, exactly 64 lowercase
  * hex digits, nothing else. The MAC is compared in constant time.
  *
- * Pure functions on (buf, len): no I/O, no global state, safe from any
- * thread. HMAC and SHA-256 come from OpenSSL's libcrypto.
+ * Functions on (buf, len): no I/O, safe from any thread. HMAC and
+ * SHA-256 come from OpenSSL's libcrypto on per-thread contexts
+ * (hmac.h), so a fixed secret costs no key setup per call.
  */
 #ifndef MSG_IAUTH_H
 #define MSG_IAUTH_H

@@ -13,18 +13,22 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "b64url.h"
 #include "constants.h"
 #include "ids.h"
+#include "hmac.h"
 
-#define SHA256_LEN 32
+#define SHA256_LEN HMAC_SHA256_LEN
 /* Decoded parts are 3/4 of their text; a token is at most JWT_TOKEN_MAX. */
 #define PART_MAX (JWT_TOKEN_MAX / 4 * 3 + 3)
+/* The header jwt_sign writes and its base64url text. */
+#define ISSUED_HEADER "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
+#define ISSUED_HEADER_B64 "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
 
 const char *jwt_strerror(jwt_err err)
 {
@@ -45,6 +49,18 @@ const char *jwt_strerror(jwt_err err)
     return "unknown token error";
 }
 
+/* The JSON object in text[0..len), or NULL. New reference. */
+static json_t *parse_object(const unsigned char *text, size_t len)
+{
+    json_t *j =
+        json_loadb((const char *)text, len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
 /* The JSON object encoded in part[0..len), or NULL. New reference. */
 static json_t *decode_object(const char *part, size_t len)
 {
@@ -53,19 +69,19 @@ static json_t *decode_object(const char *part, size_t len)
 
     if (n < 0)
         return NULL;
-    json_t *j =
-        json_loadb((const char *)buf, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(j)) {
-        json_decref(j);
-        return NULL;
-    }
-    return j;
+    return parse_object(buf, (size_t)n);
 }
 
 /* "crit" names extensions the issuer requires us to understand; we
- * understand none, so such a token is refused (RFC 7515 4.1.11). */
+ * understand none, so such a token is refused (RFC 7515 4.1.11). The
+ * header jwt_sign writes is recognised by its text without parsing:
+ * base64url decoding is canonical (b64url.h), so only that text decodes
+ * to that header, which the checks below accept. */
 static jwt_err check_header(const char *part, size_t len)
 {
+    if (len == sizeof ISSUED_HEADER_B64 - 1 &&
+        memcmp(part, ISSUED_HEADER_B64, len) == 0)
+        return JWT_OK;
     json_t *h = decode_object(part, len);
     jwt_err err = JWT_OK;
 
@@ -80,18 +96,6 @@ static jwt_err check_header(const char *part, size_t len)
         err = JWT_MALFORMED;
     json_decref(h);
     return err;
-}
-
-static int hmac_sha256(const char *secret, const char *data, size_t len,
-                       unsigned char md[SHA256_LEN])
-{
-    unsigned int md_len = 0;
-
-    if (HMAC(EVP_sha256(), secret, (int)strlen(secret),
-             (const unsigned char *)data, len, md, &md_len) == NULL ||
-        md_len != SHA256_LEN)
-        return -1;
-    return 0;
 }
 
 /* signed_part is "header.payload", sig the third part's text. */
@@ -111,12 +115,20 @@ static jwt_err check_signature(const char *secret, const char *signed_part,
     return JWT_OK;
 }
 
+/* The claims the checks use. */
+typedef struct jwt_claims {
+    int64_t user_id; /* sub */
+    int64_t exp;
+    int64_t nbf, iat; /* when has_nbf, has_iat */
+    bool has_nbf, has_iat;
+} jwt_claims;
+
 /* An optional time claim: absent, or an integer. Returns false when
  * present with another type. */
-static bool optional_time(const json_t *claims, const char *name, bool *present,
+static bool optional_time(const json_t *obj, const char *name, bool *present,
                           int64_t *value)
 {
-    const json_t *v = json_object_get(claims, name);
+    const json_t *v = json_object_get(obj, name);
 
     *present = v != NULL;
     if (v == NULL)
@@ -127,6 +139,83 @@ static bool optional_time(const json_t *claims, const char *name, bool *present,
     return true;
 }
 
+/* Any claim set, with jansson: sub a canonical user id, exp an integer,
+ * nbf and iat absent or integers. */
+static jwt_err read_claims_json(const unsigned char *text, size_t len,
+                                jwt_claims *c)
+{
+    json_t *obj = parse_object(text, len);
+
+    if (obj == NULL)
+        return JWT_MALFORMED;
+    const json_t *sub = json_object_get(obj, "sub");
+    const json_t *exp = json_object_get(obj, "exp");
+    bool ok = json_is_string(sub) &&
+              ids_parse_user(json_string_value(sub), json_string_length(sub),
+                             &c->user_id) == 0 &&
+              json_is_integer(exp) &&
+              optional_time(obj, "nbf", &c->has_nbf, &c->nbf) &&
+              optional_time(obj, "iat", &c->has_iat, &c->iat);
+    if (ok)
+        c->exp = json_integer_value(exp);
+    json_decref(obj);
+    return ok ? JWT_OK : JWT_MALFORMED;
+}
+
+/* Skips the digits at *pos; returns how many. */
+static size_t skip_digits(const unsigned char *text, size_t len, size_t *pos)
+{
+    size_t start = *pos;
+
+    while (*pos < len && text[*pos] >= '0' && text[*pos] <= '9')
+        (*pos)++;
+    return *pos - start;
+}
+
+static bool skip_literal(const unsigned char *text, size_t len, size_t *pos,
+                         const char *literal)
+{
+    size_t n = strlen(literal);
+
+    if (len - *pos < n || memcmp(text + *pos, literal, n) != 0)
+        return false;
+    *pos += n;
+    return true;
+}
+
+/* The claim set exactly as jwt_sign writes it, {"sub":"<digits>","exp":
+ * <digits>}, read without jansson: every request carries one. exp takes
+ * at most 18 digits, so it fits in int64, and no leading zero, which JSON
+ * forbids. Returns false for any other text, which read_claims_json then
+ * judges: what this reads, jansson would read the same way. On true,
+ * *err says whether sub is a canonical user id. */
+static bool read_issued_claims(const unsigned char *text, size_t len,
+                               jwt_claims *c, jwt_err *err)
+{
+    size_t pos = 0, sub = 0, exp = 0;
+    int64_t value = 0;
+
+    if (!skip_literal(text, len, &pos, "{\"sub\":\""))
+        return false;
+    sub = pos;
+    size_t sub_len = skip_digits(text, len, &pos);
+    if (sub_len == 0 || !skip_literal(text, len, &pos, "\",\"exp\":"))
+        return false;
+    exp = pos;
+    size_t exp_len = skip_digits(text, len, &pos);
+    if (exp_len == 0 || exp_len > 18 || (exp_len > 1 && text[exp] == '0') ||
+        !skip_literal(text, len, &pos, "}") || pos != len)
+        return false;
+    for (size_t i = exp; i < exp + exp_len; i++)
+        value = value * 10 + (text[i] - '0');
+    c->exp = value;
+    c->has_nbf = c->has_iat = false;
+    *err = ids_parse_user((const char *)text + sub, sub_len, &c->user_id) == 0
+               ? JWT_OK
+               : JWT_MALFORMED;
+    return true;
+}
+
 /* True when t lies more than leeway seconds after now, written so that
  * no claim value can overflow the arithmetic (leeway is 0..300). */
 static bool is_in_future(int64_t t, int64_t now, int64_t leeway)
@@ -134,24 +223,15 @@ static bool is_in_future(int64_t t, int64_t now, int64_t leeway)
     return t > INT64_MIN + leeway && now < t - leeway;
 }
 
-/* exp is required; nbf and iat optional. A token issued or valid only
- * in the future (beyond the skew) is refused: a clock-skewed or forged
- * issuer must not mint tokens that become valid later. */
-static jwt_err check_times(const json_t *claims, int64_t now, int64_t leeway)
+/* A token issued or valid only in the future (beyond the skew) is
+ * refused: a clock-skewed or forged issuer must not mint tokens that
+ * become valid later. */
+static jwt_err check_times(const jwt_claims *c, int64_t now, int64_t leeway)
 {
-    const json_t *exp = json_object_get(claims, "exp");
-    bool has_nbf, has_iat;
-    int64_t nbf = 0, iat = 0;
-
-    if (!json_is_integer(exp) ||
-        !optional_time(claims, "nbf", &has_nbf, &nbf) ||
-        !optional_time(claims, "iat", &has_iat, &iat))
-        return JWT_MALFORMED;
-    int64_t e = json_integer_value(exp);
-    if (e < INT64_MAX - leeway && now > e + leeway)
+    if (c->exp < INT64_MAX - leeway && now > c->exp + leeway)
         return JWT_EXPIRED;
-    if ((has_nbf && is_in_future(nbf, now, leeway)) ||
-        (has_iat && is_in_future(iat, now, leeway)))
+    if ((c->has_nbf && is_in_future(c->nbf, now, leeway)) ||
+        (c->has_iat && is_in_future(c->iat, now, leeway)))
         return JWT_NOT_YET_VALID;
     return JWT_OK;
 }
@@ -159,20 +239,19 @@ static jwt_err check_times(const json_t *claims, int64_t now, int64_t leeway)
 static jwt_err check_claims(const char *part, size_t len, int64_t now,
                             int64_t leeway, int64_t *user_id)
 {
-    json_t *claims = decode_object(part, len);
-    int64_t id = 0;
+    unsigned char buf[PART_MAX];
+    int n = b64url_decode(part, len, buf, sizeof buf);
+    jwt_claims c;
+    jwt_err err;
 
-    if (claims == NULL)
+    if (n < 0)
         return JWT_MALFORMED;
-    const json_t *sub = json_object_get(claims, "sub");
-    jwt_err err = JWT_MALFORMED;
-    if (json_is_string(sub) &&
-        ids_parse_user(json_string_value(sub), json_string_length(sub), &id) ==
-            0)
-        err = check_times(claims, now, leeway);
-    json_decref(claims);
+    if (!read_issued_claims(buf, (size_t)n, &c, &err))
+        err = read_claims_json(buf, (size_t)n, &c);
     if (err == JWT_OK)
-        *user_id = id;
+        err = check_times(&c, now, leeway);
+    if (err == JWT_OK)
+        *user_id = c.user_id;
     return err;
 }
 
@@ -245,7 +324,7 @@ static int append_part(const void *data, size_t len, char sep, char *out,
 int jwt_sign(const char *secret, int64_t user_id, int64_t exp, char *out,
              size_t cap)
 {
-    static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+    static const char header[] = ISSUED_HEADER;
     char claims[96];
     unsigned char md[SHA256_LEN];
     size_t pos = 0;

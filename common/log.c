@@ -1,16 +1,27 @@
 /*
  * log.c - structured JSON log lines on stdout.
  *
- * Every line is one JSON object built with jansson, serialised compactly
- * and written with a single write(2), so lines of concurrent threads never
- * interleave (a pipe keeps writes up to PIPE_BUF atomic; a log collector
- * reading stdout of a container sees whole lines). The service name is set
- * once by log_init in main before any thread starts, and only read after.
+ * Every line is one JSON object written with a single write(2), so lines
+ * of concurrent threads never interleave (a pipe keeps writes up to
+ * PIPE_BUF atomic; a log collector reading stdout of a container sees
+ * whole lines). The service name is set once by log_init in main before
+ * any thread starts, and only read after.
+ *
+ * Every request logs a line, so the usual line is serialised here
+ * directly into a stack buffer, with no jansson objects built. It must
+ * read byte for byte as jansson would write it (the format is what log
+ * collectors and tests parse): the same key order, the same escaping, and
+ * jansson's own dumper for reals, arrays and objects. Anything rarer (a
+ * byte outside ASCII, whose UTF-8 jansson validates, or a key with an
+ * embedded NUL) goes to the reference path, which builds the line with
+ * jansson as it always did.
  */
 #include "log.h"
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +33,14 @@
 /* Partial writes are retried this many times before the line is dropped:
  * a logger must never block a request thread forever. */
 #define LOG_WRITE_TRIES 8
+/* Lines up to this many bytes are built on the stack; longer ones move
+ * to the heap. A request line is about 250 bytes. */
+#define LOG_LINE_STACK 1024
+/* Ten significant digits: durations read 0.020671, not the 17-digit
+ * binary expansion. Both paths serialise with these flags. */
+#define LOG_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(10))
+/* Size of the buffer format_ts writes a timestamp into. */
+#define LOG_TS_MAX 40
 
 static char log_service[64] = "unknown";
 
@@ -32,15 +51,25 @@ void log_init(const char *service)
     snprintf(log_service, sizeof(log_service), "%s", service);
 }
 
-/* RFC 3339 UTC time with milliseconds: 2026-11-25T12:00:00.123Z. */
+/* RFC 3339 UTC time with milliseconds: 2026-11-25T12:00:00.123Z. The
+ * text of the whole seconds is kept per thread and reused within the same
+ * second: glibc's gmtime_r takes a process-wide lock. */
 static void format_ts(char *out, size_t size)
 {
+    static _Thread_local time_t cached_sec;
+    static _Thread_local size_t cached_len;
+    static _Thread_local char cached[LOG_TS_MAX];
     struct timespec now;
-    struct tm tm;
 
     clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    size_t n = strftime(out, size, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (cached_len == 0 || now.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&now.tv_sec, &tm);
+        cached_len = strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_sec = now.tv_sec;
+    }
+    size_t n = cached_len < size ? cached_len : 0;
+    memcpy(out, cached, n);
     snprintf(out + n, size - n, ".%03ldZ", now.tv_nsec / 1000000L);
 }
 
@@ -57,32 +86,269 @@ static void write_all(const char *buf, size_t len)
     }
 }
 
-/* The line without the trailing newline, or NULL when out of memory. */
-static char *build_line(const char *level, const char *msg,
-                        const json_t *fields)
-{
-    char ts[40];
-    format_ts(ts, sizeof(ts));
+/* ---- the reference path: jansson ------------------------------------ */
 
-    json_t *line = json_pack("{s:s, s:s, s:s, s:s}", "ts", ts, "level",
-                             level ? level : "info", "service", log_service,
-                             "msg", msg ? msg : "");
+/* The line without the trailing newline, or NULL when out of memory. */
+static char *build_line_jansson(const char *ts, const char *level,
+                                const char *msg, const json_t *fields)
+{
+    json_t *line = json_pack("{s:s, s:s, s:s, s:s}", "ts", ts, "level", level,
+                             "service", log_service, "msg", msg);
     if (line == NULL)
         return NULL;
     /* json_object_update only takes new references to the values of
      * `fields`; the cast drops a const that jansson's API lacks. */
     if (json_is_object(fields))
         json_object_update(line, (json_t *)fields);
-    /* Ten significant digits: durations read 0.020671, not the 17-digit
-     * binary expansion. */
-    char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    char *text = json_dumps(line, LOG_JSON_FLAGS);
     json_decref(line);
     return text;
 }
 
-void log_event(const char *level, const char *msg, const json_t *fields)
+/* ---- the usual path: direct serialisation --------------------------- */
+
+/* A line being built: in `stack` until it outgrows it, then on the heap.
+ * is_failed is sticky: out of memory, or input left to jansson. */
+typedef struct line_buf {
+    char *data;
+    size_t len, cap;
+    bool is_failed;
+    char stack[LOG_LINE_STACK];
+} line_buf;
+
+static void line_init(line_buf *b)
 {
-    char *text = build_line(level, msg, fields);
+    b->data = b->stack;
+    b->len = 0;
+    b->cap = sizeof(b->stack);
+    b->is_failed = false;
+}
+
+static void line_destroy(line_buf *b)
+{
+    if (b->data != b->stack)
+        free(b->data);
+}
+
+static bool line_reserve(line_buf *b, size_t n)
+{
+    if (b->is_failed)
+        return false;
+    if (n <= b->cap - b->len)
+        return true;
+    size_t cap = b->cap;
+    while (n > cap - b->len) {
+        if (cap > SIZE_MAX / 2) {
+            b->is_failed = true;
+            return false;
+        }
+        cap *= 2;
+    }
+    char *data = b->data == b->stack ? malloc(cap) : realloc(b->data, cap);
+    if (data == NULL) {
+        b->is_failed = true;
+        return false;
+    }
+    if (b->data == b->stack)
+        memcpy(data, b->stack, b->len);
+    b->data = data;
+    b->cap = cap;
+    return true;
+}
+
+static void line_append(line_buf *b, const char *s, size_t n)
+{
+    if (!line_reserve(b, n))
+        return;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+}
+
+/* json_dump_callback's sink. */
+static int line_dump(const char *s, size_t n, void *data)
+{
+    line_buf *b = data;
+
+    line_append(b, s, n);
+    return b->is_failed ? -1 : 0;
+}
+
+static bool is_ascii(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s >= 0x80)
+            return false;
+    return true;
+}
+
+/* s[0..n) as a JSON string, escaped as jansson escapes without
+ * JSON_ENSURE_ASCII or JSON_ESCAPE_SLASH. A byte outside ASCII fails
+ * the line: jansson would check its UTF-8. */
+static void line_append_string(line_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    /* At most 6 bytes per input byte (\u00XX), plus the quotes. */
+    if (n > (SIZE_MAX - 2) / 6 || !line_reserve(b, 6 * n + 2))
+        return;
+    char *out = b->data + b->len;
+    *out++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            b->is_failed = true;
+            return;
+        }
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *out++ = (char)c;
+            continue;
+        }
+        *out++ = '\\';
+        switch (c) {
+        case '"':
+        case '\\':
+            *out++ = (char)c;
+            break;
+        case '\b':
+            *out++ = 'b';
+            break;
+        case '\f':
+            *out++ = 'f';
+            break;
+        case '\n':
+            *out++ = 'n';
+            break;
+        case '\r':
+            *out++ = 'r';
+            break;
+        case '\t':
+            *out++ = 't';
+            break;
+        default:
+            memcpy(out, "u00", 3);
+            out[3] = hex[c >> 4];
+            out[4] = hex[c & 0x0f];
+            out += 5;
+        }
+    }
+    *out++ = '"';
+    b->len = (size_t)(out - b->data);
+}
+
+/* v as "%lld" prints it. */
+static void line_append_integer(line_buf *b, long long v)
+{
+    char text[24];
+    char *p = text + sizeof(text);
+    unsigned long long u =
+        v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
+
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u > 0);
+    if (v < 0)
+        *--p = '-';
+    line_append(b, p, (size_t)(text + sizeof(text) - p));
+}
+
+static void line_append_value(line_buf *b, const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        line_append_string(b, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        line_append_integer(b, (long long)json_integer_value(v));
+        break;
+    case JSON_TRUE:
+        line_append(b, "true", 4);
+        break;
+    case JSON_FALSE:
+        line_append(b, "false", 5);
+        break;
+    case JSON_NULL:
+        line_append(b, "null", 4);
+        break;
+    default:
+        /* Reals, arrays and objects: jansson's own dumper, so precision,
+         * exponent and locale handling are its own. */
+        if (json_dump_callback(v, line_dump, b,
+                               LOG_JSON_FLAGS | JSON_ENCODE_ANY) != 0)
+            b->is_failed = true;
+    }
+}
+
+/* The members every line starts with, in this order. */
+static const struct {
+    const char *name;
+    size_t len;
+} base_keys[] = {{"ts", 2}, {"level", 5}, {"service", 7}, {"msg", 3}};
+#define BASE_KEYS (sizeof(base_keys) / sizeof(base_keys[0]))
+
+/* The index of key[0..len) in base_keys, or -1. */
+static int base_index(const char *key, size_t len)
+{
+    for (size_t i = 0; i < BASE_KEYS; i++)
+        if (base_keys[i].len == len && memcmp(key, base_keys[i].name, len) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* The line as build_line_jansson writes it, into b. A field named like a
+ * base member replaces its value in place (json_object_update); the other
+ * fields follow in their order. Fails b on anything left to jansson. */
+static void build_line_direct(line_buf *b, const char *const base[BASE_KEYS],
+                              const json_t *fields)
+{
+    json_t *obj = json_is_object(fields) ? (json_t *)fields : NULL;
+    const json_t *replaced[BASE_KEYS] = {NULL};
+
+    for (size_t i = 0; i < BASE_KEYS; i++)
+        if (!is_ascii(base[i]))
+            b->is_failed = true;
+    for (void *it = obj ? json_object_iter(obj) : NULL; it != NULL;
+         it = json_object_iter_next(obj, it)) {
+        const char *key = json_object_iter_key(it);
+        size_t key_len = json_object_iter_key_len(it);
+        /* json_object_update cuts a key at an embedded NUL. */
+        if (strlen(key) != key_len)
+            b->is_failed = true;
+        int i = base_index(key, key_len);
+        if (i >= 0)
+            replaced[i] = json_object_iter_value(it);
+    }
+    line_append(b, "{", 1);
+    for (size_t i = 0; i < BASE_KEYS; i++) {
+        if (i > 0)
+            line_append(b, ",", 1);
+        line_append_string(b, base_keys[i].name, base_keys[i].len);
+        line_append(b, ":", 1);
+        if (replaced[i] != NULL)
+            line_append_value(b, replaced[i]);
+        else
+            line_append_string(b, base[i], strlen(base[i]));
+    }
+    for (void *it = obj ? json_object_iter(obj) : NULL;
+         it != NULL && !b->is_failed; it = json_object_iter_next(obj, it)) {
+        const char *key = json_object_iter_key(it);
+        size_t key_len = json_object_iter_key_len(it);
+        if (base_index(key, key_len) >= 0)
+            continue;
+        line_append(b, ",", 1);
+        line_append_string(b, key, key_len);
+        line_append(b, ":", 1);
+        line_append_value(b, json_object_iter_value(it));
+    }
+    line_append(b, "}", 1);
+}
+
+/* ---- writing -------------------------------------------------------- */
+
+static void write_line_jansson(const char *ts, const char *level,
+                               const char *msg, const json_t *fields)
+{
+    char *text = build_line_jansson(ts, level, msg, fields);
     if (text == NULL) {
         static const char oom[] = "{\"level\":\"error\",\"msg\":\"log line "
                                   "dropped: out of memory\"}\n";
@@ -99,6 +365,24 @@ void log_event(const char *level, const char *msg, const json_t *fields)
     with_nl[len + 1] = '\0';
     write_all(with_nl, len + 1);
     free(with_nl);
+}
+
+void log_event(const char *level, const char *msg, const json_t *fields)
+{
+    char ts[LOG_TS_MAX];
+    format_ts(ts, sizeof(ts));
+    const char *base[BASE_KEYS] = {ts, level ? level : "info", log_service,
+                                   msg ? msg : ""};
+    line_buf b;
+
+    line_init(&b);
+    build_line_direct(&b, base, fields);
+    line_append(&b, "\n", 1);
+    if (b.is_failed)
+        write_line_jansson(base[0], base[1], base[3], fields);
+    else
+        write_all(b.data, b.len);
+    line_destroy(&b);
 }
 
 void log_msg(const char *level, const char *fmt, ...)

@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,6 +288,89 @@ START_TEST(test_strerror_names_each_error)
 }
 END_TEST
 
+START_TEST(test_keys_are_never_mixed_up)
+{
+    const char *t = "/internal/send";
+    const char *body = "{\"content\":\"hi\"}";
+    char v[IAUTH_VALUE_MAX + 1], w[IAUTH_VALUE_MAX + 1];
+
+    /* One thread, secrets in turn (each change re-keys its context),
+     * including one that extends the other. */
+    ck_assert_int_gt(sign(SECRET, "POST", t, body, NOW, v, sizeof v), 0);
+    ck_assert_int_gt(sign(SECRET "x", "POST", t, body, NOW, w, sizeof w), 0);
+    ck_assert_str_ne(v, w);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(verify(v, "POST", t, body, NOW), IAUTH_OK);
+        ck_assert_int_eq(verify(w, "POST", t, body, NOW), IAUTH_BAD_MAC);
+        ck_assert_int_eq(iauth_verify(SECRET "x", w, strlen(w), "POST", t,
+                                      strlen(t), body, strlen(body), NOW),
+                         IAUTH_OK);
+        ck_assert_int_eq(iauth_verify(SECRET "x", v, strlen(v), "POST", t,
+                                      strlen(t), body, strlen(body), NOW),
+                         IAUTH_BAD_MAC);
+    }
+}
+END_TEST
+
+#define THREADS 4
+#define THREAD_ROUNDS 2000
+
+typedef struct thread_case {
+    const char *secret, *wrong_secret;
+    int failures;
+} thread_case;
+
+static void *sign_and_verify_many(void *arg)
+{
+    thread_case *tc = arg;
+    const char *t = "/internal/messages?user=42";
+    char body[64], v[IAUTH_VALUE_MAX + 1];
+
+    for (int i = 0; i < THREAD_ROUNDS; i++) {
+        snprintf(body, sizeof body, "{\"seq\":%d}", i);
+        size_t len = strlen(body);
+        if (iauth_sign(tc->secret, "POST", t, strlen(t), body, len, NOW, v,
+                       sizeof v) < 0 ||
+            iauth_verify(tc->secret, v, strlen(v), "POST", t, strlen(t), body,
+                         len, NOW) != IAUTH_OK ||
+            iauth_verify(tc->wrong_secret, v, strlen(v), "POST", t, strlen(t),
+                         body, len, NOW) != IAUTH_BAD_MAC ||
+            iauth_verify(tc->secret, v, strlen(v), "POST", t, strlen(t), body,
+                         len - 1, NOW) != IAUTH_BAD_MAC)
+            tc->failures++;
+    }
+    return NULL;
+}
+
+START_TEST(test_threads_sign_and_verify_at_once)
+{
+    static const char *const secrets[2] = {
+        SECRET, "another secret of at least 32 bytes"};
+    thread_case cases[THREADS];
+    pthread_t threads[THREADS];
+
+    for (int i = 0; i < THREADS; i++) {
+        cases[i].secret = secrets[i % 2];
+        cases[i].wrong_secret = secrets[(i + 1) % 2];
+        cases[i].failures = 0;
+    }
+    for (int i = 0; i < THREADS; i++)
+        ck_assert_int_eq(
+            pthread_create(&threads[i], NULL, sign_and_verify_many, &cases[i]),
+            0);
+    for (int i = 0; i < THREADS; i++) {
+        ck_assert_int_eq(pthread_join(threads[i], NULL), 0);
+        ck_assert_int_eq(cases[i].failures, 0);
+    }
+    /* The vector still holds on this thread afterwards. */
+    char v[IAUTH_VALUE_MAX + 1];
+    ck_assert_int_gt(
+        sign(SECRET, "GET", "/internal/users/42/meta", NULL, NOW, v, sizeof v),
+        0);
+    ck_assert_str_eq(v, "v1 1700000000 " VECTOR_GET);
+}
+END_TEST
+
 /* ---- over HTTP: hc_pool_set_signer and hs_config.internal_secret ----- */
 
 static hs_server *srv;
@@ -552,6 +636,8 @@ static Suite *iauth_suite(void)
     tcase_add_test(pure, test_sign_refuses_what_it_cannot_write);
     tcase_add_test(pure, test_secret_judgement);
     tcase_add_test(pure, test_strerror_names_each_error);
+    tcase_add_test(pure, test_keys_are_never_mixed_up);
+    tcase_add_test(pure, test_threads_sign_and_verify_at_once);
     suite_add_tcase(s, pure);
     TCase *http = tcase_create("http");
     tcase_set_timeout(http, 30);

@@ -8,6 +8,7 @@
 #include <check.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -488,6 +489,134 @@ START_TEST(test_strerror_names_each_error)
 }
 END_TEST
 
+START_TEST(test_claims_as_issued_and_near_misses)
+{
+    int64_t uid = 0;
+
+    /* The exact shape jwt_sign writes, at its edges. */
+    ck_assert_int_eq(
+        verify_claims("{\"sub\":\"7\",\"exp\":999999999999999999}", &uid),
+        JWT_OK);
+    ck_assert_int_eq(uid, 7);
+    ck_assert_int_eq(verify_claims("{\"sub\":\"42\",\"exp\":0}", &uid),
+                     JWT_EXPIRED);
+    ck_assert_int_eq(verify_claims("{\"sub\":\"42\",\"exp\":-1}", &uid),
+                     JWT_EXPIRED);
+    /* Near misses read by jansson, with jansson's verdict. */
+    ck_assert_int_eq(
+        verify_claims("{\"sub\":\"42\",\"exp\":02000000000}", &uid),
+        JWT_MALFORMED);
+    ck_assert_int_eq(
+        verify_claims("{\"sub\":\"42\",\"exp\":2000000000}x", &uid),
+        JWT_MALFORMED);
+    ck_assert_int_eq(verify_claims("{\"sub\":\"42\",\"exp\":2000000000", &uid),
+                     JWT_MALFORMED);
+    ck_assert_int_eq(verify_claims("{\"sub\":\"42\",\"exp\":2e9}", &uid),
+                     JWT_MALFORMED);
+    ck_assert_int_eq(
+        verify_claims("{\"sub\":\"42\",\"exp\":99999999999999999999}", &uid),
+        JWT_MALFORMED);
+    ck_assert_int_eq(
+        verify_claims("{\"sub\":\"\\u0034\",\"exp\":2000000000}", &uid),
+        JWT_OK);
+    ck_assert_int_eq(uid, 4);
+    ck_assert_int_eq(
+        verify_claims(" {\"sub\":\"43\",\"exp\":2000000000} ", &uid), JWT_OK);
+    ck_assert_int_eq(uid, 43);
+    ck_assert_int_eq(verify_claims("{\"exp\":2000000000,\"sub\":\"44\"}", &uid),
+                     JWT_OK);
+    ck_assert_int_eq(uid, 44);
+}
+END_TEST
+
+START_TEST(test_keys_are_never_mixed_up)
+{
+    char tok[512], other[512], prefix[512], empty[512];
+    int64_t uid = 0;
+
+    /* One thread, secrets in turn (each change re-keys its context),
+     * including a secret that is a prefix of another and the empty one. */
+    ck_assert_int_gt(jwt_sign(SECRET, 42, NOW + 60, tok, sizeof tok), 0);
+    ck_assert_int_gt(jwt_sign("other", 42, NOW + 60, other, sizeof other), 0);
+    ck_assert_int_gt(jwt_sign(SECRET "x", 42, NOW + 60, prefix, sizeof prefix),
+                     0);
+    forge("", HS256_HEADER, "{\"sub\":\"42\",\"exp\":2000000000}", empty);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(verify(tok, &uid), JWT_OK);
+        ck_assert_int_eq(verify(other, &uid), JWT_BAD_SIGNATURE);
+        ck_assert_int_eq(verify(prefix, &uid), JWT_BAD_SIGNATURE);
+        ck_assert_int_eq(
+            jwt_verify("other", other, strlen(other), NOW, JWT_LEEWAY_S, &uid),
+            JWT_OK);
+        ck_assert_int_eq(
+            jwt_verify(SECRET "x", tok, strlen(tok), NOW, JWT_LEEWAY_S, &uid),
+            JWT_BAD_SIGNATURE);
+        ck_assert_int_eq(
+            jwt_verify("", empty, strlen(empty), NOW, JWT_LEEWAY_S, &uid),
+            JWT_OK);
+        ck_assert_int_eq(verify(empty, &uid), JWT_BAD_SIGNATURE);
+    }
+}
+END_TEST
+
+#define THREADS 4
+#define THREAD_ROUNDS 2000
+
+typedef struct thread_case {
+    const char *secret;
+    char good[512], wrong[512];
+    int failures;
+} thread_case;
+
+static void *verify_many(void *arg)
+{
+    thread_case *tc = arg;
+    int64_t uid = 0;
+    char fresh[512];
+
+    for (int i = 0; i < THREAD_ROUNDS; i++) {
+        if (jwt_verify(tc->secret, tc->good, strlen(tc->good), NOW,
+                       JWT_LEEWAY_S, &uid) != JWT_OK ||
+            uid != 42)
+            tc->failures++;
+        if (jwt_verify(tc->secret, tc->wrong, strlen(tc->wrong), NOW,
+                       JWT_LEEWAY_S, &uid) != JWT_BAD_SIGNATURE)
+            tc->failures++;
+        if (jwt_sign(tc->secret, 42, NOW + 60, fresh, sizeof fresh) < 0 ||
+            strcmp(fresh, tc->good) != 0)
+            tc->failures++;
+    }
+    return NULL;
+}
+
+START_TEST(test_threads_verify_at_once)
+{
+    /* Threads with one secret and threads with another, all at once:
+     * each thread's keyed context is its own. */
+    static const char *const secrets[2] = {SECRET, "another secret"};
+    thread_case cases[THREADS];
+    pthread_t threads[THREADS];
+
+    for (int i = 0; i < THREADS; i++) {
+        thread_case *tc = &cases[i];
+        tc->secret = secrets[i % 2];
+        tc->failures = 0;
+        ck_assert_int_gt(
+            jwt_sign(tc->secret, 42, NOW + 60, tc->good, sizeof tc->good), 0);
+        ck_assert_int_gt(jwt_sign(secrets[(i + 1) % 2], 42, NOW + 60, tc->wrong,
+                                  sizeof tc->wrong),
+                         0);
+    }
+    for (int i = 0; i < THREADS; i++)
+        ck_assert_int_eq(
+            pthread_create(&threads[i], NULL, verify_many, &cases[i]), 0);
+    for (int i = 0; i < THREADS; i++) {
+        ck_assert_int_eq(pthread_join(threads[i], NULL), 0);
+        ck_assert_int_eq(cases[i].failures, 0);
+    }
+}
+END_TEST
+
 static Suite *jwt_suite(void)
 {
     Suite *s = suite_create("jwt");
@@ -508,6 +637,9 @@ static Suite *jwt_suite(void)
     tcase_add_test(tc, test_encoding_and_shape_are_strict);
     tcase_add_test(tc, test_length_cap);
     tcase_add_test(tc, test_strerror_names_each_error);
+    tcase_add_test(tc, test_claims_as_issued_and_near_misses);
+    tcase_add_test(tc, test_keys_are_never_mixed_up);
+    tcase_add_test(tc, test_threads_verify_at_once);
     suite_add_tcase(s, tc);
     return s;
 }
