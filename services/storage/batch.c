@@ -4,8 +4,12 @@
  * The queue is a FIFO of jobs guarded by the batcher's mutex; each job
  * lives on its caller's stack and is linked in while it waits. A job is
  * QUEUED, then TAKEN by a leader, then DONE with its outcome set; its
- * thread sleeps on the batcher's condition variable until DONE, or until
- * it may lead (its job is still queued and a lane is free). A posted job
+ * thread sleeps on the job's own condition variable until DONE, or until
+ * it may lead (its job is still queued and a lane is free). Each wake-up
+ * is aimed: a leader signals the jobs it finished and, when a lane comes
+ * free, the job at the head of the queue, never every waiting thread (a
+ * broadcast woke them all on each batch, most only to sleep again). A
+ * posted job
  * (batcher_post) lives on the heap and is freed by the leader that runs
  * it, or by batcher_free if it never ran.
  */
@@ -25,9 +29,10 @@ typedef struct job {
     int n;
     size_t bytes; /* parameter bytes, for BATCH_BYTES_MAX */
     PGresult **results;
-    bool is_detached; /* batcher_post: nobody waits, the leader frees it */
-    int state;        /* guarded by the batcher's lock */
-    pgpool_err err;   /* valid once DONE */
+    bool is_detached;  /* batcher_post: nobody waits, the leader frees it */
+    pthread_cond_t cv; /* its waiting thread's; unused when detached */
+    int state;         /* guarded by the batcher's lock */
+    pgpool_err err;    /* valid once DONE */
     char errbuf[256];
     struct job *next;
 } job;
@@ -35,9 +40,8 @@ typedef struct job {
 struct batcher {
     pgpool *pool;
     pthread_mutex_t lock;
-    pthread_cond_t changed; /* a job finished or a lane came free */
-    job *head, *tail;       /* queued jobs; guarded by lock */
-    int lanes_busy;         /* guarded by lock */
+    job *head, *tail; /* queued jobs; guarded by lock */
+    int lanes_busy;   /* guarded by lock */
 };
 
 batcher *batcher_new(pgpool *pool)
@@ -47,11 +51,6 @@ batcher *batcher_new(pgpool *pool)
         return NULL;
     b->pool = pool;
     if (pthread_mutex_init(&b->lock, NULL) != 0) {
-        free(b);
-        return NULL;
-    }
-    if (pthread_cond_init(&b->changed, NULL) != 0) {
-        pthread_mutex_destroy(&b->lock);
         free(b);
         return NULL;
     }
@@ -69,7 +68,6 @@ void batcher_free(batcher *b)
         if (j->is_detached)
             free(j);
     }
-    pthread_cond_destroy(&b->changed);
     pthread_mutex_destroy(&b->lock);
     free(b);
 }
@@ -178,6 +176,15 @@ static void finish_detached(job *j)
     free(d);
 }
 
+/* A lane is free: the job at the head of the queue may lead, if a
+ * thread waits for it (a detached one is led by the caller's loop).
+ * Called with the lock held. */
+static void wake_head_locked(batcher *b)
+{
+    if (b->head && !b->head->is_detached && b->lanes_busy < BATCH_LANES)
+        pthread_cond_signal(&b->head->cv);
+}
+
 /* Leads batches while the caller's lane is wanted: takes the head of the
  * queue, runs it (once more one job per transaction if a batch of
  * several rolled back), publishes the outcomes. Called and returns with
@@ -191,8 +198,7 @@ static void lead_locked(batcher *b)
         int n = take_jobs(b, taken);
         b->lanes_busy++;
         /* What is left may start on the other lane at once. */
-        if (b->head && b->lanes_busy < BATCH_LANES)
-            pthread_cond_broadcast(&b->changed);
+        wake_head_locked(b);
         pthread_mutex_unlock(&b->lock);
         if (run_batch(b, taken, n) && n > 1) {
             for (int i = 0; i < n; i++)
@@ -208,10 +214,12 @@ static void lead_locked(batcher *b)
                 taken[waited++] = taken[i];
         }
         pthread_mutex_lock(&b->lock);
-        for (int i = 0; i < waited; i++)
+        for (int i = 0; i < waited; i++) {
             taken[i]->state = DONE;
+            pthread_cond_signal(&taken[i]->cv);
+        }
         b->lanes_busy--;
-        pthread_cond_broadcast(&b->changed);
+        wake_head_locked(b);
     } while (b->head && b->head->is_detached && b->lanes_busy < BATCH_LANES);
 }
 
@@ -233,15 +241,20 @@ pgpool_err batcher_run(batcher *b, const batch_stmt *stmts, int n,
               .results = results,
               .state = QUEUED};
     memset(results, 0, (size_t)n * sizeof *results);
+    if (pthread_cond_init(&me.cv, NULL) != 0) {
+        snprintf(errbuf, errcap, "cannot wait for a batch");
+        return PGPOOL_UNAVAILABLE;
+    }
     pthread_mutex_lock(&b->lock);
     enqueue_locked(b, &me);
     while (me.state != DONE) {
         if (me.state == QUEUED && b->lanes_busy < BATCH_LANES)
             lead_locked(b);
         else
-            pthread_cond_wait(&b->changed, &b->lock);
+            pthread_cond_wait(&me.cv, &b->lock);
     }
     pthread_mutex_unlock(&b->lock);
+    pthread_cond_destroy(&me.cv);
     if (me.err)
         snprintf(errbuf, errcap, "%s", me.errbuf);
     return me.err;
