@@ -191,9 +191,9 @@ static void *async_main(void *arg)
     }
 }
 
-hc_async *hc_async_new(hc_pool *p)
+hc_async *hc_async_new(hc_pool *p, int per_host)
 {
-    if (p == NULL)
+    if (p == NULL || per_host < 0)
         return NULL;
     hc_async *a = calloc(1, sizeof(*a));
     if (a == NULL)
@@ -204,6 +204,8 @@ hc_async *hc_async_new(hc_pool *p)
     if (a->multi == NULL ||
         curl_multi_setopt(a->multi, CURLMOPT_MAXCONNECTS, HA_MAX_CONNECTS) !=
             CURLM_OK ||
+        curl_multi_setopt(a->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                          (long)per_host) != CURLM_OK ||
         pthread_create(&a->thread, NULL, async_main, a) != 0) {
         hc_async_free(a);
         return NULL;

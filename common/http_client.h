@@ -106,9 +106,12 @@ typedef struct hc_async hc_async;
  * It must not block: every call of the hc_async waits for it. */
 typedef void (*hc_async_done)(void *arg, hc_err err, hc_response *resp);
 
-/* Starts the thread. p is borrowed and must outlive the hc_async. NULL on
- * failure. */
-hc_async *hc_async_new(hc_pool *p);
+/* Starts the thread. p is borrowed and must outlive the hc_async.
+ * per_host > 0 caps the connections to one peer: calls past it wait in
+ * libcurl's queue for a connection (their timeout includes the wait), so
+ * a thread-per-connection peer runs at most that many threads for us.
+ * 0: no cap. NULL on failure. */
+hc_async *hc_async_new(hc_pool *p, int per_host);
 /* Ends every call still queued or in flight with HC_ERROR (done runs for
  * each), stops the thread, frees. NULL is a no-op. */
 void hc_async_free(hc_async *a);

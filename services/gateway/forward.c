@@ -384,7 +384,7 @@ forward_relay *forward_relay_new(gateway *g)
     pthread_rwlock_init(&r->submit, NULL);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
-    r->async = hc_async_new(g->hops);
+    r->async = hc_async_new(g->hops, g->hop_connections);
     if (r->async == NULL ||
         pthread_create(&r->timer, NULL, relay_timer, r) != 0) {
         forward_relay_free(r);

@@ -22,6 +22,8 @@ typedef struct gateway {
                                process environment */
     ringview *ring;         /* the ring published by the router */
     hc_pool *hops;          /* keep-alive HTTP to the cache nodes */
+    int hop_connections;    /* GATEWAY_HOP_CONNECTIONS: most connections
+                               the relay opens to one cache node */
     hc_pool *router_hops;   /* ring fetches, apart so they never queue
                                behind slow cache calls */
     metrics_t *metrics;

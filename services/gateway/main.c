@@ -35,7 +35,7 @@
 typedef struct gateway_config {
     hs_config http; /* bind, port, threads, limits, internal secret */
     const char *router_url, *jwt_secret;
-    int hop_pool, jwt_leeway_s;
+    int hop_pool, hop_connections, jwt_leeway_s;
     int64_t send_rate, send_burst, anon_rate, anon_burst;
     int trust_proxy;
     bool dev_tokens;
@@ -48,6 +48,11 @@ typedef struct gateway_config {
  * never block (forwards run on the relay's own thread), so one per core
  * serves every connection. */
 #define GATEWAY_HTTP_THREADS_DEFAULT 2
+/* Connections the relay opens to one cache node, 0: as many as calls in
+ * flight. Each is a thread there (a thread per connection); measured
+ * caps of 8 and 16 gave no more throughput than none, so none is the
+ * default (docs/performance.md). */
+#define GATEWAY_HOP_CONNECTIONS_DEFAULT 0
 
 static int read_config(gateway_config *c)
 {
@@ -55,6 +60,9 @@ static int read_config(gateway_config *c)
     hs_config_from_env(&c->http, &errs);
     c->http.port = (int)config_int("GATEWAY_PORT", 8080, 1, 65535, &errs);
     c->hop_pool = (int)config_int("GATEWAY_HOP_POOL", 64, 1, 4096, &errs);
+    c->hop_connections =
+        (int)config_int("GATEWAY_HOP_CONNECTIONS",
+                        GATEWAY_HOP_CONNECTIONS_DEFAULT, 0, 4096, &errs);
     /* 0: a thread per connection, each blocking on its forward. */
     c->http.threads = (int)config_int(
         "GATEWAY_HTTP_THREADS",
@@ -131,6 +139,7 @@ static int gateway_init(gateway *g, const gateway_config *c)
 {
     memset(g, 0, sizeof(*g));
     g->jwt_secret = c->jwt_secret;
+    g->hop_connections = c->hop_connections;
     g->metrics = metrics_new("gateway");
     g->hops = hc_pool_new(c->hop_pool, GATEWAY_HOP_TIMEOUT_MS);
     g->router_hops = hc_pool_new(ROUTER_HOP_POOL, HOP_TIMEOUT_MS);

@@ -15,7 +15,12 @@ struct coord {
     ring_node initial[RING_NODES_MAX];
     int ninitial;
     ticker *ticker;
+    int64_t last_tick_ms; /* start of the previous tick; the ticker's own */
 };
+
+/* A tick that starts or takes this much of the leader lease late puts
+ * every node's lease at risk: worth a line in the log. */
+#define COORD_LATE_FRACTION 3
 
 bool coord_is_leader(router *r, int64_t now_ms)
 {
@@ -206,6 +211,23 @@ static void replace_dead(coord *c, int64_t now)
     ring_free(cur);
 }
 
+/* Logs a tick that came late (the thread was not scheduled) or whose
+ * database round trip was slow: either delays the lease renewal, and
+ * nodes stop serving once the leader's lease runs out. */
+static void note_late(coord *c, int64_t t0, int64_t now)
+{
+    int64_t gap = c->last_tick_ms ? t0 - c->last_tick_ms : 0;
+    int64_t limit = c->r->timing.leader_lease_ms / COORD_LATE_FRACTION;
+    c->last_tick_ms = t0;
+    if (gap - c->r->timing.tick_ms < limit && now - t0 < limit)
+        return;
+    json_t *fields = json_pack(
+        "{s:I, s:I, s:i}", "tick_gap_ms", (json_int_t)gap, "renewal_ms",
+        (json_int_t)(now - t0), "tick_ms", c->r->timing.tick_ms);
+    log_event("warn", "router: lease renewal late", fields);
+    json_decref(fields);
+}
+
 static void tick(coord *c)
 {
     router *r = c->r;
@@ -213,6 +235,7 @@ static void tick(coord *c)
     pthread_mutex_lock(&r->change_lock);
     follow(c, t0);
     int64_t now = clockms_monotonic();
+    note_late(c, t0, now);
     if (coord_is_leader(r, now)) {
         if (current_epoch(r) == 0)
             publish_initial(c);

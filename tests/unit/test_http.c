@@ -852,7 +852,7 @@ START_TEST(test_async_round_trips)
 {
     start_server(threads_for(_i));
     hc_pool *p = hc_pool_new(1, 5000);
-    hc_async *a = hc_async_new(p);
+    hc_async *a = hc_async_new(p, 0);
     ck_assert_ptr_nonnull(a);
     static async_result res;
     memset(&res, 0, sizeof res);
@@ -880,12 +880,39 @@ START_TEST(test_async_round_trips)
 }
 END_TEST
 
+/* With one connection to the peer, calls queue for it and all land. */
+START_TEST(test_async_per_host_cap)
+{
+    start_server(4);
+    hc_pool *p = hc_pool_new(1, 5000);
+    hc_async *a = hc_async_new(p, 1);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_null(hc_async_new(p, -1));
+    static async_result res;
+    memset(&res, 0, sizeof res);
+    async_slot slots[ASYNC_CALLS];
+    for (int i = 0; i < ASYNC_CALLS; i++) {
+        slots[i] = (async_slot){&res, i};
+        ck_assert_int_eq(hc_async_request(a, "POST", url_for("/echo"), NULL,
+                                          "{}", 2, on_async, &slots[i]),
+                         0);
+    }
+    wait_done(&res, ASYNC_CALLS);
+    for (int i = 0; i < ASYNC_CALLS; i++) {
+        ck_assert_int_eq(res.err[i], HC_OK);
+        ck_assert_str_eq(res.body[i], "{}");
+    }
+    hc_async_free(a);
+    hc_pool_free(p);
+}
+END_TEST
+
 /* Errors map as hc_request maps them. */
 START_TEST(test_async_errors)
 {
     start_server(0);
     hc_pool *p = hc_pool_new(1, 300);
-    hc_async *a = hc_async_new(p);
+    hc_async *a = hc_async_new(p, 0);
     static async_result res;
     memset(&res, 0, sizeof res);
     async_slot slots[2] = {{&res, 0}, {&res, 1}};
@@ -910,7 +937,7 @@ START_TEST(test_async_free_ends_calls)
 {
     start_server(0);
     hc_pool *p = hc_pool_new(1, 5000);
-    hc_async *a = hc_async_new(p);
+    hc_async *a = hc_async_new(p, 0);
     static async_result res;
     memset(&res, 0, sizeof res);
     async_slot slot = {&res, 0};
@@ -1060,6 +1087,7 @@ static Suite *http_suite(void)
     suite_add_tcase(
         s, server_case("drain", test_draining_serves_open_connections, 2));
     suite_add_tcase(s, server_case("async", test_async_round_trips, 2));
+    suite_add_tcase(s, server_case("asynccap", test_async_per_host_cap, 1));
     suite_add_tcase(s, server_case("asyncerr", test_async_errors, 1));
     suite_add_tcase(s, server_case("asyncfree", test_async_free_ends_calls, 1));
     suite_add_tcase(s,
