@@ -15,7 +15,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKLOADS = ["seed", "send", "conversations", "messages", "delta", "mix",
-             "send-half", "delta-half"]
+             "send-half", "delta-half", "delta-direct"]
 CEILINGS = ["pgbench_send_tps", "echo_rps", "redis_hmget_ops", "redis_eval_ops"]
 # The whole pass must end well inside the suite's time limit.
 BENCH_TIMEOUT_S = 240
