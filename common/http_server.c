@@ -1024,7 +1024,12 @@ static bool config_is_valid(const hs_config *cfg)
 
 /* Thread per connection: handlers may block without starving others;
  * poll() rather than select() because fds pass FD_SETSIZE at the
- * connection limit. Thread pool: N epoll loops share the connections.
+ * connection limit. Thread pool: N poll() loops share the connections,
+ * or N epoll loops for a listener of many idle connections (epoll_pool).
+ * Under epoll, libmicrohttpd 0.9.75 missed a peer's close in the middle
+ * of a request body (nginx refusing a chunked upload past its limit):
+ * the connection sat half closed, its request in flight, until the idle
+ * timeout, and held up a graceful stop. poll() measured as fast here.
  * ITC is what lets MHD_quiesce_daemon stop accepting from another
  * thread. */
 static unsigned int daemon_flags(const hs_config *cfg, bool is_v6)
@@ -1034,7 +1039,7 @@ static unsigned int daemon_flags(const hs_config *cfg, bool is_v6)
     if (cfg->threads == 0)
         flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
     else
-        flags |= MHD_USE_EPOLL;
+        flags |= cfg->epoll_pool ? MHD_USE_EPOLL : MHD_USE_POLL;
     if (is_v6)
         flags |= MHD_USE_IPv6;
     if (cfg->allow_suspend && cfg->threads > 0)

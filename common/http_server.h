@@ -87,7 +87,11 @@ typedef struct hs_config {
     const char *service; /* "gateway", ... for logs and metrics */
     const char *bind;    /* "127.0.0.1" */
     int port;
-    int threads; /* 0: a thread per connection; N: epoll thread pool */
+    int threads; /* 0: a thread per connection; N: a pool of N threads */
+    /* The pool's threads wait in epoll rather than poll(): for a listener
+     * of many idle connections (long polls), whose requests carry no
+     * body (see daemon_flags in http_server.c). */
+    bool epoll_pool;
     const hs_route *routes;
     size_t nroutes;
     hs_ready_fn ready;

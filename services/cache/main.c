@@ -190,6 +190,7 @@ int main(void)
     hc[1] = hc[0];
     hc[1].port = c.events_port;
     hc[1].threads = c.events_threads;
+    hc[1].epoll_pool = true;
     hc[1].routes = cache_event_routes;
     hc[1].nroutes = cache_event_nroutes;
     int status = hs_serve_all_until_signal(hc, c.events_port ? 2 : 1) ? 1 : 0;

@@ -223,6 +223,7 @@ int main(void)
     hc[1] = hc[0];
     hc[1].port = c.events_port;
     hc[1].threads = c.events_threads;
+    hc[1].epoll_pool = true;
     hc[1].abandon = NULL; /* its polls are answered by drain_polls */
     hc[1].routes = gateway_event_routes;
     hc[1].nroutes = gateway_event_nroutes;

@@ -1027,6 +1027,38 @@ START_TEST(test_abandon_answers_deferred)
 }
 END_TEST
 
+/* A client that closes in the middle of a chunked body: the request
+ * ends, so a graceful stop does not wait for it. */
+START_TEST(test_close_mid_body_ends_request)
+{
+    start_server(threads_for(_i));
+    int fd = connect_to(port);
+    /* What nginx does when a chunked upload passes its limit: a burst of
+     * body, then its close right behind it. */
+    const char *head = "POST /echo HTTP/1.1\r\nHost: x\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n"
+                       "400000\r\n";
+    send_all(fd, head, strlen(head));
+    size_t burst = HTTP_BODY_MAX + 65536;
+    char *part = malloc(burst);
+    ck_assert_ptr_nonnull(part);
+    memset(part, ' ', burst);
+    send_all(fd, part, burst);
+    free(part);
+    close(fd);
+    usleep(100000);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    hs_stop(srv, 3000);
+    srv = NULL;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double waited = (double)(t1.tv_sec - t0.tv_sec) +
+                    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    ck_assert_msg(waited < 2.0, "stop waited %.2f s for a closed request",
+                  waited);
+}
+END_TEST
+
 /* ---- suite ---------------------------------------------------------- */
 
 static TCase *server_case(const char *name, const TTest *test, int loops)
@@ -1088,6 +1120,8 @@ static Suite *http_suite(void)
         s, server_case("drain", test_draining_serves_open_connections, 2));
     suite_add_tcase(s, server_case("async", test_async_round_trips, 2));
     suite_add_tcase(s, server_case("asynccap", test_async_per_host_cap, 1));
+    suite_add_tcase(
+        s, server_case("closemid", test_close_mid_body_ends_request, 2));
     suite_add_tcase(s, server_case("asyncerr", test_async_errors, 1));
     suite_add_tcase(s, server_case("asyncfree", test_async_free_ends_calls, 1));
     suite_add_tcase(s,
