@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clockms.h"
 #include "evquery.h"
 #include "fill.h"
 #include "log.h"
@@ -49,13 +50,6 @@ struct events {
     pthread_t timer;
     bool has_timer;
 };
-
-static int64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static size_t bucket_of(int64_t uid)
 {
@@ -163,7 +157,7 @@ static void *timer_main(void *arg)
         if (e->stopping)
             break;
         pthread_mutex_unlock(&e->mu);
-        fire_matching(e, false, monotonic_ms());
+        fire_matching(e, false, clockms_monotonic());
         pthread_mutex_lock(&e->mu);
     }
     pthread_mutex_unlock(&e->mu);
@@ -426,7 +420,7 @@ void events_handle(hs_request *req, hs_reply *rep)
     w->uid = uid;
     w->q = q;
     w->node = n;
-    w->deadline_ms = monotonic_ms() + (int64_t)q.timeout_s * 1000;
+    w->deadline_ms = clockms_monotonic() + (int64_t)q.timeout_s * 1000;
     /* Register first, then read the counter: see events.h. */
     pthread_mutex_lock(&n->events->mu);
     link_waiter(n->events, w);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clockms.h"
 #include "constants.h"
 #include "iauth.h"
 #include "log.h"
@@ -68,13 +69,6 @@ struct ev_poller {
     call_list active; /* in the multi handle */
     call_list retry;  /* waiting for retry_at_ms */
 };
-
-static int64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void list_push(call_list *l, poll_call *c)
 {
@@ -186,7 +180,7 @@ static int build_target(poll_call *c, char *url, size_t cap, size_t *path_off,
         return -1;
     const ring_node *owner = &r->nodes[ring_owner(r, c->user)];
     events_query q = c->q;
-    int64_t left = c->deadline_ms - monotonic_ms();
+    int64_t left = c->deadline_ms - clockms_monotonic();
     /* Rounded up: a retry must not turn the rest of a wait into 0 s (an
      * answer at once), and the node's own deadline stays within ours
      * plus EV_CALL_GRACE_MS. */
@@ -233,7 +227,8 @@ static int setup_easy(poll_call *c, const char *url)
         c->easy = curl_easy_init();
     if (c->easy == NULL)
         return -1;
-    long timeout = (long)(c->deadline_ms - monotonic_ms()) + EV_CALL_GRACE_MS;
+    long timeout =
+        (long)(c->deadline_ms - clockms_monotonic()) + EV_CALL_GRACE_MS;
     CURL *e = c->easy;
     bool ok = curl_easy_setopt(e, CURLOPT_URL, url) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers) == CURLE_OK &&
@@ -278,7 +273,7 @@ static void call_start(ev_poller *p, poll_call *c)
  * unchanged answer. */
 static void call_retry_or_give_up(ev_poller *p, poll_call *c, const char *why)
 {
-    int64_t now = monotonic_ms();
+    int64_t now = clockms_monotonic();
     int64_t at = now + (int64_t)EV_RETRY_PAUSE_MS * c->tries;
     json_t *fields =
         json_pack("{s:s, s:I, s:s, s:i}", "request_id", c->request_id, "user",
@@ -341,7 +336,7 @@ static bool take_incoming(ev_poller *p, call_list *out, bool *draining)
 /* Starts due retries; returns ms until the next one (or EV_IDLE_MS). */
 static long run_retries(ev_poller *p)
 {
-    int64_t now = monotonic_ms();
+    int64_t now = clockms_monotonic();
     long wait = EV_IDLE_MS;
     poll_call *c = p->retry.head;
     while (c) {
@@ -472,7 +467,7 @@ void ev_poller_wait(ev_poller *p, hs_request *req, int64_t user,
     c->user = user;
     c->q = *q;
     c->deferred = d;
-    c->deadline_ms = monotonic_ms() + (int64_t)q->timeout_s * 1000;
+    c->deadline_ms = clockms_monotonic() + (int64_t)q->timeout_s * 1000;
     memcpy(c->request_id, req->request_id, sizeof(c->request_id));
     pthread_mutex_lock(&p->mu);
     list_push(&p->incoming, c);

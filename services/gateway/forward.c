@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clockms.h"
 #include "constants.h"
 #include "log.h"
 
@@ -209,13 +210,6 @@ struct forward_relay {
     bool has_timer;
 };
 
-static int64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void relay_call_free(relay_call *rc)
 {
     free(rc->path);
@@ -279,7 +273,7 @@ static void relay_attempt(relay_call *rc)
 static bool relay_park(relay_call *rc)
 {
     forward_relay *r = rc->r;
-    rc->retry_at_ms = monotonic_ms() + FORWARD_RETRY_PAUSE_MS;
+    rc->retry_at_ms = clockms_monotonic() + FORWARD_RETRY_PAUSE_MS;
     pthread_mutex_lock(&r->mu);
     bool ok = !r->abandoned && !r->stopping;
     if (ok) {
@@ -317,7 +311,7 @@ static void on_answer(void *arg, hc_err err, hc_response *resp)
  * they failed on, or their pause is over. Called with r->mu held. */
 static relay_call *take_due(forward_relay *r, int64_t epoch)
 {
-    int64_t now = monotonic_ms();
+    int64_t now = clockms_monotonic();
     relay_call *due = NULL, **link = &r->parked;
     while (*link) {
         relay_call *rc = *link;
@@ -361,13 +355,7 @@ static void *relay_timer(void *arg)
         }
         pthread_mutex_lock(&r->mu);
         if (r->parked != NULL && !r->stopping) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += RELAY_TICK_MS * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
+            struct timespec until = clockms_deadline_in(RELAY_TICK_MS);
             pthread_cond_timedwait(&r->cv, &r->mu, &until);
         }
     }

@@ -20,6 +20,7 @@
 #include "constants.h"
 
 #include "auth.h"
+#include "clockms.h"
 #include "events.h"
 #include "evquery.h"
 #include "forward.h"
@@ -34,13 +35,6 @@
  * most SYNCTOKEN_MAX, a timestamp) stay well below this. */
 #define NODE_PATH_MAX 512
 
-static int64_t monotonic_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 /* Takes a token of key's bucket in limit; when there is none, answers
  * 429 with Retry-After in whole seconds (rounded up, at least 1), counts
  * it in the metric named and returns -1. */
@@ -48,7 +42,7 @@ static int take_token(gateway *g, rl_limiter *limit, uint64_t key,
                       const char *metric, const char *detail, hs_reply *rep)
 {
     int64_t retry_ms = 0;
-    if (rl_take(limit, key, monotonic_ms(), &retry_ms))
+    if (rl_take(limit, key, clockms_monotonic(), &retry_ms))
         return 0;
     metrics_count(g->metrics, metric,
                   "Requests refused with 429 by this rate limit.", 1);
