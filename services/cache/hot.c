@@ -485,6 +485,9 @@ void hot_forget_user(hot_t *h, int64_t uid)
         give_back(h, c);
     if (!ok)
         set_dirty(h);
+    /* Again after the DEL: a reader that read the old meta from Redis
+     * between the first forget and the DEL holds a ticket from before
+     * this one, so it cannot put the old meta back. */
     memo_forget(h->memo, uid);
 }
 
