@@ -230,12 +230,12 @@ static long long monotonic_ms(void)
     return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
-static double seconds_since(const struct timespec *start)
+static long long us_since(const struct timespec *start)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - start->tv_sec) +
-           (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+    return (long long)(now.tv_sec - start->tv_sec) * 1000000 +
+           (now.tv_nsec - start->tv_nsec) / 1000;
 }
 
 static void record_request(const hs_server *s, const request_ctx *rc,
@@ -244,15 +244,16 @@ static void record_request(const hs_server *s, const request_ctx *rc,
     const char *route = rc->outcome == ROUTE_FOUND ? rc->route->name : NULL;
     if (route == NULL)
         route = "unknown";
-    double seconds = seconds_since(&rc->start);
-    metrics_observe_request(s->cfg.metrics, route, status, seconds);
+    long long us = us_since(&rc->start);
+    metrics_observe_request(s->cfg.metrics, route, status, (double)us / 1e6);
 
-    json_t *fields = json_pack(
-        "{s:s, s:s, s:s, s:s, s:i, s:f}", "service", s->cfg.service,
-        "request_id", rc->request_id, "method", method ? method : "", "route",
-        route, "status", status, "duration_ms", seconds * 1000.0);
-    log_event(status >= 500 ? "warn" : "info", "request", fields);
-    json_decref(fields);
+    log_request_line line = {.service = s->cfg.service,
+                             .request_id = rc->request_id,
+                             .method = method,
+                             .route = route,
+                             .status = status,
+                             .duration_us = us};
+    log_request(status >= 500 ? "warn" : "info", &line);
 }
 
 /* ---- sending -------------------------------------------------------- */

@@ -385,6 +385,67 @@ void log_event(const char *level, const char *msg, const json_t *fields)
     line_destroy(&b);
 }
 
+/* us as milliseconds with three decimals: 1234 -> 1.234. */
+static void line_append_ms(line_buf *b, long long us)
+{
+    if (us < 0)
+        us = 0;
+    char frac[4] = {(char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10),
+                    (char)('0' + us % 10), '\0'};
+    line_append_integer(b, us / 1000);
+    line_append(b, ".", 1);
+    line_append(b, frac, 3);
+}
+
+static void line_append_member(line_buf *b, const char *key, const char *s)
+{
+    line_append(b, ",", 1);
+    line_append_string(b, key, strlen(key));
+    line_append(b, ":", 1);
+    line_append_string(b, s, strlen(s));
+}
+
+/* The same line through log_event, for what the direct path leaves to
+ * jansson (a byte outside ASCII). */
+static void log_request_jansson(const char *level, const log_request_line *r,
+                                const char *method)
+{
+    json_t *fields = json_pack(
+        "{s:s, s:s, s:s, s:s, s:i, s:f}", "service", r->service, "request_id",
+        r->request_id, "method", method, "route", r->route, "status", r->status,
+        "duration_ms", (double)r->duration_us / 1000.0);
+    log_event(level, "request", fields);
+    json_decref(fields);
+}
+
+void log_request(const char *level, const log_request_line *r)
+{
+    char ts[LOG_TS_MAX];
+    format_ts(ts, sizeof(ts));
+    const char *method = r->method ? r->method : "";
+    line_buf b;
+
+    line_init(&b);
+    line_append(&b, "{\"ts\":", 6);
+    line_append_string(&b, ts, strlen(ts));
+    line_append_member(&b, "level", level ? level : "info");
+    line_append_member(&b, "service", r->service);
+    line_append(&b, ",\"msg\":\"request\"", 16);
+    line_append_member(&b, "request_id", r->request_id);
+    line_append_member(&b, "method", method);
+    line_append_member(&b, "route", r->route);
+    line_append(&b, ",\"status\":", 10);
+    line_append_integer(&b, r->status);
+    line_append(&b, ",\"duration_ms\":", 15);
+    line_append_ms(&b, r->duration_us);
+    line_append(&b, "}\n", 2);
+    if (b.is_failed)
+        log_request_jansson(level, r, method);
+    else
+        write_all(b.data, b.len);
+    line_destroy(&b);
+}
+
 void log_msg(const char *level, const char *fmt, ...)
 {
     char msg[LOG_MSG_MAX];

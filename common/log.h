@@ -16,6 +16,22 @@ void log_init(const char *service);
  * from `fields` (borrowed; may be NULL). */
 void log_event(const char *level, const char *msg, const json_t *fields);
 
+/* The line of one answered request, as log_event writes "request" with
+ * the fields service, request_id, method, route, status and duration_ms
+ * (in that order), but without building jansson objects or formatting a
+ * double: every request logs one, so this is the hot path. duration_us
+ * appears as milliseconds with three decimals. */
+typedef struct log_request_line {
+    const char *service;
+    const char *request_id;
+    const char *method;
+    const char *route;
+    int status;
+    long long duration_us;
+} log_request_line;
+
+void log_request(const char *level, const log_request_line *r);
+
 /* printf-style convenience for a line with only a message. */
 void log_msg(const char *level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

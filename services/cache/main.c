@@ -32,6 +32,7 @@ static int read_config(cache_config *c)
 {
     config_errors errs = {0};
     hs_config_from_env(&c->http, &errs);
+    c->http.conn_memory = HTTP_CONN_MEMORY_INTERNAL;
     c->http.port = (int)config_int("CACHE_PORT", 8301, 1, 65535, &errs);
     c->name = config_str("CACHE_NAME", "");
     c->node_id = (int)config_int("CACHE_NODE_ID", 1, 0, ID_NODE_MAX, &errs);

@@ -52,6 +52,7 @@ static int read_config(router_config *c, ring_node *nodes, int *nnodes)
 {
     config_errors errs = {0};
     hs_config_from_env(&c->http, &errs);
+    c->http.conn_memory = HTTP_CONN_MEMORY_INTERNAL;
     c->http.port = (int)config_int("ROUTER_PORT", 8200, 1, 65535, &errs);
     c->vnodes = (int)config_int("ROUTER_VNODES", RING_VNODES_DEFAULT, 1,
                                 ROUTER_VNODES_MAX, &errs);

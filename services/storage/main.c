@@ -35,6 +35,7 @@ static int read_config(storage_config *c)
 {
     config_errors errs = {0};
     hs_config_from_env(&c->http, &errs);
+    c->http.conn_memory = HTTP_CONN_MEMORY_INTERNAL;
     c->http.port = (int)config_int("STORAGE_PORT", 8400, 1, 65535, &errs);
     c->shards =
         (int)config_int("STORAGE_SHARDS", 16, 1, SHARDMAP_SHARDS_MAX, &errs);

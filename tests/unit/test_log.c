@@ -242,6 +242,65 @@ END_TEST
 #define THREADS 4
 #define LINES_PER_THREAD 300
 
+/* Logs one request line and checks it: one line, the members of
+ * log_event's "request" line in its order, equal values, duration_ms the
+ * microseconds in milliseconds. */
+static void check_request_line(const char *method, long long us, double want_ms)
+{
+    log_request_line r = {.service = SERVICE,
+                          .request_id = "5f1c2d3e4b5a69788796a5b4c3d2e1f0",
+                          .method = method,
+                          .route = "get_delta",
+                          .status = 503,
+                          .duration_us = us};
+    capture_start();
+    log_request("warn", &r);
+    char *got = capture_end();
+    size_t len = strlen(got);
+    ck_assert_uint_gt(len, 1);
+    ck_assert_int_eq(got[len - 1], '\n');
+    ck_assert_ptr_eq(strchr(got, '\n'), got + len - 1);
+
+    json_error_t err;
+    json_t *line = json_loads(got, 0, &err);
+    ck_assert_msg(line != NULL, "not JSON: %s (%s)", got, err.text);
+    static const char *const keys[] = {"ts",    "level",      "service",
+                                       "msg",   "request_id", "method",
+                                       "route", "status",     "duration_ms"};
+    size_t i = 0;
+    for (void *it = json_object_iter(line); it != NULL;
+         it = json_object_iter_next(line, it), i++) {
+        ck_assert_uint_lt(i, sizeof keys / sizeof keys[0]);
+        ck_assert_str_eq(json_object_iter_key(it), keys[i]);
+    }
+    ck_assert_uint_eq(i, sizeof keys / sizeof keys[0]);
+    ck_assert_str_eq(json_string_value(json_object_get(line, "level")), "warn");
+    ck_assert_str_eq(json_string_value(json_object_get(line, "msg")),
+                     "request");
+    ck_assert_str_eq(json_string_value(json_object_get(line, "method")),
+                     method ? method : "");
+    ck_assert_int_eq(json_integer_value(json_object_get(line, "status")), 503);
+    ck_assert_double_eq_tol(
+        json_number_value(json_object_get(line, "duration_ms")), want_ms, 1e-9);
+    json_decref(line);
+    free(got);
+}
+
+START_TEST(test_log_request)
+{
+    check_request_line("GET", 0, 0.0);
+    check_request_line("POST", 1, 0.001);
+    check_request_line("GET", 999, 0.999);
+    check_request_line("GET", 1000, 1.0);
+    check_request_line("GET", 20671, 20.671);
+    check_request_line("GET", 12345678901, 12345678.901);
+    check_request_line("GET", -5, 0.0); /* a clock step: never negative */
+    check_request_line(NULL, 7, 0.007);
+    check_request_line("G\"E\\T\n", 7, 0.007);  /* escaped */
+    check_request_line("G\xc3\xa9T", 7, 0.007); /* UTF-8: jansson's path */
+}
+END_TEST
+
 static void *log_many(void *arg)
 {
     const char *name = arg;
@@ -289,6 +348,7 @@ static Suite *log_suite(void)
 
     tcase_add_checked_fixture(tc, setup, NULL);
     tcase_add_test(tc, test_request_line);
+    tcase_add_test(tc, test_log_request);
     tcase_add_test(tc, test_no_fields_and_defaults);
     tcase_add_test(tc, test_escaping);
     tcase_add_test(tc, test_every_type);
