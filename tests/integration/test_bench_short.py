@@ -55,6 +55,9 @@ def main():
         if w["non_2xx"] or w["errors"]:
             failures.append("workload %s: %d non-2xx, %d errors (%s)"
                             % (name, w["non_2xx"], w["errors"], w["status"]))
+    late = result.get("late_lease_renewals")
+    if not isinstance(late, int) or late < 0:
+        failures.append("late_lease_renewals missing from the result: %r" % late)
     for f in failures:
         print("FAIL:", f)
     if not failures:
