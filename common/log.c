@@ -385,11 +385,9 @@ void log_event(const char *level, const char *msg, const json_t *fields)
     line_destroy(&b);
 }
 
-/* us as milliseconds with three decimals: 1234 -> 1.234. */
+/* us (>= 0) as milliseconds with three decimals: 1234 -> 1.234. */
 static void line_append_ms(line_buf *b, long long us)
 {
-    if (us < 0)
-        us = 0;
     char frac[4] = {(char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10),
                     (char)('0' + us % 10), '\0'};
     line_append_integer(b, us / 1000);
@@ -397,8 +395,11 @@ static void line_append_ms(line_buf *b, long long us)
     line_append(b, frac, 3);
 }
 
+/* ,"key":"s" (NULL reads as ""). */
 static void line_append_member(line_buf *b, const char *key, const char *s)
 {
+    if (s == NULL)
+        s = "";
     line_append(b, ",", 1);
     line_append_string(b, key, strlen(key));
     line_append(b, ":", 1);
@@ -407,13 +408,12 @@ static void line_append_member(line_buf *b, const char *key, const char *s)
 
 /* The same line through log_event, for what the direct path leaves to
  * jansson (a byte outside ASCII). */
-static void log_request_jansson(const char *level, const log_request_line *r,
-                                const char *method)
+static void log_request_jansson(const char *level, const log_request_line *r)
 {
     json_t *fields = json_pack(
         "{s:s, s:s, s:s, s:s, s:i, s:f}", "service", r->service, "request_id",
-        r->request_id, "method", method, "route", r->route, "status", r->status,
-        "duration_ms", (double)r->duration_us / 1000.0);
+        r->request_id, "method", r->method, "route", r->route, "status",
+        r->status, "duration_ms", (double)r->duration_us / 1000.0);
     log_event(level, "request", fields);
     json_decref(fields);
 }
@@ -422,25 +422,30 @@ void log_request(const char *level, const log_request_line *r)
 {
     char ts[LOG_TS_MAX];
     format_ts(ts, sizeof(ts));
-    const char *method = r->method ? r->method : "";
+    log_request_line v = *r;
+    v.service = r->service ? r->service : log_service;
+    v.request_id = r->request_id ? r->request_id : "";
+    v.method = r->method ? r->method : "";
+    v.route = r->route ? r->route : "";
+    v.duration_us = r->duration_us < 0 ? 0 : r->duration_us; /* clock step */
     line_buf b;
 
     line_init(&b);
     line_append(&b, "{\"ts\":", 6);
     line_append_string(&b, ts, strlen(ts));
     line_append_member(&b, "level", level ? level : "info");
-    line_append_member(&b, "service", r->service);
+    line_append_member(&b, "service", v.service);
     line_append(&b, ",\"msg\":\"request\"", 16);
-    line_append_member(&b, "request_id", r->request_id);
-    line_append_member(&b, "method", method);
-    line_append_member(&b, "route", r->route);
+    line_append_member(&b, "request_id", v.request_id);
+    line_append_member(&b, "method", v.method);
+    line_append_member(&b, "route", v.route);
     line_append(&b, ",\"status\":", 10);
-    line_append_integer(&b, r->status);
+    line_append_integer(&b, v.status);
     line_append(&b, ",\"duration_ms\":", 15);
-    line_append_ms(&b, r->duration_us);
+    line_append_ms(&b, v.duration_us);
     line_append(&b, "}\n", 2);
     if (b.is_failed)
-        log_request_jansson(level, r, method);
+        log_request_jansson(level, &v);
     else
         write_all(b.data, b.len);
     line_destroy(&b);

@@ -286,6 +286,28 @@ static void check_request_line(const char *method, long long us, double want_ms)
     free(got);
 }
 
+START_TEST(test_log_request_nulls)
+{
+    log_request_line r = {.status = 200, .duration_us = 1500};
+    capture_start();
+    log_request(NULL, &r);
+    char *got = capture_end();
+    json_error_t err;
+    json_t *line = json_loads(got, 0, &err);
+    ck_assert_msg(line != NULL, "not JSON: %s (%s)", got, err.text);
+    ck_assert_str_eq(json_string_value(json_object_get(line, "level")), "info");
+    ck_assert_str_eq(json_string_value(json_object_get(line, "service")),
+                     SERVICE);
+    ck_assert_str_eq(json_string_value(json_object_get(line, "request_id")),
+                     "");
+    ck_assert_str_eq(json_string_value(json_object_get(line, "route")), "");
+    ck_assert_double_eq_tol(
+        json_number_value(json_object_get(line, "duration_ms")), 1.5, 1e-9);
+    json_decref(line);
+    free(got);
+}
+END_TEST
+
 START_TEST(test_log_request)
 {
     check_request_line("GET", 0, 0.0);
@@ -298,6 +320,7 @@ START_TEST(test_log_request)
     check_request_line(NULL, 7, 0.007);
     check_request_line("G\"E\\T\n", 7, 0.007);  /* escaped */
     check_request_line("G\xc3\xa9T", 7, 0.007); /* UTF-8: jansson's path */
+    check_request_line("G\xc3\xa9T", -5, 0.0);  /* and clamped there too */
 }
 END_TEST
 
@@ -349,6 +372,7 @@ static Suite *log_suite(void)
     tcase_add_checked_fixture(tc, setup, NULL);
     tcase_add_test(tc, test_request_line);
     tcase_add_test(tc, test_log_request);
+    tcase_add_test(tc, test_log_request_nulls);
     tcase_add_test(tc, test_no_fields_and_defaults);
     tcase_add_test(tc, test_escaping);
     tcase_add_test(tc, test_every_type);
