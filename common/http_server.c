@@ -52,6 +52,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clockms.h"
 #include "constants.h"
 #include "iauth.h"
 #include "log.h"
@@ -222,13 +223,6 @@ static void reply_take_body(hs_reply *rep, char **buf, size_t *len)
 }
 
 /* ---- logging and metrics -------------------------------------------- */
-
-static long long monotonic_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
 
 static long long us_since(const struct timespec *start)
 {
@@ -611,7 +605,7 @@ static enum MHD_Result begin_request(hs_server *s, struct MHD_Connection *conn,
     rc->may_defer = s->cfg.allow_suspend;
     rc->blocking_defer = s->cfg.threads == 0;
     atomic_fetch_add(&s->in_flight, 1);
-    atomic_store(&s->last_begin, monotonic_ms());
+    atomic_store(&s->last_begin, clockms_monotonic());
     clock_gettime(CLOCK_MONOTONIC, &rc->start);
 
     const char *id =
@@ -911,7 +905,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
     hs_server *s = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         atomic_fetch_add(&s->open_conns, 1);
-        atomic_store(&s->last_begin, monotonic_ms());
+        atomic_store(&s->last_begin, clockms_monotonic());
         metrics_count(s->cfg.metrics, "http_connections_total",
                       "TCP connections accepted by the HTTP server.", 1);
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
@@ -1172,7 +1166,8 @@ static bool is_draining(hs_server *s)
     if (atomic_load(&s->in_flight) > 0)
         return true;
     return atomic_load(&s->open_conns) > 0 &&
-           monotonic_ms() - atomic_load(&s->last_begin) < HS_DRAIN_QUIET_MS;
+           clockms_monotonic() - atomic_load(&s->last_begin) <
+               HS_DRAIN_QUIET_MS;
 }
 
 void hs_stop(hs_server *s, int grace_ms)
