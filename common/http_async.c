@@ -123,10 +123,11 @@ static void call_start(hc_async *a, ha_call *c)
     active_push(a, c);
 }
 
-static void reap_done(hc_async *a)
+/* Ends the finished calls; returns how many. */
+static int reap_done(hc_async *a)
 {
     CURLMsg *msg;
-    int left;
+    int left, reaped = 0;
     while ((msg = curl_multi_info_read(a->multi, &left)) != NULL) {
         if (msg->msg != CURLMSG_DONE)
             continue;
@@ -141,7 +142,9 @@ static void reap_done(hc_async *a)
         hc_response resp = {0};
         hc_err err = hc_call_result(e, rc, &c->reply, &resp);
         call_end(a, c, err, &resp);
+        reaped++;
     }
+    return reaped;
 }
 
 /* Ends every call in the multi handle (stopping). */
@@ -155,32 +158,39 @@ static void end_active(hc_async *a)
     }
 }
 
+/* Takes the queued calls and starts them, oldest first (ends them when
+ * stopping). Returns whether the hc_async is stopping. */
+static bool start_incoming(hc_async *a)
+{
+    pthread_mutex_lock(&a->mu);
+    ha_call *fresh = a->incoming;
+    a->incoming = NULL;
+    bool stopping = a->stopping;
+    pthread_mutex_unlock(&a->mu);
+    /* Queued newest first: start the oldest first. */
+    ha_call *ordered = NULL;
+    while (fresh) {
+        ha_call *next = fresh->next;
+        fresh->next = ordered;
+        ordered = fresh;
+        fresh = next;
+    }
+    while (ordered) {
+        ha_call *c = ordered;
+        ordered = c->next;
+        if (stopping)
+            call_end(a, c, HC_ERROR, NULL);
+        else
+            call_start(a, c);
+    }
+    return stopping;
+}
+
 static void *async_main(void *arg)
 {
     hc_async *a = arg;
     for (;;) {
-        pthread_mutex_lock(&a->mu);
-        ha_call *fresh = a->incoming;
-        a->incoming = NULL;
-        bool stopping = a->stopping;
-        pthread_mutex_unlock(&a->mu);
-        /* Queued newest first: start the oldest first. */
-        ha_call *ordered = NULL;
-        while (fresh) {
-            ha_call *next = fresh->next;
-            fresh->next = ordered;
-            ordered = fresh;
-            fresh = next;
-        }
-        while (ordered) {
-            ha_call *c = ordered;
-            ordered = c->next;
-            if (stopping)
-                call_end(a, c, HC_ERROR, NULL);
-            else
-                call_start(a, c);
-        }
-        if (stopping) {
+        if (start_incoming(a)) {
             end_active(a);
             return NULL;
         }
@@ -191,7 +201,11 @@ static void *async_main(void *arg)
     }
 }
 
-hc_async *hc_async_new(hc_pool *p, int per_host)
+/* The hc_async a thread drives (hc_async_step), if any: its own calls
+ * need no wake-up. */
+static _Thread_local hc_async *tl_driving;
+
+static hc_async *async_create(hc_pool *p, int per_host)
 {
     if (p == NULL || per_host < 0)
         return NULL;
@@ -205,8 +219,56 @@ hc_async *hc_async_new(hc_pool *p, int per_host)
         curl_multi_setopt(a->multi, CURLMOPT_MAXCONNECTS, HA_MAX_CONNECTS) !=
             CURLM_OK ||
         curl_multi_setopt(a->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-                          (long)per_host) != CURLM_OK ||
-        pthread_create(&a->thread, NULL, async_main, a) != 0) {
+                          (long)per_host) != CURLM_OK) {
+        hc_async_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+hc_async *hc_async_new_driven(hc_pool *p, int per_host)
+{
+    return async_create(p, per_host);
+}
+
+void hc_async_step(hc_async *a, int fd, int timeout_ms)
+{
+    tl_driving = a;
+    if (start_incoming(a))
+        end_active(a);
+    int running = 0;
+    curl_multi_perform(a->multi, &running);
+    /* A finished call's answer usually wakes the caller's loop (fd):
+     * look at it at once rather than after one more wait. */
+    if (reap_done(a) > 0)
+        timeout_ms = 0;
+    struct curl_waitfd extra = {.fd = fd, .events = CURL_WAIT_POLLIN};
+    curl_multi_poll(a->multi, fd >= 0 ? &extra : NULL, fd >= 0 ? 1 : 0,
+                    timeout_ms, NULL);
+}
+
+void hc_async_shutdown(hc_async *a)
+{
+    if (a == NULL)
+        return;
+    pthread_mutex_lock(&a->mu);
+    a->stopping = true;
+    pthread_mutex_unlock(&a->mu);
+    hc_async_wakeup(a);
+}
+
+void hc_async_wakeup(hc_async *a)
+{
+    if (a != NULL && tl_driving != a)
+        curl_multi_wakeup(a->multi);
+}
+
+hc_async *hc_async_new(hc_pool *p, int per_host)
+{
+    hc_async *a = async_create(p, per_host);
+    if (a == NULL)
+        return NULL;
+    if (pthread_create(&a->thread, NULL, async_main, a) != 0) {
         hc_async_free(a);
         return NULL;
     }
@@ -224,7 +286,17 @@ void hc_async_free(hc_async *a)
         pthread_mutex_unlock(&a->mu);
         curl_multi_wakeup(a->multi);
         pthread_join(a->thread, NULL);
+    } else if (a->multi != NULL) {
+        /* Driven: no thread runs it any more (or the caller is the one
+         * that did). */
+        pthread_mutex_lock(&a->mu);
+        a->stopping = true;
+        pthread_mutex_unlock(&a->mu);
+        start_incoming(a);
+        end_active(a);
     }
+    if (tl_driving == a)
+        tl_driving = NULL;
     for (int i = 0; i < a->nspare; i++)
         curl_easy_cleanup(a->spare[i]);
     if (a->multi)
@@ -269,6 +341,6 @@ int hc_async_request(hc_async *a, const char *method, const char *url,
         call_free(c);
         return -1;
     }
-    curl_multi_wakeup(a->multi);
+    hc_async_wakeup(a);
     return 0;
 }

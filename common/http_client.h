@@ -122,4 +122,23 @@ int hc_async_request(hc_async *a, const char *method, const char *url,
                      const hc_headers *headers, const char *body, size_t len,
                      hc_async_done done, void *arg);
 
+/* ---- driven: an hc_async without a thread of its own ----
+ *
+ * A server's event loop runs the calls on its own thread, so a call it
+ * makes and the answer it gets never cross threads. done then runs on
+ * that thread, inside hc_async_step. hc_async_request stays thread safe;
+ * from the driving thread it costs no wake-up. hc_async_free must be
+ * called by the driving thread or once it no longer steps. */
+hc_async *hc_async_new_driven(hc_pool *p, int per_host);
+/* One turn of the loop: starts the queued calls, moves their bytes, ends
+ * the finished ones, then waits up to timeout_ms for one of the calls,
+ * for fd to be readable (-1: none) or for hc_async_wakeup. It waits not
+ * at all when a call just ended (its answer usually made fd ready). */
+void hc_async_step(hc_async *a, int fd, int timeout_ms);
+/* Ends the wait of hc_async_step; thread safe. */
+void hc_async_wakeup(hc_async *a);
+/* Refuses new calls from now on and ends those queued or in flight
+ * (done with HC_ERROR) at the next step; thread safe. */
+void hc_async_shutdown(hc_async *a);
+
 #endif

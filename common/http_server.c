@@ -34,6 +34,7 @@
  * read; the MAC once the body is complete.
  */
 #include "http_server.h"
+#include "http_server_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -95,17 +96,6 @@ struct hs_deferred {
     pthread_cond_t cv;
 };
 
-struct hs_server {
-    struct MHD_Daemon *daemon;
-    hs_config cfg;           /* copied; what it points to is borrowed */
-    atomic_int in_flight;    /* requests between first call and completion */
-    atomic_int open_conns;   /* connections between start and close */
-    atomic_llong last_begin; /* monotonic ms of the last connection or
-                                request to begin: the drain's quiet clock */
-    atomic_bool stopping;    /* set by hs_stop: replies close the connection,
-                                /readyz answers 503 */
-};
-
 /* Where a path landed in the route tables. */
 typedef enum {
     ROUTE_FOUND,
@@ -140,6 +130,7 @@ typedef struct request_ctx {
     bool may_defer;      /* the server allows suspension */
     bool blocking_defer; /* ... by a waiting thread (thread per conn.) */
     hs_deferred *deferred; /* set by hs_defer; freed with the context */
+    hs_reading reading;    /* listed while the body is read (loop mode) */
 } request_ctx;
 
 /* ---- replies -------------------------------------------------------- */
@@ -627,6 +618,10 @@ static enum MHD_Result begin_request(hs_server *s, struct MHD_Connection *conn,
     if (content_length_too_large(conn))
         return send_problem(s, conn, rc, method, 413,
                             "the request body is over 1 MiB", NULL, true);
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (info != NULL)
+        hs_loop_reading_add(&rc->reading, info->connect_fd);
     return MHD_YES;
 }
 
@@ -865,6 +860,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
         *upload_data_size = 0;
         return rc->answered ? MHD_YES : absorb_body(rc, upload_data, len);
     }
+    hs_loop_reading_remove(&rc->reading); /* the body is complete */
     if (rc->answered)
         return MHD_YES;
     if (rc->deferred != NULL)
@@ -881,6 +877,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     *con_cls = NULL;
     bool begun = rc->begun;
+    hs_loop_reading_remove(&rc->reading);
     free(rc->body);
     free(rc->params_buf);
     free(rc->raw_target);
@@ -1029,12 +1026,15 @@ static bool config_is_valid(const hs_config *cfg)
  * thread. */
 static unsigned int daemon_flags(const hs_config *cfg, bool is_v6)
 {
-    unsigned int flags =
-        MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_INTERNAL_POLLING_THREAD;
-    if (cfg->threads == 0)
-        flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
+    unsigned int flags = MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (cfg->loop != NULL && cfg->threads > 0)
+        flags |= MHD_USE_EPOLL; /* polled from outside (http_loop.c) */
+    else if (cfg->threads == 0)
+        flags |= MHD_USE_INTERNAL_POLLING_THREAD |
+                 MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
     else
-        flags |= cfg->epoll_pool ? MHD_USE_EPOLL : MHD_USE_POLL;
+        flags |= MHD_USE_INTERNAL_POLLING_THREAD |
+                 (cfg->epoll_pool ? MHD_USE_EPOLL : MHD_USE_POLL);
     if (is_v6)
         flags |= MHD_USE_IPv6;
     if (cfg->allow_suspend && cfg->threads > 0)
@@ -1069,6 +1069,26 @@ static void raise_fd_limit(void)
         log_msg("warn", "http server: cannot raise the descriptor limit");
 }
 
+struct MHD_Daemon *hs_daemon_start(hs_server *s, unsigned int flags,
+                                   const struct sockaddr_storage *addr,
+                                   MHD_socket listen_fd, unsigned int pool)
+{
+    /* The logger goes first so that messages about the other options
+     * reach it too. A listening socket given replaces the address.
+     * MHD_OPTION_END where the pool size would go ends the list early. */
+    return MHD_start_daemon(
+        flags, (uint16_t)s->cfg.port, NULL, NULL, on_access, s,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_SOCK_ADDR,
+        (const struct sockaddr *)addr, MHD_OPTION_LISTEN_SOCKET, listen_fd,
+        MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.conn_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_connections,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, s->cfg.conn_memory,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        pool > 0 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, pool,
+        MHD_OPTION_END);
+}
+
 hs_server *hs_start(const hs_config *cfg)
 {
     struct sockaddr_storage addr;
@@ -1087,20 +1107,14 @@ hs_server *hs_start(const hs_config *cfg)
     s->cfg = *cfg;
     apply_limit_defaults(&s->cfg);
 
-    /* The logger goes first so that messages about the other options
-     * reach it too. MHD_OPTION_END where the pool size would go ends the
-     * list early. */
-    s->daemon = MHD_start_daemon(
-        daemon_flags(cfg, is_v6), (uint16_t)cfg->port, NULL, NULL, on_access, s,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_TIMEOUT,
-        s->cfg.conn_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-        s->cfg.max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        s->cfg.conn_memory, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-        cfg->threads > 0 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
-        (unsigned int)cfg->threads, MHD_OPTION_END);
+    unsigned int flags = daemon_flags(cfg, is_v6);
+    if (cfg->loop != NULL && cfg->threads > 0) {
+        if (hs_loops_start(s, flags, &addr) != 0)
+            s->daemon = NULL;
+    } else {
+        s->daemon = hs_daemon_start(s, flags, &addr, MHD_INVALID_SOCKET,
+                                    (unsigned int)cfg->threads);
+    }
     if (s->daemon == NULL) {
         log_msg("error", "http server: cannot listen on %s:%d", cfg->bind,
                 cfg->port);
@@ -1136,7 +1150,7 @@ static void sleep_ms(int ms)
  * daemon no longer polls) to the daemon, so that clients whose connect
  * already succeeded get an answer instead of a reset when the socket is
  * shut down. Returns how many were taken over. */
-static int adopt_backlog(hs_server *s, MHD_socket fd)
+int hs_adopt_backlog(struct MHD_Daemon *daemon, MHD_socket fd)
 {
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
@@ -1152,8 +1166,8 @@ static int adopt_backlog(hs_server *s, MHD_socket fd)
             return adopted; /* EAGAIN: the backlog is empty */
         }
         /* The daemon owns conn from here, and closes it on failure. */
-        if (MHD_add_connection(s->daemon, conn, (struct sockaddr *)&peer,
-                               len) == MHD_YES)
+        if (MHD_add_connection(daemon, conn, (struct sockaddr *)&peer, len) ==
+            MHD_YES)
             adopted++;
     }
 }
@@ -1170,22 +1184,31 @@ static bool is_draining(hs_server *s)
                HS_DRAIN_QUIET_MS;
 }
 
+/* Stops accepting and takes the backlog over; returns the listening
+ * socket, which the daemons no longer close. */
+static MHD_socket quiesce(hs_server *s, int *adopted)
+{
+    if (s->loops != NULL)
+        return hs_loops_quiesce(s, adopted);
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        *adopted = hs_adopt_backlog(s->daemon, fd);
+    return fd;
+}
+
 void hs_stop(hs_server *s, int grace_ms)
 {
     if (s == NULL)
         return;
     atomic_store(&s->stopping, true);
-    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
     int adopted = 0;
-    if (fd != MHD_INVALID_SOCKET) {
-        adopted = adopt_backlog(s, fd);
-        /* Quiescing only stops accepting: new connections would still
-         * queue in the backlog and hang. Shutting the socket down
-         * (without closing it, which must wait for MHD_stop_daemon)
-         * refuses them at once, so clients fail over to another
-         * instance. */
+    MHD_socket fd = quiesce(s, &adopted);
+    /* Quiescing only stops accepting: new connections would still queue
+     * in the backlog and hang. Shutting the socket down (without closing
+     * it, which must wait for the daemons to stop) refuses them at once,
+     * so clients fail over to another instance. */
+    if (fd != MHD_INVALID_SOCKET)
         shutdown(fd, SHUT_RDWR);
-    }
     /* Deferred requests would hold the drain for their whole wait, and
      * libmicrohttpd must not stop with a connection suspended. */
     if (s->cfg.stopping != NULL)
@@ -1213,7 +1236,10 @@ void hs_stop(hs_server *s, int grace_ms)
     else
         log_msg("info", "http server: drained in %d ms", waited);
 
-    MHD_stop_daemon(s->daemon);
+    if (s->loops != NULL)
+        hs_loops_stop(s);
+    else
+        MHD_stop_daemon(s->daemon);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
     free(s);

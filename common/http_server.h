@@ -83,6 +83,26 @@ typedef bool (*hs_ready_fn)(void *ctx);
  * (hs_defer) here, so long polls do not hold the shutdown. */
 typedef void (*hs_stopping_fn)(void *ctx);
 
+/* An event loop per pool thread, run by the server and fed by the
+ * service (hs_config.loop): each thread drives a libmicrohttpd daemon of
+ * its own on the shared listening socket, and between two turns it waits
+ * in the service's wait, which also runs the service's own work of that
+ * thread (its outgoing calls). A handler on that thread reaches the
+ * thread's state through hs_loop_state, so a call it starts and the
+ * answer that wakes its request never cross threads. */
+typedef struct hs_loop_ops {
+    /* Once per loop thread, before it runs: its state, NULL on failure
+     * (the server does not start). */
+    void *(*open)(void *ctx);
+    /* On the loop thread: waits up to timeout_ms for fd to be readable or
+     * for the state's own work, and runs that work. */
+    void (*wait)(void *state, int fd, int timeout_ms);
+    /* From any thread: ends the current wait early. */
+    void (*wake)(void *state);
+    /* Once the loop thread ended. */
+    void (*close)(void *state);
+} hs_loop_ops;
+
 typedef struct hs_config {
     const char *service; /* "gateway", ... for logs and metrics */
     const char *bind;    /* "127.0.0.1" */
@@ -125,6 +145,9 @@ typedef struct hs_config {
      * Access-Control-Allow-Origin on every reply ("*" or one origin), and
      * an OPTIONS preflight on any served path answers 204. Borrowed. */
     const char *cors_origin;
+    /* NULL: libmicrohttpd runs its own threads. Else, with threads > 0,
+     * each of the threads is an event loop (hs_loop_ops). Borrowed. */
+    const hs_loop_ops *loop;
 } hs_config;
 
 typedef struct hs_server hs_server;
@@ -190,6 +213,10 @@ hs_deferred *hs_defer(hs_request *req, hs_resume_fn resume, void *arg);
  * handler that deferred it has returned (it is then answered at once).
  * Call exactly once per handle. */
 void hs_wake(hs_deferred *d);
+
+/* The state hs_loop_ops.open made for the calling thread's loop; NULL
+ * on any other thread. */
+void *hs_loop_state(void);
 
 /* Blocks SIGTERM/SIGINT in the calling thread and ignores SIGPIPE. Call
  * it first in main, before any thread starts, so every thread inherits the

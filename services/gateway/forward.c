@@ -181,10 +181,22 @@ static void forward_blocking(gateway *g, const forward_call *c, hs_reply *rep)
 /* How often the timer looks at parked calls for a newer ring. */
 #define RELAY_TICK_MS 5
 
+/* One loop thread's calls (hs_loop_ops): an hc_async driven by that
+ * thread. async goes NULL, under the relay's submit lock, when the loop
+ * closed; the struct lives as long as the relay. */
+typedef struct forward_loop {
+    forward_relay *r;
+    hc_async *async;
+} forward_loop;
+
+/* Most loops a relay serves: GATEWAY_HTTP_THREADS' bound. */
+#define RELAY_LOOPS_MAX 64
+
 typedef struct relay_call {
     struct relay_call *next; /* in the retry list */
     forward_relay *r;
-    forward_call c; /* points into the copies below */
+    forward_loop *loop; /* whose hc_async runs the call; NULL: the relay's */
+    forward_call c;     /* points into the copies below */
     char *path, *body;
     char request_id[HS_REQUEST_ID_MAX];
     hs_deferred *d;
@@ -208,6 +220,8 @@ struct forward_relay {
     bool stopping;  /* the timer thread ends */
     pthread_t timer;
     bool has_timer;
+    forward_loop *loops[RELAY_LOOPS_MAX]; /* under mu */
+    int nloops;
 };
 
 static void relay_call_free(relay_call *rc)
@@ -259,10 +273,11 @@ static void relay_attempt(relay_call *rc)
     hc_headers headers = {.lines = {epoch_line, id_line}, .n = 2};
     clock_gettime(CLOCK_MONOTONIC, &rc->start);
     pthread_rwlock_rdlock(&r->submit);
+    hc_async *a = rc->loop ? rc->loop->async : r->async;
     int rc_queued =
-        r->async ? hc_async_request(r->async, rc->c.method, rc->t.url, &headers,
-                                    rc->body, rc->c.body_len, on_answer, rc)
-                 : -1;
+        a ? hc_async_request(a, rc->c.method, rc->t.url, &headers, rc->body,
+                             rc->c.body_len, on_answer, rc)
+          : -1;
     pthread_rwlock_unlock(&r->submit);
     if (rc_queued != 0)
         relay_fail(rc, "the gateway is stopping");
@@ -397,12 +412,15 @@ static void answer_parked(forward_relay *r)
 }
 
 /* Ends the calls in flight (each answered by on_answer, which parks
- * nothing now) and refuses later ones. */
+ * nothing now) and refuses later ones. The loops' calls end on their
+ * own threads, at their next turn. */
 static void end_async(forward_relay *r)
 {
     pthread_rwlock_wrlock(&r->submit);
     hc_async *a = r->async;
     r->async = NULL;
+    for (int i = 0; i < r->nloops; i++)
+        hc_async_shutdown(r->loops[i]->async);
     pthread_rwlock_unlock(&r->submit);
     hc_async_free(a);
 }
@@ -433,6 +451,8 @@ void forward_relay_free(forward_relay *r)
         pthread_join(r->timer, NULL);
     end_async(r);
     answer_parked(r);
+    for (int i = 0; i < r->nloops; i++)
+        free(r->loops[i]);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     pthread_rwlock_destroy(&r->submit);
@@ -467,6 +487,7 @@ static bool forward_async(gateway *g, hs_request *req, const forward_call *c)
     if (rc == NULL)
         return false;
     rc->r = r;
+    rc->loop = hs_loop_state();
     rc->why = "no ring from the router yet";
     rc->c = *c;
     rc->path = strdup(c->path);
@@ -494,3 +515,59 @@ void forward_call_owner(gateway *g, hs_request *req, const forward_call *c,
         return;
     forward_blocking(g, c, rep);
 }
+
+/* ---- the relay's loops (hs_loop_ops) -------------------------------- */
+
+static void *loop_open(void *ctx)
+{
+    gateway *g = ctx;
+    forward_relay *r = g->relay;
+    forward_loop *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return NULL;
+    l->r = r;
+    l->async = hc_async_new_driven(g->hops, g->hop_connections);
+    pthread_mutex_lock(&r->mu);
+    bool room = l->async != NULL && r->nloops < RELAY_LOOPS_MAX;
+    if (room)
+        r->loops[r->nloops++] = l;
+    pthread_mutex_unlock(&r->mu);
+    if (!room) {
+        hc_async_free(l->async);
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+static void loop_wait(void *state, int fd, int timeout_ms)
+{
+    forward_loop *l = state;
+    hc_async_step(l->async, fd, timeout_ms);
+}
+
+static void loop_wake(void *state)
+{
+    forward_loop *l = state;
+    hc_async_wakeup(l->async);
+}
+
+/* The loop thread ended: its calls end here (each answered 503, none
+ * parked: the relay was abandoned or every request is answered). */
+static void loop_close(void *state)
+{
+    forward_loop *l = state;
+    forward_relay *r = l->r;
+    pthread_rwlock_wrlock(&r->submit);
+    hc_async *a = l->async;
+    l->async = NULL;
+    pthread_rwlock_unlock(&r->submit);
+    hc_async_free(a);
+}
+
+const hs_loop_ops forward_loop_ops = {
+    .open = loop_open,
+    .wait = loop_wait,
+    .wake = loop_wake,
+    .close = loop_close,
+};

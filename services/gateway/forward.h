@@ -49,4 +49,10 @@ void forward_relay_abandon(forward_relay *r);
 /* After the servers stopped. NULL is a no-op. */
 void forward_relay_free(forward_relay *r);
 
+/* The main listener's threads as event loops (hs_config.loop, with the
+ * gateway as ctx and g->relay set): each loop runs the forwards its
+ * handlers start on an hc_async of its own, so a forward and its answer
+ * stay on one thread. Retries still go through the relay's timer. */
+extern const hs_loop_ops forward_loop_ops;
+
 #endif

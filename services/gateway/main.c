@@ -42,6 +42,8 @@ typedef struct gateway_config {
     const char *cors_origin; /* NULL: off */
     int events_port;         /* 0: long polls on the main listener */
     int events_threads;
+    bool event_loop; /* GATEWAY_EVENT_LOOP: forwards on the listener's
+                        threads (forward_loop_ops), not the relay's */
 } gateway_config;
 
 /* Threads of the main listener's epoll pool: the gateway's handlers
@@ -81,6 +83,7 @@ static int read_config(gateway_config *c)
     c->anon_burst = config_int("GATEWAY_ANON_BURST", GATEWAY_ANON_BURST_DEFAULT,
                                1, RL_BURST_MAX, &errs);
     c->trust_proxy = (int)config_int("GATEWAY_TRUST_PROXY", 0, 0, 2, &errs);
+    c->event_loop = config_int("GATEWAY_EVENT_LOOP", 1, 0, 1, &errs) == 1;
     /* Dev tokens need both switches: a production gateway never runs in
      * development mode, so one stray variable cannot open it. */
     bool dev_mode = config_int("MESSENGER_DEV_MODE", 0, 0, 1, &errs) == 1;
@@ -217,6 +220,7 @@ int main(void)
     hc[0].stopping = drain_polls;
     hc[0].abandon = abandon_forwards;
     hc[0].cors_origin = c.cors_origin;
+    hc[0].loop = c.event_loop && g.relay ? &forward_loop_ops : NULL;
     /* The long-poll listener: an epoll pool too, so a waiting poll is a
      * suspended connection and holds no thread, and polls never queue
      * behind the main listener's traffic. */

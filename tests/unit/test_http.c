@@ -72,11 +72,54 @@ static void h_retry(hs_request *req, hs_reply *rep)
     rep->retry_after_s = 7;
 }
 
+/* On an event loop a handler must not block: /slow defers there, and a
+ * thread of its own sleeps and wakes the request. */
+typedef struct slow_job {
+    hs_deferred *d;
+    int wait_ms;
+} slow_job;
+
+static void sleep_for_ms(int wait_ms)
+{
+    struct timespec ts = {wait_ms / 1000, (long)(wait_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void *slow_waker(void *arg)
+{
+    slow_job *job = arg;
+    sleep_for_ms(job->wait_ms);
+    hs_wake(job->d);
+    return NULL;
+}
+
+static void slow_resume(hs_request *req, void *arg, hs_reply *rep)
+{
+    slow_job *job = arg;
+    hs_reply_json(rep, 200, json_pack("{s:i}", "slept_ms", job->wait_ms));
+    free(job);
+}
+
+static bool slow_deferred(hs_request *req, int wait_ms)
+{
+    slow_job *job = calloc(1, sizeof(*job));
+    ck_assert_ptr_nonnull(job);
+    job->wait_ms = wait_ms;
+    job->d = hs_defer(req, slow_resume, job);
+    ck_assert_ptr_nonnull(job->d);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, slow_waker, job), 0);
+    pthread_detach(t);
+    return true;
+}
+
 static void h_slow(hs_request *req, hs_reply *rep)
 {
     const char *ms = hs_query(req, "ms");
     int wait_ms = ms ? atoi(ms) : 100;
     atomic_store(&slow_entered, true);
+    if (hs_loop_state() != NULL && slow_deferred(req, wait_ms))
+        return;
     struct timespec ts = {wait_ms / 1000, (long)(wait_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
     hs_reply_json(rep, 200, json_pack("{s:i}", "slept_ms", wait_ms));
@@ -106,6 +149,82 @@ static void h_big(hs_request *req, hs_reply *rep)
     rep->content_type = "text/plain";
 }
 
+/* ---- loop mode: each loop drives an hc_async, as the gateway's do ---- */
+
+static hc_pool *loop_pool;
+
+static void *tl_open(void *ctx)
+{
+    return hc_async_new_driven(loop_pool, 0);
+}
+static void tl_wait(void *state, int fd, int ms)
+{
+    hc_async_step(state, fd, ms);
+}
+static void tl_wake(void *state)
+{
+    hc_async_wakeup(state);
+}
+static void tl_close(void *state)
+{
+    hc_async_free(state);
+}
+
+static const hs_loop_ops test_loop_ops = {
+    .open = tl_open, .wait = tl_wait, .wake = tl_wake, .close = tl_close};
+
+/* /relay: asks /query of this same server through the loop's hc_async
+ * and answers what it got, noting whether the answer came back on the
+ * thread that started the call. */
+typedef struct relay_job {
+    hs_deferred *d;
+    pthread_t handler_thread;
+    bool same_thread;
+    long status;
+    char body[512];
+} relay_job;
+
+static void relay_done(void *arg, hc_err err, hc_response *resp)
+{
+    relay_job *job = arg;
+    job->same_thread = pthread_equal(pthread_self(), job->handler_thread);
+    job->status = err == HC_OK ? resp->status : -1;
+    snprintf(job->body, sizeof(job->body), "%s",
+             err == HC_OK && resp->body ? resp->body : "");
+    hc_response_free(resp);
+    hs_wake(job->d);
+}
+
+static void relay_resume(hs_request *req, void *arg, hs_reply *rep)
+{
+    relay_job *job = arg;
+    hs_reply_json(rep, 200,
+                  json_pack("{s:I, s:b, s:s}", "status",
+                            (json_int_t)job->status, "same_thread",
+                            job->same_thread, "body", job->body));
+    free(job);
+}
+
+static void h_relay(hs_request *req, hs_reply *rep)
+{
+    hc_async *a = hs_loop_state();
+    relay_job *job = calloc(1, sizeof(*job));
+    if (a == NULL || job == NULL) {
+        free(job);
+        hs_reply_problem(rep, 500, NULL, "not on a loop");
+        return;
+    }
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/query?q=looped", port);
+    job->handler_thread = pthread_self();
+    job->d = hs_defer(req, relay_resume, job);
+    if (job->d == NULL ||
+        hc_async_request(a, "GET", url, NULL, NULL, 0, relay_done, job) != 0) {
+        free(job); /* a deferred request must still be woken */
+        hs_reply_problem(rep, 500, NULL, "cannot relay");
+    }
+}
+
 static const hs_route routes[] = {
     {"GET", "/items/{}/sub/{}", h_params, "params"},
     {"POST", "/echo", h_echo, "echo"},
@@ -116,6 +235,7 @@ static const hs_route routes[] = {
     {"GET", "/big", h_big, "big"},
     {"DELETE", "/echo", h_echo, "echo_delete"},
     {"GET", "/four/{}/{}/{}/{}", h_four, "four"},
+    {"GET", "/relay", h_relay, "relay"},
 };
 
 static bool is_ready(void *ctx)
@@ -125,22 +245,30 @@ static bool is_ready(void *ctx)
 
 /* ---- fixture -------------------------------------------------------- */
 
+/* threads < 0: -threads event loops (test_loop_ops). */
 static void start_server(int threads)
 {
     log_init("test");
     mx = metrics_new("test");
     ck_assert_ptr_nonnull(mx);
+    bool loops = threads < 0;
     hs_config cfg = {
         .service = "test",
         .bind = "127.0.0.1",
         .port = 0,
-        .threads = threads,
+        .threads = loops ? -threads : threads,
         .routes = routes,
         .nroutes = sizeof(routes) / sizeof(routes[0]),
         .ready = is_ready,
         .ctx = NULL,
         .metrics = mx,
+        .allow_suspend = loops,
+        .loop = loops ? &test_loop_ops : NULL,
     };
+    if (loops) {
+        loop_pool = hc_pool_new(4, 2000);
+        ck_assert_ptr_nonnull(loop_pool);
+    }
     /* Reset here too: with CK_FORK=no the tests share one process. */
     atomic_store(&ready_flag, true);
     atomic_store(&echo_calls, 0);
@@ -157,12 +285,16 @@ static void teardown(void)
     srv = NULL;
     metrics_free(mx);
     mx = NULL;
+    hc_pool_free(loop_pool);
+    loop_pool = NULL;
 }
 
 /* Loop tests run once per threading model. */
+/* Loop index 0: thread per connection; 1: a pool of 4 (poll); 2: two
+ * event loops. */
 static int threads_for(int i)
 {
-    return i == 0 ? 0 : 4;
+    return i == 0 ? 0 : i == 1 ? 4 : -2;
 }
 
 static char *url_for(const char *path)
@@ -1059,6 +1191,27 @@ START_TEST(test_close_mid_body_ends_request)
 }
 END_TEST
 
+/* A handler on a loop starts a call on the loop's hc_async and defers;
+ * the answer comes back on the same thread and resumes the request. Many
+ * at once over several connections, so both loops take some. */
+START_TEST(test_loop_call_stays_on_its_thread)
+{
+    start_server(-2);
+    for (int i = 0; i < 20; i++) {
+        raw_response r;
+        curl_call("GET", "/relay", NULL, &r);
+        ck_assert_int_eq(r.status, 200);
+        json_t *j = json_loads(r.body, 0, NULL);
+        ck_assert_ptr_nonnull(j);
+        ck_assert_int_eq(json_integer_value(json_object_get(j, "status")), 200);
+        ck_assert(json_is_true(json_object_get(j, "same_thread")));
+        ck_assert_ptr_nonnull(
+            strstr(json_string_value(json_object_get(j, "body")), "looped"));
+        json_decref(j);
+    }
+}
+END_TEST
+
 /* ---- suite ---------------------------------------------------------- */
 
 static TCase *server_case(const char *name, const TTest *test, int loops)
@@ -1095,37 +1248,39 @@ static Suite *http_suite(void)
     tcase_add_test(pure, test_body_append_caps);
     suite_add_tcase(s, pure);
 
-    /* Loop index 0: thread per connection; 1: epoll thread pool. */
-    suite_add_tcase(s, server_case("params", test_route_params, 2));
-    suite_add_tcase(s, server_case("404", test_not_found_problem, 2));
-    suite_add_tcase(s, server_case("405", test_wrong_method_405_allow, 2));
-    suite_add_tcase(s, server_case("builtin", test_builtin_routes, 2));
+    /* Loop index (threads_for): thread per connection, pool, loops. */
+    suite_add_tcase(s, server_case("params", test_route_params, 3));
+    suite_add_tcase(s, server_case("404", test_not_found_problem, 3));
+    suite_add_tcase(s, server_case("405", test_wrong_method_405_allow, 3));
+    suite_add_tcase(s, server_case("builtin", test_builtin_routes, 3));
     suite_add_tcase(s,
-                    server_case("500", test_handler_without_status_is_500, 2));
-    suite_add_tcase(s, server_case("retry", test_retry_after, 2));
-    suite_add_tcase(s, server_case("reqid", test_request_id_echoed, 2));
-    suite_add_tcase(s, server_case("query", test_query_and_header, 2));
-    suite_add_tcase(s, server_case("echo", test_body_echo_round_trip, 2));
-    suite_add_tcase(s, server_case("413cl", test_413_on_content_length, 2));
+                    server_case("500", test_handler_without_status_is_500, 3));
+    suite_add_tcase(s, server_case("retry", test_retry_after, 3));
+    suite_add_tcase(s, server_case("reqid", test_request_id_echoed, 3));
+    suite_add_tcase(s, server_case("query", test_query_and_header, 3));
+    suite_add_tcase(s, server_case("echo", test_body_echo_round_trip, 3));
+    suite_add_tcase(s, server_case("413cl", test_413_on_content_length, 3));
     suite_add_tcase(s,
-                    server_case("413expect", test_413_skips_100_continue, 2));
-    suite_add_tcase(s, server_case("413chunk", test_413_on_chunked_body, 2));
-    suite_add_tcase(s, server_case("keepalive", test_keep_alive_reuse, 2));
+                    server_case("413expect", test_413_skips_100_continue, 3));
+    suite_add_tcase(s, server_case("413chunk", test_413_on_chunked_body, 3));
+    suite_add_tcase(s, server_case("keepalive", test_keep_alive_reuse, 3));
     suite_add_tcase(s, server_case("connect", test_client_connect_error, 1));
     suite_add_tcase(s, server_case("timeout", test_client_timeout, 1));
     suite_add_tcase(s, server_case("cap", test_client_body_cap, 1));
     suite_add_tcase(s, server_case("headers", test_client_headers_sent, 1));
-    suite_add_tcase(s, server_case("stop", test_graceful_stop, 2));
+    suite_add_tcase(s, server_case("stop", test_graceful_stop, 3));
     suite_add_tcase(
-        s, server_case("drain", test_draining_serves_open_connections, 2));
-    suite_add_tcase(s, server_case("async", test_async_round_trips, 2));
+        s, server_case("drain", test_draining_serves_open_connections, 3));
+    suite_add_tcase(s, server_case("async", test_async_round_trips, 3));
     suite_add_tcase(s, server_case("asynccap", test_async_per_host_cap, 1));
     suite_add_tcase(
-        s, server_case("closemid", test_close_mid_body_ends_request, 2));
+        s, server_case("closemid", test_close_mid_body_ends_request, 3));
     suite_add_tcase(s, server_case("asyncerr", test_async_errors, 1));
     suite_add_tcase(s, server_case("asyncfree", test_async_free_ends_calls, 1));
     suite_add_tcase(s,
                     server_case("abandon", test_abandon_answers_deferred, 1));
+    suite_add_tcase(
+        s, server_case("loopcall", test_loop_call_stays_on_its_thread, 1));
     return s;
 }
 
