@@ -46,9 +46,9 @@ typedef struct gateway_config {
                         threads (forward_loop_ops), not the relay's */
 } gateway_config;
 
-/* Threads of the main listener's epoll pool: the gateway's handlers
- * never block (forwards run on the relay's own thread), so one per core
- * serves every connection. */
+/* Threads of the main listener: the gateway's handlers never block
+ * (forwards run on each thread's event loop, or on the relay's thread),
+ * so one per core serves every connection. */
 #define GATEWAY_HTTP_THREADS_DEFAULT 2
 /* Connections the relay opens to one cache node, 0: as many as calls in
  * flight. Each is a thread there (a thread per connection); measured
