@@ -120,8 +120,7 @@ static void h_slow(hs_request *req, hs_reply *rep)
     atomic_store(&slow_entered, true);
     if (hs_loop_state() != NULL && slow_deferred(req, wait_ms))
         return;
-    struct timespec ts = {wait_ms / 1000, (long)(wait_ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    sleep_for_ms(wait_ms);
     hs_reply_json(rep, 200, json_pack("{s:i}", "slept_ms", wait_ms));
 }
 
