@@ -52,6 +52,9 @@ struct hs_loop_thread {
     int adopted;
     hs_reading *reading; /* requests still being read */
     int64_t next_sweep_ms;
+    /* A connection of this loop was resumed during its own turn: the
+     * next wait must not sleep (see hs_loop_kick). */
+    bool again;
 };
 
 static _Thread_local void *tl_state;
@@ -65,13 +68,36 @@ void *hs_loop_state(void)
 /* How long the loop may wait: the daemon's next timer (a connection's
  * idle timeout; zero when it holds data already read), capped, and
  * shorter while a sweep may be needed. */
-static int turn_timeout(const hs_loop_thread *t)
+static int turn_timeout(hs_loop_thread *t)
 {
+    if (t->again) {
+        t->again = false;
+        return 0;
+    }
     int cap = t->reading != NULL ? HS_LOOP_SWEEP_MS : HS_LOOP_IDLE_MS;
     MHD_UNSIGNED_LONG_LONG ms = 0;
     if (MHD_get_timeout(t->daemon, &ms) != MHD_YES || ms > (unsigned)cap)
         return cap;
     return (int)ms;
+}
+
+hs_loop_thread *hs_loop_current(void)
+{
+    return tl_loop;
+}
+
+/* libmicrohttpd's external epoll mode takes a resumed connection up only
+ * when the daemon runs again, and nothing makes the loop's wait return
+ * for it: without this kick a long poll answered from another thread
+ * would wait for the loop's next timer (up to HS_LOOP_IDLE_MS). */
+void hs_loop_kick(hs_loop_thread *t)
+{
+    if (t == NULL)
+        return;
+    if (t == tl_loop)
+        t->again = true;
+    else if (!atomic_load(&t->s->loops_exit))
+        t->s->cfg.loop->wake(t->state);
 }
 
 void hs_loop_reading_add(hs_reading *r, int fd)

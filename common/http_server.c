@@ -86,6 +86,7 @@ enum { DEFER_RUNNING = 0, DEFER_SUSPENDED, DEFER_WOKEN };
 struct hs_deferred {
     atomic_int state;
     struct MHD_Connection *conn; /* set once by hs_defer */
+    hs_loop_thread *loop;        /* the loop serving conn (loop mode) */
     hs_resume_fn resume;
     void *arg;
     /* With a thread per connection, libmicrohttpd 0.9.75 does not wake
@@ -724,6 +725,7 @@ hs_deferred *hs_defer(hs_request *req, hs_resume_fn resume, void *arg)
         pthread_cond_init(&d->cv, NULL);
     }
     d->conn = req->conn;
+    d->loop = hs_loop_current();
     d->resume = resume;
     d->arg = arg;
     rc->deferred = d;
@@ -744,8 +746,11 @@ void hs_wake(hs_deferred *d)
     /* Read before the exchange: once the state says WOKEN the server may
      * resume, answer and free d. */
     struct MHD_Connection *conn = d->conn;
-    if (atomic_exchange(&d->state, DEFER_WOKEN) == DEFER_SUSPENDED)
+    hs_loop_thread *loop = d->loop;
+    if (atomic_exchange(&d->state, DEFER_WOKEN) == DEFER_SUSPENDED) {
         MHD_resume_connection(conn);
+        hs_loop_kick(loop);
+    }
 }
 
 /* After a handler deferred its request: suspend the connection, unless
@@ -757,8 +762,10 @@ static enum MHD_Result suspend_deferred(struct MHD_Connection *conn,
     MHD_suspend_connection(conn);
     int expected = DEFER_RUNNING;
     if (!atomic_compare_exchange_strong(&rc->deferred->state, &expected,
-                                        DEFER_SUSPENDED))
+                                        DEFER_SUSPENDED)) {
         MHD_resume_connection(conn);
+        hs_loop_kick(rc->deferred->loop);
+    }
     return MHD_YES;
 }
 

@@ -58,6 +58,11 @@ int hs_loops_start(hs_server *s, unsigned int flags,
 MHD_socket hs_loops_quiesce(hs_server *s, int *adopted);
 /* Ends the loops, closes their states and stops their daemons. */
 void hs_loops_stop(hs_server *s);
+/* The calling thread's loop, or NULL off the loops. */
+hs_loop_thread *hs_loop_current(void);
+/* Makes loop t (may be NULL: nothing to do) run its daemon again soon: a
+ * connection of it was resumed. Callable from any thread. */
+void hs_loop_kick(hs_loop_thread *t);
 /* Lists r (fd: its connection's socket) with the calling thread's loop,
  * if it is a loop thread; a no-op elsewhere. */
 void hs_loop_reading_add(hs_reading *r, int fd);

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clockms.h"
 #include "http_client.h"
 #include "http_server.h"
 #include "constants.h"
@@ -100,6 +101,8 @@ static void slow_resume(hs_request *req, void *arg, hs_reply *rep)
     free(job);
 }
 
+/* ms=0 wakes the request before its handler returns, on the loop's own
+ * thread; otherwise a helper thread sleeps and wakes it. */
 static bool slow_deferred(hs_request *req, int wait_ms)
 {
     slow_job *job = calloc(1, sizeof(*job));
@@ -107,6 +110,10 @@ static bool slow_deferred(hs_request *req, int wait_ms)
     job->wait_ms = wait_ms;
     job->d = hs_defer(req, slow_resume, job);
     ck_assert_ptr_nonnull(job->d);
+    if (wait_ms == 0) {
+        hs_wake(job->d);
+        return true;
+    }
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, slow_waker, job), 0);
     pthread_detach(t);
@@ -1211,6 +1218,27 @@ START_TEST(test_loop_call_stays_on_its_thread)
 }
 END_TEST
 
+/* A request deferred on a loop is answered when it is woken, whether
+ * from another thread or at once on the loop's own, not at the loop's
+ * next timer: an idle loop waits a second, so a missed wake-up shows as
+ * an answer about a second late. */
+START_TEST(test_loop_wake_answers_at_once)
+{
+    start_server(-2);
+    const char *paths[] = {"/slow?ms=0", "/slow?ms=20"};
+    for (int i = 0; i < 6; i++) {
+        const char *path = paths[i % 2];
+        int64_t start = clockms_monotonic();
+        raw_response r;
+        curl_call("GET", path, NULL, &r);
+        int64_t took = clockms_monotonic() - start;
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_msg(took < 700, "%s answered after %lld ms", path,
+                      (long long)took);
+    }
+}
+END_TEST
+
 /* ---- suite ---------------------------------------------------------- */
 
 static TCase *server_case(const char *name, const TTest *test, int loops)
@@ -1280,6 +1308,8 @@ static Suite *http_suite(void)
                     server_case("abandon", test_abandon_answers_deferred, 1));
     suite_add_tcase(
         s, server_case("loopcall", test_loop_call_stays_on_its_thread, 1));
+    suite_add_tcase(s,
+                    server_case("loopwake", test_loop_wake_answers_at_once, 1));
     return s;
 }
 
