@@ -83,7 +83,7 @@ static int read_config(gateway_config *c)
     c->anon_burst = config_int("GATEWAY_ANON_BURST", GATEWAY_ANON_BURST_DEFAULT,
                                1, RL_BURST_MAX, &errs);
     c->trust_proxy = (int)config_int("GATEWAY_TRUST_PROXY", 0, 0, 2, &errs);
-    c->event_loop = config_int("GATEWAY_EVENT_LOOP", 0, 0, 1, &errs) == 1;
+    c->event_loop = config_int("GATEWAY_EVENT_LOOP", 1, 0, 1, &errs) == 1;
     /* Dev tokens need both switches: a production gateway never runs in
      * development mode, so one stray variable cannot open it. */
     bool dev_mode = config_int("MESSENGER_DEV_MODE", 0, 0, 1, &errs) == 1;
