@@ -8,10 +8,12 @@
  * it may lead (its job is still queued and a lane is free). Each wake-up
  * is aimed: a leader signals the jobs it finished and, when a lane comes
  * free, the job at the head of the queue, never every waiting thread (a
- * broadcast woke them all on each batch, most only to sleep again). A
- * posted job
- * (batcher_post) lives on the heap and is freed by the leader that runs
- * it, or by batcher_free if it never ran.
+ * broadcast woke them all on each batch, most only to sleep again).
+ *
+ * A posted job (batcher_post) lives on the heap and is freed by the
+ * leader that runs it, or by batcher_free if it never ran. The poster
+ * thread leads posted jobs that no waiting thread takes along, so the
+ * request that posted one answers without waiting for its transaction.
  */
 #include "batch.h"
 
@@ -42,7 +44,15 @@ struct batcher {
     pthread_mutex_t lock;
     job *head, *tail; /* queued jobs; guarded by lock */
     int lanes_busy;   /* guarded by lock */
+    /* The poster thread: waits on poster_cv for a posted job at the head
+     * of the queue and a free lane. */
+    pthread_t poster;
+    bool has_poster;
+    bool stopping; /* guarded by lock */
+    pthread_cond_t poster_cv;
 };
+
+static void *poster_main(void *arg);
 
 batcher *batcher_new(pgpool *pool)
 {
@@ -54,6 +64,16 @@ batcher *batcher_new(pgpool *pool)
         free(b);
         return NULL;
     }
+    if (pthread_cond_init(&b->poster_cv, NULL) != 0) {
+        pthread_mutex_destroy(&b->lock);
+        free(b);
+        return NULL;
+    }
+    if (pthread_create(&b->poster, NULL, poster_main, b) != 0) {
+        batcher_free(b);
+        return NULL;
+    }
+    b->has_poster = true;
     return b;
 }
 
@@ -61,6 +81,13 @@ void batcher_free(batcher *b)
 {
     if (!b)
         return;
+    if (b->has_poster) {
+        pthread_mutex_lock(&b->lock);
+        b->stopping = true;
+        pthread_cond_signal(&b->poster_cv);
+        pthread_mutex_unlock(&b->lock);
+        pthread_join(b->poster, NULL);
+    }
     /* Only posted jobs can still be queued: nobody waits at shutdown. */
     while (b->head) {
         job *j = b->head;
@@ -68,6 +95,7 @@ void batcher_free(batcher *b)
         if (j->is_detached)
             free(j);
     }
+    pthread_cond_destroy(&b->poster_cv);
     pthread_mutex_destroy(&b->lock);
     free(b);
 }
@@ -124,16 +152,25 @@ static int compare_slots(const void *a, const void *b)
     return x->arrival - y->arrival;
 }
 
+/* A transaction of posted jobs only commits without waiting for its WAL
+ * flush: nobody waits for its outcome, and if a crash loses it, the
+ * outbox entries it removed are still there for the outbox worker, which
+ * delivers again (a duplicate the recipient's copy ignores). */
+static const char SQL_ASYNC_COMMIT[] = "SET LOCAL synchronous_commit TO off";
+
 /* Runs jobs[0..n) as one transaction and sets each job's outcome. Returns
  * true when the transaction certainly rolled back after a failed
  * statement (the jobs may run again). */
 static bool run_batch(batcher *b, job **jobs, int n)
 {
     slot slots[BATCH_JOBS_MAX * BATCH_JOB_STMTS_MAX];
-    pgpool_stmt stmts[BATCH_JOBS_MAX * BATCH_JOB_STMTS_MAX];
-    PGresult *results[BATCH_JOBS_MAX * BATCH_JOB_STMTS_MAX];
+    /* One more: SQL_ASYNC_COMMIT first. */
+    pgpool_stmt stmts[BATCH_JOBS_MAX * BATCH_JOB_STMTS_MAX + 1];
+    PGresult *results[BATCH_JOBS_MAX * BATCH_JOB_STMTS_MAX + 1];
     int total = 0;
+    bool all_posted = true;
     for (int i = 0; i < n; i++) {
+        all_posted = all_posted && jobs[i]->is_detached;
         for (int k = 0; k < jobs[i]->n; k++) {
             const batch_stmt *s = &jobs[i]->stmts[k];
             slots[total] = (slot){jobs[i], k, s->phase, s->key, total};
@@ -141,16 +178,21 @@ static bool run_batch(batcher *b, job **jobs, int n)
         }
     }
     qsort(slots, (size_t)total, sizeof *slots, compare_slots);
+    int first = all_posted ? 1 : 0;
+    if (all_posted)
+        stmts[0] = (pgpool_stmt){SQL_ASYNC_COMMIT, NULL};
     for (int i = 0; i < total; i++) {
         const batch_stmt *s = &slots[i].owner->stmts[slots[i].index];
-        stmts[i] = (pgpool_stmt){s->sql, s->params};
+        stmts[first + i] = (pgpool_stmt){s->sql, s->params};
     }
     char errbuf[256];
     bool is_rolled_back;
-    pgpool_err err = pgpool_exec_batch(b->pool, stmts, total, results,
+    pgpool_err err = pgpool_exec_batch(b->pool, stmts, first + total, results,
                                        &is_rolled_back, errbuf, sizeof errbuf);
+    if (all_posted)
+        PQclear(results[0]);
     for (int i = 0; i < total; i++)
-        slots[i].owner->results[slots[i].index] = results[i];
+        slots[i].owner->results[slots[i].index] = results[first + i];
     for (int i = 0; i < n; i++) {
         jobs[i]->err = err;
         if (err)
@@ -176,51 +218,48 @@ static void finish_detached(job *j)
     free(d);
 }
 
-/* A lane is free: the job at the head of the queue may lead, if a
- * thread waits for it (a detached one is led by the caller's loop).
- * Called with the lock held. */
+/* A lane is free: the job at the head of the queue may lead. Its thread
+ * is woken, or the poster thread for a posted job. Called with the lock
+ * held. */
 static void wake_head_locked(batcher *b)
 {
-    if (b->head && !b->head->is_detached && b->lanes_busy < BATCH_LANES)
-        pthread_cond_signal(&b->head->cv);
+    if (!b->head || b->lanes_busy >= BATCH_LANES)
+        return;
+    pthread_cond_signal(b->head->is_detached ? &b->poster_cv : &b->head->cv);
 }
 
-/* Leads batches while the caller's lane is wanted: takes the head of the
- * queue, runs it (once more one job per transaction if a batch of
- * several rolled back), publishes the outcomes. Called and returns with
- * the lock held; releases it while the batch runs. A detached job left
- * at the head has no thread of its own to lead it, so the leader goes on
- * while one is there. */
+/* Leads one batch: takes the head of the queue, runs it (once more one
+ * job per transaction if a batch of several rolled back), publishes the
+ * outcomes. Called and returns with the lock held; releases it while the
+ * batch runs. */
 static void lead_locked(batcher *b)
 {
-    do {
-        job *taken[BATCH_JOBS_MAX];
-        int n = take_jobs(b, taken);
-        b->lanes_busy++;
-        /* What is left may start on the other lane at once. */
-        wake_head_locked(b);
-        pthread_mutex_unlock(&b->lock);
-        if (run_batch(b, taken, n) && n > 1) {
-            for (int i = 0; i < n; i++)
-                run_batch(b, &taken[i], 1);
-        }
-        /* A waiter may return as soon as its job is DONE, and a detached
-         * job is freed here: neither is touched afterwards. */
-        int waited = 0;
-        for (int i = 0; i < n; i++) {
-            if (taken[i]->is_detached)
-                finish_detached(taken[i]);
-            else
-                taken[waited++] = taken[i];
-        }
-        pthread_mutex_lock(&b->lock);
-        for (int i = 0; i < waited; i++) {
-            taken[i]->state = DONE;
-            pthread_cond_signal(&taken[i]->cv);
-        }
-        b->lanes_busy--;
-        wake_head_locked(b);
-    } while (b->head && b->head->is_detached && b->lanes_busy < BATCH_LANES);
+    job *taken[BATCH_JOBS_MAX];
+    int n = take_jobs(b, taken);
+    b->lanes_busy++;
+    /* What is left may start on the other lane at once. */
+    wake_head_locked(b);
+    pthread_mutex_unlock(&b->lock);
+    if (run_batch(b, taken, n) && n > 1) {
+        for (int i = 0; i < n; i++)
+            run_batch(b, &taken[i], 1);
+    }
+    /* A waiter may return as soon as its job is DONE, and a detached job
+     * is freed here: neither is touched afterwards. */
+    int waited = 0;
+    for (int i = 0; i < n; i++) {
+        if (taken[i]->is_detached)
+            finish_detached(taken[i]);
+        else
+            taken[waited++] = taken[i];
+    }
+    pthread_mutex_lock(&b->lock);
+    for (int i = 0; i < waited; i++) {
+        taken[i]->state = DONE;
+        pthread_cond_signal(&taken[i]->cv);
+    }
+    b->lanes_busy--;
+    wake_head_locked(b);
 }
 
 static void enqueue_locked(batcher *b, job *j)
@@ -277,8 +316,23 @@ int batcher_post(batcher *b, const char *sql, int phase, int64_t key,
                  .state = QUEUED};
     pthread_mutex_lock(&b->lock);
     enqueue_locked(b, &d->j);
-    if (b->lanes_busy < BATCH_LANES)
-        lead_locked(b);
+    pthread_cond_signal(&b->poster_cv);
     pthread_mutex_unlock(&b->lock);
     return 0;
+}
+
+/* Leads the posted jobs at the head of the queue while a lane is free
+ * (a waiting thread that leads takes them along too). */
+static void *poster_main(void *arg)
+{
+    batcher *b = arg;
+    pthread_mutex_lock(&b->lock);
+    while (!b->stopping) {
+        if (b->head && b->head->is_detached && b->lanes_busy < BATCH_LANES)
+            lead_locked(b);
+        else
+            pthread_cond_wait(&b->poster_cv, &b->lock);
+    }
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
 }

@@ -47,9 +47,12 @@
 
 typedef struct batcher batcher;
 
-/* A batcher of pool (borrowed for its life). NULL on allocation failure. */
+/* A batcher of pool (borrowed for its life), with its poster thread.
+ * NULL on failure. */
 batcher *batcher_new(pgpool *pool);
-/* The caller guarantees no job is waiting. NULL is a no-op. */
+/* Stops the poster thread (after the batch it runs, if any) and drops the
+ * posted jobs that did not run. The caller guarantees no thread waits in
+ * batcher_run. NULL is a no-op. */
 void batcher_free(batcher *b);
 
 /* One statement of a job. phase and key order the statements of a batch
@@ -69,11 +72,14 @@ pgpool_err batcher_run(batcher *b, const batch_stmt *stmts, int n,
                        PGresult **results, char *errbuf, size_t errcap);
 
 /* Queues a one-statement job whose outcome nobody waits for: sql with
- * the integer parameters ints[0..nints) (copied). It rides in the next
- * batch of the instance; when none is running, the caller leads one now.
- * A failure is logged only, so it suits writes whose loss is harmless
- * (removing an outbox entry: the worker would deliver again, a
- * duplicate that is ignored). Returns 0, or -1 on allocation failure. */
+ * the integer parameters ints[0..nints) (copied), and returns at once.
+ * It rides in the next batch of the instance; when no thread leads one,
+ * the batcher's poster thread does. A batch of posted jobs only commits
+ * without waiting for its WAL flush (synchronous_commit off). A failure,
+ * or a crash that loses the commit, is logged or silent, so it suits
+ * writes whose loss is harmless (removing an outbox entry: the worker
+ * would deliver again, a duplicate that is ignored). Returns 0, or -1 on
+ * allocation failure. */
 int batcher_post(batcher *b, const char *sql, int phase, int64_t key,
                  const int64_t *ints, int nints);
 

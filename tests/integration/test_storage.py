@@ -429,6 +429,37 @@ def test_outbox_claim_lease_and_ack(env):
     expect_eq(claimed_ids(st.claim(1000, 500)) & mine, set(), "acked entries are gone")
 
 
+def outbox_pending(st, m):
+    status, body = st.send(m)
+    expect_eq(status, 200, "replay status")
+    return body["outbox_pending"]
+
+
+def test_deliver_removes_the_outbox_entry(env):
+    """The recipient's copy landing removes the sender's outbox entry: in
+    the same transaction when both mailboxes share an instance, shortly
+    after the deliver's answer (posted to that instance) when not."""
+    st = env.storage
+    for sender, recipient, posted in ((USERS.on(0), USERS.on(0), False),
+                                      (USERS.on(1), USERS.on(0), True)):
+        m = make_msg(sender, recipient, "acked by its deliver")
+        send_ok(st, m)
+        expect_eq(outbox_pending(st, m), True, "outbox pending before the deliver")
+        status, body = st.deliver(m)
+        expect_eq((status, body["status"]), (200, "stored"), "deliver")
+        if not posted:
+            expect_eq(outbox_pending(st, m), False, "removed with the deliver")
+            continue
+        deadline = time.monotonic() + 5
+        while outbox_pending(st, m):
+            assert time.monotonic() < deadline, \
+                "the posted removal did not run within 5 s"
+            time.sleep(0.02)
+        left = env.psql(1, "SELECT count(*) FROM outbox WHERE sender_id = %d"
+                        " AND message_id = %s" % (sender, m["message_id"]))
+        expect_eq(left.strip(), "0", "outbox rows left on the sender's instance")
+
+
 def test_content_round_trips_nul_and_utf8(env):
     st = env.storage
     a, b = USERS.on(1), USERS.on(1)
@@ -579,6 +610,7 @@ TESTS = [
     test_since_seq_returns_exactly_the_changes,
     test_since_ts_filters_by_landing_time,
     test_outbox_claim_lease_and_ack,
+    test_deliver_removes_the_outbox_entry,
     test_content_round_trips_nul_and_utf8,
     test_concurrent_sends_of_one_sender_serialise,
     test_bad_input_is_refused_without_writes,
