@@ -21,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "clockms.h"
 #include "log.h"
 
 enum { QUEUED, TAKEN, DONE };
@@ -32,6 +34,7 @@ typedef struct job {
     size_t bytes; /* parameter bytes, for BATCH_BYTES_MAX */
     PGresult **results;
     bool is_detached;  /* batcher_post: nobody waits, the leader frees it */
+    int64_t due_ms;    /* detached: when the poster leads it alone */
     pthread_cond_t cv; /* its waiting thread's; unused when detached */
     int state;         /* guarded by the batcher's lock */
     pgpool_err err;    /* valid once DONE */
@@ -44,6 +47,7 @@ struct batcher {
     pthread_mutex_t lock;
     job *head, *tail; /* queued jobs; guarded by lock */
     int lanes_busy;   /* guarded by lock */
+    int waiters;      /* queued jobs with a thread waiting; guarded by lock */
     /* The poster thread: waits on poster_cv for a posted job at the head
      * of the queue and a free lane. */
     pthread_t poster;
@@ -64,7 +68,14 @@ batcher *batcher_new(pgpool *pool)
         free(b);
         return NULL;
     }
-    if (pthread_cond_init(&b->poster_cv, NULL) != 0) {
+    pthread_condattr_t attr;
+    int rc = pthread_condattr_init(&attr);
+    if (rc == 0) {
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        rc = pthread_cond_init(&b->poster_cv, &attr);
+        pthread_condattr_destroy(&attr);
+    }
+    if (rc != 0) {
         pthread_mutex_destroy(&b->lock);
         free(b);
         return NULL;
@@ -127,6 +138,8 @@ static int take_jobs(batcher *b, job **taken)
         if (!b->head)
             b->tail = NULL;
         j->state = TAKEN;
+        if (!j->is_detached)
+            b->waiters--;
         bytes += j->bytes;
         taken[n++] = j;
     }
@@ -264,6 +277,8 @@ static void lead_locked(batcher *b)
 
 static void enqueue_locked(batcher *b, job *j)
 {
+    if (!j->is_detached)
+        b->waiters++;
     if (b->tail)
         b->tail->next = j;
     else
@@ -313,6 +328,7 @@ int batcher_post(batcher *b, const char *sql, int phase, int64_t key,
                  .bytes = job_bytes(&d->stmt, 1),
                  .results = &d->result,
                  .is_detached = true,
+                 .due_ms = clockms_monotonic() + BATCH_POST_DELAY_MS,
                  .state = QUEUED};
     pthread_mutex_lock(&b->lock);
     enqueue_locked(b, &d->j);
@@ -321,17 +337,55 @@ int batcher_post(batcher *b, const char *sql, int phase, int64_t key,
     return 0;
 }
 
-/* Leads the posted jobs at the head of the queue while a lane is free
- * (a waiting thread that leads takes them along too). */
+/* Whether the poster should lead the posted job at the head now: a lane
+ * is free and the job waited its BATCH_POST_DELAY_MS for company, or a
+ * waiting job is queued behind it (woken for it, the poster takes both),
+ * or the batcher stops. Otherwise *wait_ms is how long to wait (-1: until
+ * signalled). */
+static bool poster_may_lead(const batcher *b, int64_t *wait_ms)
+{
+    *wait_ms = -1;
+    if (!b->head || !b->head->is_detached || b->lanes_busy >= BATCH_LANES)
+        return false;
+    int64_t left = b->head->due_ms - clockms_monotonic();
+    if (left <= 0 || b->waiters > 0 || b->stopping)
+        return true;
+    *wait_ms = left;
+    return false;
+}
+
+static void wait_ms_locked(batcher *b, int64_t ms)
+{
+    if (ms < 0) {
+        pthread_cond_wait(&b->poster_cv, &b->lock);
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&b->poster_cv, &b->lock, &ts);
+}
+
+/* Leads the posted jobs that no waiting thread took along; at stop, the
+ * ones still queued run first, so a clean stop leaves no outbox entry
+ * for the worker. */
 static void *poster_main(void *arg)
 {
     batcher *b = arg;
     pthread_mutex_lock(&b->lock);
-    while (!b->stopping) {
-        if (b->head && b->head->is_detached && b->lanes_busy < BATCH_LANES)
+    for (;;) {
+        int64_t wait_ms;
+        if (poster_may_lead(b, &wait_ms))
             lead_locked(b);
+        else if (b->stopping && (!b->head || b->lanes_busy == 0))
+            break;
         else
-            pthread_cond_wait(&b->poster_cv, &b->lock);
+            wait_ms_locked(b, b->stopping ? 10 : wait_ms);
     }
     pthread_mutex_unlock(&b->lock);
     return NULL;

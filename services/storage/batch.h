@@ -42,6 +42,10 @@
 /* Batches in flight per instance: two, so that one executes while the
  * other waits for its WAL flush, without more backends than cores. */
 #define BATCH_LANES 2
+/* How long a posted job waits for a batch to ride in before the poster
+ * thread runs it alone: under load it goes with the next batch and costs
+ * no transaction of its own; when idle it is late by this much. */
+#define BATCH_POST_DELAY_MS 20
 /* Statements of one job. */
 #define BATCH_JOB_STMTS_MAX 2
 
@@ -50,9 +54,9 @@ typedef struct batcher batcher;
 /* A batcher of pool (borrowed for its life), with its poster thread.
  * NULL on failure. */
 batcher *batcher_new(pgpool *pool);
-/* Stops the poster thread (after the batch it runs, if any) and drops the
- * posted jobs that did not run. The caller guarantees no thread waits in
- * batcher_run. NULL is a no-op. */
+/* Stops the poster thread once it ran the posted jobs still queued (a
+ * job whose batch fails is dropped, logged). The caller guarantees no thread
+ * waits in batcher_run. NULL is a no-op. */
 void batcher_free(batcher *b);
 
 /* One statement of a job. phase and key order the statements of a batch
@@ -73,13 +77,13 @@ pgpool_err batcher_run(batcher *b, const batch_stmt *stmts, int n,
 
 /* Queues a one-statement job whose outcome nobody waits for: sql with
  * the integer parameters ints[0..nints) (copied), and returns at once.
- * It rides in the next batch of the instance; when no thread leads one,
- * the batcher's poster thread does. A batch of posted jobs only commits
- * without waiting for its WAL flush (synchronous_commit off). A failure,
- * or a crash that loses the commit, is logged or silent, so it suits
- * writes whose loss is harmless (removing an outbox entry: the worker
- * would deliver again, a duplicate that is ignored). Returns 0, or -1 on
- * allocation failure. */
+ * It rides in the next batch of the instance; when no thread leads one
+ * within BATCH_POST_DELAY_MS, the batcher's poster thread does. A batch of
+ * posted jobs only commits without waiting for its WAL flush
+ * (synchronous_commit off). A failure, or a crash that loses the commit, is
+ * logged or silent, so it suits writes whose loss is harmless (removing an
+ * outbox entry: the worker would deliver again, a duplicate that is ignored).
+ * Returns 0, or -1 on allocation failure. */
 int batcher_post(batcher *b, const char *sql, int phase, int64_t key,
                  const int64_t *ints, int nints);
 
