@@ -314,6 +314,13 @@ mbox_err mbox_send(const mbox_store *s, const msg *m, int64_t now_ms,
     return result;
 }
 
+const char *const *mbox_batch_statements(int *n)
+{
+    static const char *const batch_sql[] = {SQL_SEND, SQL_DELIVER, SQL_ACK_ONE};
+    *n = (int)(sizeof batch_sql / sizeof batch_sql[0]);
+    return batch_sql;
+}
+
 static void ack_params(pgpool_params *ps, const msg *m)
 {
     memset(ps, 0, sizeof *ps);

@@ -71,6 +71,10 @@ typedef struct mbox_write {
 
 void mbox_write_clear(mbox_write *w);
 
+/* The statements of the write batches (send, deliver, outbox removal),
+ * for pgpool_prepare; *n gets their number. Static texts. */
+const char *const *mbox_batch_statements(int *n);
+
 /* Writes the sender's copy of m, its idempotency key and the outbox entry
  * for the recipient's copy in one transaction on the sender's instance.
  * m must be validated (ids, conversation id, UTF-8 content). now_ms is the

@@ -85,7 +85,10 @@ static int open_pools(char **urls, int n, int size, metrics_t *metrics,
         char name[16];
         snprintf(name, sizeof name, "pg%d", i);
         pools[i] = pgpool_new(urls[i], name, size, metrics);
-        if (!pools[i]) {
+        int nprepared;
+        const char *const *prepared = mbox_batch_statements(&nprepared);
+        if (!pools[i] || pgpool_prepare(pools[i], prepared, nprepared) != 0) {
+            pgpool_free(pools[i]);
             free_pools(pools, i);
             return -1;
         }

@@ -36,7 +36,9 @@
 
 typedef struct pool_conn {
     PGconn *pg;
-    bool needs_reset; /* left in an unknown state: reset before reuse */
+    bool needs_reset;  /* left in an unknown state: reset before reuse */
+    unsigned prepared; /* bit i: the pool's prepared_sql[i] is prepared in
+                          this connection's session */
 } pool_conn;
 
 struct pgpool {
@@ -50,6 +52,8 @@ struct pgpool {
     pthread_mutex_t lock;
     pthread_cond_t available; /* signalled when a connection is returned */
     metrics_t *metrics;       /* borrowed, may be NULL */
+    const char *prepared_sql[PGPOOL_PREPARED_MAX]; /* pgpool_prepare */
+    int nprepared;
 };
 
 const char *pgpool_strerror(pgpool_err err)
@@ -249,7 +253,11 @@ static int ensure_connected(pgpool *p, pool_conn *c, bool *is_fresh,
 {
     *is_fresh = false;
     if (PQstatus(c->pg) == CONNECTION_OK && !c->needs_reset) {
-        if (PQconsumeInput(c->pg) == 1 && PQstatus(c->pg) == CONNECTION_OK &&
+        /* A server that ends a session (a terminated backend, a restart)
+         * sends its FATAL message and then closes: a read that takes the
+         * message stops there, and only the next one meets the close. */
+        if (PQconsumeInput(c->pg) == 1 && PQconsumeInput(c->pg) == 1 &&
+            PQstatus(c->pg) == CONNECTION_OK &&
             PQtransactionStatus(c->pg) == PQTRANS_IDLE)
             return 0;
     }
@@ -265,6 +273,7 @@ static int ensure_connected(pgpool *p, pool_conn *c, bool *is_fresh,
         return -1;
     }
     c->needs_reset = false;
+    c->prepared = 0; /* a new session holds no prepared statement */
     *is_fresh = true;
     set_backoff(p, 0);
     return 0;
@@ -343,6 +352,54 @@ pgpool_err pgpool_exec(pgpool *p, const char *sql, const pgpool_params *ps,
     return err;
 }
 
+/* ---- prepared statements of batches ---- */
+
+int pgpool_prepare(pgpool *p, const char *const *sqls, int n)
+{
+    if (n < 0 || n > PGPOOL_PREPARED_MAX)
+        return -1;
+    for (int i = 0; i < n; i++)
+        p->prepared_sql[i] = sqls[i];
+    p->nprepared = n;
+    return 0;
+}
+
+/* Index of sql among the pool's prepared statements, or -1. */
+static int prepared_index(const pgpool *p, const char *sql)
+{
+    for (int i = 0; i < p->nprepared; i++)
+        if (p->prepared_sql[i] == sql)
+            return i;
+    return -1;
+}
+
+static void prepared_name(int index, char *out, size_t cap)
+{
+    snprintf(out, cap, "pgpool_%d", index);
+}
+
+/* Prepares on c, before its batch, the batch's statements that the pool
+ * runs prepared and c's session lacks. One that fails to prepare runs
+ * unprepared (it fails again in the batch if it is wrong). */
+static void prepare_batch(pgpool *p, pool_conn *c, const pgpool_stmt *stmts,
+                          int n)
+{
+    for (int i = 0; i < n; i++) {
+        int k = prepared_index(p, stmts[i].sql);
+        if (k < 0 || (c->prepared & (1u << k)) != 0)
+            continue;
+        char name[32];
+        prepared_name(k, name, sizeof name);
+        PGresult *r = PQprepare(c->pg, name, stmts[i].sql, 0, NULL);
+        if (PQresultStatus(r) == PGRES_COMMAND_OK)
+            c->prepared |= 1u << k;
+        else
+            log_pg_problem(p, "postgresql prepare failed",
+                           r ? PQresultErrorMessage(r) : PQerrorMessage(c->pg));
+        PQclear(r);
+    }
+}
+
 /* ---- batches in pipeline mode ----
  *
  * The statements are queued with the connection in non-blocking mode and
@@ -365,17 +422,32 @@ static int flush_pipeline(PGconn *pg)
     return rc;
 }
 
-static int send_pipeline(PGconn *pg, const pgpool_stmt *stmts, int n)
+/* Queues one statement of a batch: prepared when c's session has it. */
+static int send_stmt(const pgpool *p, const pool_conn *c, const pgpool_stmt *st)
 {
+    const pgpool_params *ps = st->params;
+    int k = prepared_index(p, st->sql);
+    if (k >= 0 && (c->prepared & (1u << k)) != 0) {
+        char name[32];
+        prepared_name(k, name, sizeof name);
+        return PQsendQueryPrepared(
+            c->pg, name, ps ? ps->n : 0, ps ? ps->values : NULL,
+            ps ? ps->lengths : NULL, ps ? ps->formats : NULL, 1);
+    }
+    return PQsendQueryParams(c->pg, st->sql, ps ? ps->n : 0, NULL,
+                             ps ? ps->values : NULL, ps ? ps->lengths : NULL,
+                             ps ? ps->formats : NULL, 1);
+}
+
+static int send_pipeline(const pgpool *p, const pool_conn *c,
+                         const pgpool_stmt *stmts, int n)
+{
+    PGconn *pg = c->pg;
     if (PQenterPipelineMode(pg) != 1 || PQsetnonblocking(pg, 1) != 0)
         return -1;
     int ok = PQsendQueryParams(pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 1);
-    for (int i = 0; ok && i < n; i++) {
-        const pgpool_params *ps = stmts[i].params;
-        ok = PQsendQueryParams(pg, stmts[i].sql, ps ? ps->n : 0, NULL,
-                               ps ? ps->values : NULL, ps ? ps->lengths : NULL,
-                               ps ? ps->formats : NULL, 1);
-    }
+    for (int i = 0; ok && i < n; i++)
+        ok = send_stmt(p, c, &stmts[i]);
     ok = ok && PQsendQueryParams(pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 1);
     ok = ok && PQpipelineSync(pg);
     int flushed = ok ? flush_pipeline(pg) : -1;
@@ -470,7 +542,8 @@ pgpool_err pgpool_exec_batch(pgpool *p, const pgpool_stmt *stmts, int n,
         *is_rolled_back = true;
         goto done;
     }
-    if (send_pipeline(c->pg, stmts, n) != 0) {
+    prepare_batch(p, c, stmts, n);
+    if (send_pipeline(p, c, stmts, n) != 0) {
         set_error(errbuf, errcap, p->name, PQerrorMessage(c->pg));
         c->needs_reset = true;
         goto done;
@@ -487,6 +560,10 @@ pgpool_err pgpool_exec_batch(pgpool *p, const pgpool_stmt *stmts, int n,
             set_error(errbuf, errcap, p->name, "COMMIT did not commit");
         *is_rolled_back = true;
         err = o.is_transient ? PGPOOL_UNAVAILABLE : PGPOOL_FAILED;
+        /* A new session after a failed statement: one prepared before a
+         * schema change would otherwise keep failing on this connection
+         * ("cached plan must not change result type"). */
+        c->needs_reset = true;
     }
     if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         c->needs_reset = true;

@@ -8,7 +8,8 @@
  * unreachable the pool answers PGPOOL_UNAVAILABLE at once for a short
  * back-off instead of making every caller wait for a connect timeout.
  *
- * Statements are parameterised (PQexecParams, one round trip each) and
+ * Statements are parameterised (PQexecParams, one round trip each; the
+ * statements of batches named by pgpool_prepare run prepared) and
  * results come back in binary format, read with the pgpool_get_* helpers:
  * bytea values then arrive as raw bytes, NUL bytes included, without hex
  * decoding.
@@ -34,6 +35,8 @@
 #define PGPOOL_BACKOFF_MS 500
 /* Most parameters one statement takes. */
 #define PGPOOL_PARAMS_MAX 12
+/* Most statements a pool runs prepared (pgpool_prepare). */
+#define PGPOOL_PREPARED_MAX 8
 
 typedef enum {
     PGPOOL_OK = 0,
@@ -56,6 +59,14 @@ pgpool *pgpool_new(const char *url, const char *name, int size,
 /* Closes every connection. The caller guarantees no statement is running.
  * NULL is a no-op. */
 void pgpool_free(pgpool *p);
+
+/* Names sqls[0..n) as the statements that batches (pgpool_exec_batch)
+ * run prepared: a connection prepares one the first time a batch runs it
+ * there, and PostgreSQL then parses and plans it once per connection
+ * instead of on every run. The texts must be static (they are recognised
+ * by address) with every parameter's type cast in the text. Call before
+ * the pool is used. Returns 0, or -1 when n is over PGPOOL_PREPARED_MAX. */
+int pgpool_prepare(pgpool *p, const char *const *sqls, int n);
 
 /* Parameters of one statement. Integers are sent as text; bytes as binary
  * (for bytea). The strings and buffers are borrowed until the statement

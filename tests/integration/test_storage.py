@@ -460,6 +460,49 @@ def test_deliver_removes_the_outbox_entry(env):
         expect_eq(left.strip(), "0", "outbox rows left on the sender's instance")
 
 
+def count_in_log(env, i, needle):
+    with open(os.path.join(env.pg_dirs[i], "postgresql.log"), errors="replace") as f:
+        return f.read().count(needle)
+
+
+def test_writes_run_prepared_and_survive_a_lost_session(env):
+    """Batched writes run as statements prepared once per connection, and
+    a connection whose session was lost prepares them again."""
+    st = env.storage
+    executed = "execute pgpool_0: "  # msg_send, as PostgreSQL logs a run
+    env.psql(0, "ALTER SYSTEM SET log_min_duration_statement = 0", user="postgres")
+    env.psql(0, "SELECT pg_reload_conf()", user="postgres")
+    try:
+        time.sleep(0.2)
+        before = count_in_log(env, 0, executed)
+        a, b = USERS.on(0), USERS.on(1)
+        send_ok(st, make_msg(a, b, "prepared"))
+        time.sleep(0.2)
+        after = count_in_log(env, 0, executed)
+        expect_eq(after > before, True, "msg_send ran as a prepared statement")
+        env.psql(0, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = 'messenger-storage'", user="postgres")
+        time.sleep(0.2)  # the FATAL message and the close reach storage
+        # Every pooled connection finds its session gone before it is
+        # used: concurrent sends, so that several are borrowed, all land.
+        ms = [make_msg(USERS.on(0), b, "after the session was lost")
+              for _ in range(6)]
+        out = []
+        threads = [threading.Thread(target=lambda m=m: out.append(st.send(m)[0]))
+                   for m in ms]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        expect_eq(sorted(out), [201] * len(ms), "sends after the sessions were lost")
+        time.sleep(0.2)
+        expect_eq(count_in_log(env, 0, executed) > after, True,
+                  "prepared again on the new session")
+    finally:
+        env.psql(0, "ALTER SYSTEM RESET log_min_duration_statement", user="postgres")
+        env.psql(0, "SELECT pg_reload_conf()", user="postgres")
+
+
 def test_content_round_trips_nul_and_utf8(env):
     st = env.storage
     a, b = USERS.on(1), USERS.on(1)
@@ -611,6 +654,7 @@ TESTS = [
     test_since_ts_filters_by_landing_time,
     test_outbox_claim_lease_and_ack,
     test_deliver_removes_the_outbox_entry,
+    test_writes_run_prepared_and_survive_a_lost_session,
     test_content_round_trips_nul_and_utf8,
     test_concurrent_sends_of_one_sender_serialise,
     test_bad_input_is_refused_without_writes,
@@ -672,9 +716,11 @@ class Env:
         run_script([PG_SCRIPT, "stop", self.pg_dirs[i]])
         self.pg_started[i] = False
 
-    def psql(self, i, sql):
+    def psql(self, i, sql, user="messenger"):
+        """sql on instance i as user (postgres: the bootstrap superuser)."""
         psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
-        out = subprocess.run([psql, "-X", "-tA", self.url(i), "-c", sql],
+        url = self.url(i).replace("messenger@", user + "@", 1)
+        out = subprocess.run([psql, "-X", "-tA", url, "-c", sql],
                              check=True, capture_output=True, text=True)
         return out.stdout
 
