@@ -124,6 +124,11 @@ CURL *hc_handle_new(void)
         curl_easy_setopt(h, CURLOPT_MAXAGE_CONN, HC_IDLE_REUSE_MAX_S) ==
             CURLE_OK &&
         curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L) == CURLE_OK &&
+        /* Calls between services go straight to the peer: a proxy set in
+         * the environment (http_proxy, a container's say) must not take
+         * them, and libcurl no longer reads those variables on every
+         * transfer. */
+        curl_easy_setopt(h, CURLOPT_PROXY, "") == CURLE_OK &&
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK;
     if (!ok) {
         curl_easy_cleanup(h);

@@ -236,6 +236,8 @@ static int setup_easy(poll_call *c, const char *url)
               curl_easy_setopt(e, CURLOPT_WRITEDATA, c) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_PRIVATE, c) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+              /* Straight to the node, whatever http_proxy says. */
+              curl_easy_setopt(e, CURLOPT_PROXY, "") == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                                (long)HOP_CONNECT_TIMEOUT_MS) == CURLE_OK &&

@@ -865,6 +865,26 @@ START_TEST(test_client_headers_sent)
 }
 END_TEST
 
+/* A proxy in the environment does not take calls between services. */
+START_TEST(test_client_ignores_proxy_environment)
+{
+    start_server(0);
+    /* Port 9 (discard) on loopback: nothing listens, a proxied call
+     * would fail to connect. */
+    setenv("http_proxy", "http://127.0.0.1:9", 1);
+    unsetenv("no_proxy");
+    unsetenv("NO_PROXY");
+    hc_pool *p = hc_pool_new(1, 5000);
+    hc_response r;
+    hc_err err = hc_request(p, "GET", url_for("/query"), NULL, NULL, 0, &r);
+    unsetenv("http_proxy");
+    ck_assert_int_eq(err, HC_OK);
+    ck_assert_int_eq(r.status, 200);
+    hc_response_free(&r);
+    hc_pool_free(p);
+}
+END_TEST
+
 typedef struct slow_call {
     hc_err err;
     long status;
@@ -1295,6 +1315,8 @@ static Suite *http_suite(void)
     suite_add_tcase(s, server_case("timeout", test_client_timeout, 1));
     suite_add_tcase(s, server_case("cap", test_client_body_cap, 1));
     suite_add_tcase(s, server_case("headers", test_client_headers_sent, 1));
+    suite_add_tcase(
+        s, server_case("noproxy", test_client_ignores_proxy_environment, 1));
     suite_add_tcase(s, server_case("stop", test_graceful_stop, 3));
     suite_add_tcase(
         s, server_case("drain", test_draining_serves_open_connections, 3));
