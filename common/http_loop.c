@@ -210,11 +210,18 @@ static void task_quiesce(hs_loop_thread *t)
     t->quiesced_fd = MHD_quiesce_daemon(t->daemon);
 }
 
+/* Takes the backlog over and shuts the listening socket down at once,
+ * on this thread: a connection that arrives between the two is reset,
+ * so the window must not include a hand-back to hs_stop's thread (under
+ * load that is milliseconds of fresh connections). */
 static void task_adopt(hs_loop_thread *t)
 {
-    t->adopted = t->quiesced_fd == MHD_INVALID_SOCKET
-                     ? 0
-                     : hs_adopt_backlog(t->daemon, t->quiesced_fd);
+    if (t->quiesced_fd == MHD_INVALID_SOCKET) {
+        t->adopted = 0;
+        return;
+    }
+    t->adopted = hs_adopt_backlog(t->daemon, t->quiesced_fd);
+    shutdown(t->quiesced_fd, SHUT_RDWR);
 }
 
 /* The daemon's listening socket, for the next loops to share. */

@@ -1213,7 +1213,8 @@ void hs_stop(hs_server *s, int grace_ms)
     /* Quiescing only stops accepting: new connections would still queue
      * in the backlog and hang. Shutting the socket down (without closing
      * it, which must wait for the daemons to stop) refuses them at once,
-     * so clients fail over to another instance. */
+     * so clients fail over to another instance. (The loops did it already,
+     * right after taking the backlog over; a second shutdown is a no-op.) */
     if (fd != MHD_INVALID_SOCKET)
         shutdown(fd, SHUT_RDWR);
     /* Deferred requests would hold the drain for their whole wait, and
