@@ -182,8 +182,9 @@ void hs_reply_json(hs_reply *rep, int status, json_t *body /* stolen */);
 /* RFC 9457 problem+json: type is "about:blank" unless given. */
 void hs_reply_problem(hs_reply *rep, int status, const char *title,
                       const char *detail);
-/* Copies a body received from another service through unchanged.
- * content_type is borrowed until the reply is sent: pass a literal. */
+/* Copies a body that is already in its final form (received from another
+ * service, or assembled from stored JSON texts) unchanged. content_type
+ * is borrowed until the reply is sent: pass a literal. */
 void hs_reply_raw(hs_reply *rep, int status, const char *content_type,
                   const char *body, size_t len);
 

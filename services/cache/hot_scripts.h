@@ -1,11 +1,13 @@
 /*
- * hot_scripts.h - the Lua scripts behind hot.c. Each runs atomically in
- * Redis. Keys of user U: u:{U} meta hash (seq, max, cn = conversation
- * window size, cc = 1 when the window holds every conversation, and
- * m:<cid> = "<size>:<complete>" per cached message window), c:{U} the
- * conversation window, x:{U} conversation id -> its entry in c:{U},
- * m:{U}:<cid> a message window. Entries start with a 20-digit id, so the
- * lexical order of equal-score zset members is id order.
+ * hot_scripts.h - the Lua scripts behind hot.c's writes. Each runs
+ * atomically in Redis; reads need no script (hot.c reads a window and
+ * its meta in one MULTI/EXEC). Keys of user U: u:{U} meta hash (seq,
+ * max, cn = conversation window size, cc = 1 when the window holds every
+ * conversation, and m:<cid> = "<size>:<complete>" per cached message
+ * window), c:{U} the conversation window, x:{U} conversation id -> its
+ * entry in c:{U}, m:{U}:<cid> a message window. Entries start with a
+ * 20-digit id, so the lexical order of equal-score zset members is id
+ * order.
  */
 #ifndef CACHE_HOT_SCRIPTS_H
 #define CACHE_HOT_SCRIPTS_H
@@ -92,28 +94,5 @@
     "redis.call('HSET', KEYS[1], 'm:' .. ARGV[1],\n"                           \
     "  (#ARGV - 2) .. ':' .. ARGV[2])\n"                                       \
     "return 1\n"
-
-/* KEYS u c; ARGV off count -> {seq, card, cc, items} or nil */
-#define HOT_LUA_READ_CONVS                                                     \
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return nil end\n"              \
-    "local f = redis.call('HMGET', KEYS[1], 'seq', 'cn', 'cc')\n"              \
-    "local card = redis.call('ZCARD', KEYS[2])\n"                              \
-    "if tonumber(f[2]) ~= card then return nil end\n"                          \
-    "local off = tonumber(ARGV[1])\n"                                          \
-    "return {f[1], card, f[3], redis.call('ZREVRANGE', KEYS[2], off,\n"        \
-    "  off + tonumber(ARGV[2]) - 1)}\n"
-
-/* KEYS u m; ARGV cid off count -> {seq, card, complete, items} or nil */
-#define HOT_LUA_READ_MSGS                                                      \
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return nil end\n"              \
-    "local seq = redis.call('HGET', KEYS[1], 'seq')\n"                         \
-    "local mf = redis.call('HGET', KEYS[1], 'm:' .. ARGV[1])\n"                \
-    "if not mf then return nil end\n"                                          \
-    "local cnt, comp = string.match(mf, '^(%d+):(%d)$')\n"                     \
-    "local card = redis.call('ZCARD', KEYS[2])\n"                              \
-    "if tonumber(cnt) ~= card then return nil end\n"                           \
-    "local off = tonumber(ARGV[2])\n"                                          \
-    "return {seq, card, comp, redis.call('ZREVRANGE', KEYS[2], off,\n"         \
-    "  off + tonumber(ARGV[3]) - 1)}\n"
 
 #endif

@@ -7,7 +7,8 @@ own ports) and proves what the cache tier promises:
 - fencing: a call routed by a stale epoch, or to a node that does not own
   the user, is refused with 421 and changes nothing;
 - the hot mailbox is written through after the durable write and reads
-  are served from it;
+  are served from it; a window that disagrees with its meta, or holds an
+  entry that is not a JSON object, is never served;
 - a Redis restart (empty Redis) or a Redis that is down never makes a
   reader miss a message: the node rebuilds from storage;
 - a recipient whose node is down still gets the copy once the node is
@@ -20,6 +21,7 @@ Run: python3 tests/integration/test_cache_failures.py
 """
 
 import os
+import subprocess
 import sys
 import time
 
@@ -50,6 +52,7 @@ class Layout:
     def __init__(self, env):
         self.router = env["ROUTER_URL"]
         self.caches = [u for u in env["CACHE_URLS"].split(",") if u]
+        self.redis_ports = [p for p in env["REDIS_PORTS"].split(",") if p]
 
     def epoch(self):
         status, ring = http_json("GET", self.router + "/internal/ring")
@@ -132,6 +135,56 @@ def test_reads_are_served_from_the_hot_mailbox(api):
     check(api.convs_ok(a)["conversations"][0]["last_message_id"] == newer,
           "write-through did not update the hot conversation list")
     check(messages_of(api, a, b) == [newer] + sent[::-1], "messages differ after write-through")
+
+
+def redis_on(node, *args):
+    """A command on the Redis of cache node `node` (0-based)."""
+    out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", LAYOUT.redis_ports[node]] + list(args),
+                         capture_output=True, text=True, timeout=10)
+    check(out.returncode == 0, "redis-cli %r failed: %s" % (args, out.stderr))
+    return out.stdout.splitlines()
+
+
+def damage_newest(node, key, replacement=None):
+    """Removes the newest entry of a hot window, or swaps its JSON part
+    for replacement (the window keeps its size then)."""
+    newest = redis_on(node, "ZREVRANGE", key, "0", "0")
+    check(len(newest) == 1 and newest[0].count("|") >= 2, "window %s is not loaded: %r" % (key, newest))
+    check(redis_on(node, "ZREM", key, newest[0]) == ["1"], "could not remove from " + key)
+    if replacement is not None:
+        prefix = "|".join(newest[0].split("|")[:2])
+        redis_on(node, "ZADD", key, "0", prefix + "|" + replacement)
+
+
+@test
+def test_hot_pages_are_whole_or_not_served(api):
+    a = LAYOUT.users_on(0, 1)[0]
+    peers = [new_user() for _ in range(3)]
+    for i, b in enumerate(peers):
+        for j in range(4):
+            api.send_ok(a, b, "page %d.%d \u00e9\u4e2d \\ \"quoted\"" % (i, j))
+    cid = e2e_lib.conversation_id(a, peers[-1])
+    url = LAYOUT.caches[0]
+    # The first reads fill the windows; the next ones are answered from them.
+    want_convs, want_msgs = api.convs_ok(a), api.msgs_ok(a, cid)
+    hits = metric(url, "cache_hits_total")
+    check(api.convs_ok(a) == want_convs and api.msgs_ok(a, cid) == want_msgs,
+          "a hot page differs from the first read")
+    check(metric(url, "cache_hits_total") >= hits + 2, "pages were not served from the hot windows")
+    check(len(want_convs["conversations"]) == 3 and len(want_msgs["messages"]) == 4,
+          "unexpected pages: %r %r" % (want_convs, want_msgs))
+    # A window shorter than its meta says (an entry lost): not served, and
+    # rebuilt from storage.
+    damage_newest(0, "m:{%d}:%s" % (a, cid))
+    check(api.msgs_ok(a, cid) == want_msgs, "a window missing its newest message was served")
+    damage_newest(0, "c:{%d}" % a)
+    check(api.convs_ok(a) == want_convs, "a window missing its newest conversation was served")
+    # An entry whose JSON is damaged, in a window of the right size: not
+    # served either.
+    damage_newest(0, "m:{%d}:%s" % (a, cid), replacement="not json")
+    check(api.msgs_ok(a, cid) == want_msgs, "a window holding a damaged entry was served")
+    damage_newest(0, "c:{%d}" % a, replacement='{"half":')
+    check(api.convs_ok(a) == want_convs, "a conversation window holding a damaged entry was served")
 
 
 @test
