@@ -120,40 +120,42 @@ static void forget_damaged(cache_node *n, int64_t uid)
     locks_release(n->locks, uid);
 }
 
-/* The answer to a page of the hot window, written around the items' own
- * JSON texts (checked by items_look_whole): parsing each item into
- * jansson and dumping it again was the largest cost of a hot read, and
- * changes nothing in the bytes. */
-static bool reply_hot_list(const list_ref *l, const hot_page *p, size_t count,
-                           bool has_more, hs_reply *rep)
+/* A list answer written around items that are JSON texts already
+ * (checked by items_look_whole when they come from Redis): parsing each
+ * into jansson and dumping the page again was the largest cost of a hot
+ * read, and changes nothing in the bytes. The same for a delta with
+ * nothing new (no items), the most frequent read. False when nothing
+ * could be answered (no memory, no token). */
+static bool reply_texts(const list_ref *l, char *const *items, size_t n,
+                        bool is_delta, int64_t seq, bool has_more,
+                        hs_reply *rep)
 {
     sync_token t = {.kind = l->cid ? SYNC_MESSAGES : SYNC_CONVERSATIONS,
                     .user_id = l->uid,
-                    .seq = p->seq};
+                    .seq = seq};
     if (l->cid)
         snprintf(t.conversation_id, sizeof(t.conversation_id), "%s", l->cid);
     char token[SYNCTOKEN_MAX + 1];
     if (synctoken_encode(&t, token, sizeof(token)) < 0)
         return false;
-    size_t n = count < p->n ? count : p->n;
     size_t len = 128 + strlen(token);
     for (size_t i = 0; i < n; i++)
-        len += strlen(p->items[i]) + 1;
+        len += strlen(items[i]) + 1;
     char *body = malloc(len);
     if (!body)
         return false;
     size_t at = (size_t)snprintf(body, len, "{\"%s\":[", items_key(l));
     for (size_t i = 0; i < n; i++) {
-        size_t item_len = strlen(p->items[i]);
+        size_t item_len = strlen(items[i]);
         if (i > 0)
             body[at++] = ',';
-        memcpy(body + at, p->items[i], item_len);
+        memcpy(body + at, items[i], item_len);
         at += item_len;
     }
     at += (size_t)snprintf(
         body + at, len - at,
-        "],\"is_delta_update\":false,\"sync_token\":\"%s\",\"has_more\":%s}",
-        token, has_more ? "true" : "false");
+        "],\"is_delta_update\":%s,\"sync_token\":\"%s\",\"has_more\":%s}",
+        is_delta ? "true" : "false", token, has_more ? "true" : "false");
     hs_reply_raw(rep, 200, "application/json", body, at);
     free(body);
     return true;
@@ -172,8 +174,10 @@ static bool hot_page_reply(cache_node *n, const list_ref *l, int page, int size,
         return false;
     bool holds = p.n == (size_t)size + 1 || p.complete;
     bool damaged = holds && !items_look_whole(&p, size);
-    bool answered = holds && !damaged &&
-                    reply_hot_list(l, &p, size, p.n > (size_t)size, rep);
+    size_t count = p.n < (size_t)size ? p.n : (size_t)size;
+    bool answered =
+        holds && !damaged &&
+        reply_texts(l, p.items, count, false, p.seq, p.n > (size_t)size, rep);
     hot_page_free(&p);
     if (damaged)
         forget_damaged(n, l->uid);
@@ -224,7 +228,9 @@ static void delta(cache_node *n, const list_ref *l, const list_query *q,
             return;
         }
         if (q->since.seq == meta.seq) { /* nothing changed */
-            reply_list(l, json_array(), true, meta.seq, false, rep);
+            if (!reply_texts(l, NULL, 0, true, meta.seq, false, rep))
+                hs_reply_problem(rep, 500, "Internal error",
+                                 "cannot build the list");
             return;
         }
         if (q->since.seq > meta.seq) { /* token from the future */
