@@ -38,17 +38,24 @@ static void reply_unavailable(hs_reply *rep)
     rep->retry_after_s = 1;
 }
 
-/* The answer: items (stolen), delta flag, token for seq, has_more. */
-static void reply_list(const list_ref *l, json_t *items, bool is_delta,
-                       int64_t seq, bool has_more, hs_reply *rep)
+/* The list's sync token at seq; 0, or -1 when it cannot be written. */
+static int list_token(const list_ref *l, int64_t seq,
+                      char token[SYNCTOKEN_MAX + 1])
 {
     sync_token t = {.kind = l->cid ? SYNC_MESSAGES : SYNC_CONVERSATIONS,
                     .user_id = l->uid,
                     .seq = seq};
     if (l->cid)
         snprintf(t.conversation_id, sizeof(t.conversation_id), "%s", l->cid);
+    return synctoken_encode(&t, token, SYNCTOKEN_MAX + 1) < 0 ? -1 : 0;
+}
+
+/* The answer: items (stolen), delta flag, token for seq, has_more. */
+static void reply_list(const list_ref *l, json_t *items, bool is_delta,
+                       int64_t seq, bool has_more, hs_reply *rep)
+{
     char token[SYNCTOKEN_MAX + 1];
-    if (!items || synctoken_encode(&t, token, sizeof(token)) < 0) {
+    if (!items || list_token(l, seq, token) != 0) {
         json_decref(items);
         hs_reply_problem(rep, 500, "Internal error", "cannot build the list");
         return;
@@ -130,13 +137,8 @@ static bool reply_texts(const list_ref *l, char *const *items, size_t n,
                         bool is_delta, int64_t seq, bool has_more,
                         hs_reply *rep)
 {
-    sync_token t = {.kind = l->cid ? SYNC_MESSAGES : SYNC_CONVERSATIONS,
-                    .user_id = l->uid,
-                    .seq = seq};
-    if (l->cid)
-        snprintf(t.conversation_id, sizeof(t.conversation_id), "%s", l->cid);
     char token[SYNCTOKEN_MAX + 1];
-    if (synctoken_encode(&t, token, sizeof(token)) < 0)
+    if (list_token(l, seq, token) != 0)
         return false;
     size_t len = 128 + strlen(token);
     for (size_t i = 0; i < n; i++)
