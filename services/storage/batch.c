@@ -190,6 +190,8 @@ static bool run_batch(batcher *b, job **jobs, int n)
             total++;
         }
     }
+    /* Only the first total slots are sorted, all written above. */
+    /* cppcheck-suppress uninitvar */
     qsort(slots, (size_t)total, sizeof *slots, compare_slots);
     int first = all_posted ? 1 : 0;
     if (all_posted)
