@@ -12,6 +12,10 @@
  * Tokens are minted here with the cluster's JWT secret (--var DIR reads
  * DIR/cluster.env, else MESSENGER_JWT_SECRET). The delta and mix
  * workloads first fetch every user's sync token (not measured).
+ * --on-start CMD and --on-end CMD run a shell command right before and
+ * right after the measured phase (after the token fetch): scripts/bench
+ * reads the services' CPU time there, so the figures cover that phase
+ * alone. The result also gives this process's own CPU time in the phase.
  * Exit status: 0 when the run completed, 1 on bad usage or set-up
  * failure. Non-2xx answers do not change the exit status; the caller
  * reads them from the result.
@@ -21,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +52,8 @@ typedef struct options {
     const char *var;
     const char *json;
     const char *label;
+    const char *on_start;
+    const char *on_end;
     double seconds;
     uint64_t count;
     double rate;
@@ -68,7 +75,7 @@ static void usage(void)
             "  [--connections C (64)] [--threads T (1)]\n"
             "  [--users U (1000)] [--base-user B] [--seed-rounds K (20)]\n"
             "  [--content-bytes N (54)] [--var DIR] [--json FILE]\n"
-            "  [--label NAME] [--quiet]\n");
+            "  [--label NAME] [--quiet] [--on-start CMD] [--on-end CMD]\n");
     exit(1);
 }
 
@@ -89,7 +96,8 @@ static int parse_options(int argc, char **argv, options *o)
         {"base-user", 1, 0, 'b'},     {"seed-rounds", 1, 0, 'k'},
         {"content-bytes", 1, 0, 'B'}, {"var", 1, 0, 'v'},
         {"json", 1, 0, 'j'},          {"label", 1, 0, 'l'},
-        {"quiet", 0, 0, 'q'},         {0, 0, 0, 0}};
+        {"quiet", 0, 0, 'q'},         {"on-start", 1, 0, 'S'},
+        {"on-end", 1, 0, 'E'},        {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (opt) {
@@ -137,6 +145,12 @@ static int parse_options(int argc, char **argv, options *o)
             break;
         case 'q':
             o->is_quiet = true;
+            break;
+        case 'S':
+            o->on_start = optarg;
+            break;
+        case 'E':
+            o->on_end = optarg;
             break;
         default:
             return -1;
@@ -233,7 +247,30 @@ static double ms(uint64_t us)
     return (double)us / 1000.0;
 }
 
-static void report(const options *o, const lg_run *r)
+/* This process's CPU time (user and system), ms. */
+static double cpu_ms(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000.0 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000.0;
+}
+
+/* Runs a hook; 0 when it exited with status 0 (or there is none). */
+static int run_hook(const char *what, const char *cmd)
+{
+    if (cmd == NULL)
+        return 0;
+    fflush(stdout);
+    int status = system(cmd);
+    if (status == 0)
+        return 0;
+    fprintf(stderr, "loadgen: %s command failed (status %d)\n", what, status);
+    return -1;
+}
+
+static void report(const options *o, const lg_run *r, double own_cpu_ms)
 {
     double tput = r->elapsed_s > 0 ? (double)r->done / r->elapsed_s : 0;
     printf("%-14s %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  p99.9 %7.2f ms"
@@ -255,12 +292,12 @@ static void report(const options *o, const lg_run *r)
             "\"requests\":%" PRIu64 ",\"throughput\":%.1f,"
             "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
             "\"max_ms\":%.3f,\"non_2xx\":%" PRIu64 ",\"errors\":%" PRIu64
-            ",\"status\":{",
+            ",\"cpu_ms\":%.1f,\"status\":{",
             o->label, o->workload, o->connections, o->threads, o->rate,
             r->elapsed_s, r->done, tput, ms(lg_hist_quantile(&r->hist, 0.50)),
             ms(lg_hist_quantile(&r->hist, 0.99)),
             ms(lg_hist_quantile(&r->hist, 0.999)), ms(r->hist.max_us),
-            r->non_2xx, r->errors);
+            r->non_2xx, r->errors, own_cpu_ms);
     const char *sep = "";
     for (int s = 0; s <= LG_STATUS_MAX; s++) {
         if (r->status[s]) {
@@ -312,11 +349,17 @@ int main(int argc, char **argv)
         w.kind = kind;
     }
     uint64_t count = o.count ? o.count : lg_work_count(&w, o.seed_rounds);
+    if (run_hook("--on-start", o.on_start) != 0)
+        goto done;
+    double cpu0 = cpu_ms();
     if (run_phase(&w, &o, &r, o.seconds, count, o.label) != 0) {
         fprintf(stderr, "loadgen: cannot start threads\n");
         goto done;
     }
-    report(&o, &r);
+    double own_cpu_ms = cpu_ms() - cpu0;
+    if (run_hook("--on-end", o.on_end) != 0)
+        goto done;
+    report(&o, &r, own_cpu_ms);
     rc = 0;
 done:
     lg_work_destroy(&w);

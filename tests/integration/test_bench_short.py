@@ -1,7 +1,8 @@
 """test_bench_short - a short pass of the benchmark (scripts/bench) runs
 end to end: its own cluster on base port 23000, every ceiling, every
 workload through the whole stack, and a result in which each workload
-has a non-zero throughput and not one non-2xx answer or connection error.
+has a non-zero throughput and not one non-2xx answer or connection error,
+and a CPU time per request for every component each run passes through.
 
 This proves the benchmark itself keeps working (make bench); the figures
 of a short pass on the sanitizer build are not performance numbers.
@@ -17,6 +18,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 WORKLOADS = ["seed", "send", "conversations", "messages", "delta", "mix",
              "send-half", "delta-half", "delta-direct"]
 CEILINGS = ["pgbench_send_tps", "echo_rps", "redis_hmget_ops", "redis_eval_ops"]
+# Runs through nginx whose CPU time per request the result gives, and
+# the components each of them must have spent CPU in: a snapshot that
+# missed a service (no pid file found, a wrong /proc field) shows as 0.
+CPU_RUNS = {
+    "send": ["nginx", "gateway", "cache", "storage", "redis", "postgres", "loadgen"],
+    "conversations": ["nginx", "gateway", "cache", "redis", "loadgen"],
+    "messages": ["nginx", "gateway", "cache", "redis", "loadgen"],
+    "delta": ["nginx", "gateway", "cache", "loadgen"],
+    "mix": ["nginx", "gateway", "cache", "storage", "redis", "postgres", "loadgen"],
+    "send-half": ["nginx", "gateway", "cache", "storage", "redis", "postgres", "loadgen"],
+    "delta-half": ["nginx", "gateway", "cache", "loadgen"],
+}
 # The whole pass must end well inside the suite's time limit.
 BENCH_TIMEOUT_S = 240
 
@@ -55,6 +68,18 @@ def main():
         if w["non_2xx"] or w["errors"]:
             failures.append("workload %s: %d non-2xx, %d errors (%s)"
                             % (name, w["non_2xx"], w["errors"], w["status"]))
+    cpu = result.get("cpu_us_per_request", {})
+    for name, components in CPU_RUNS.items():
+        c = cpu.get(name)
+        if not c:
+            failures.append("no CPU per request for %s" % name)
+            continue
+        for k in components:
+            if not c.get(k, 0) > 0:
+                failures.append("CPU per request of %s in %s: %r" % (k, name, c.get(k)))
+        parts = sum(v for k, v in c.items() if k != "total")
+        if abs(c.get("total", -1) - parts) > 0.5:
+            failures.append("CPU total of %s is not the sum of its parts" % name)
     late = result.get("late_lease_renewals")
     if not isinstance(late, int) or late < 0:
         failures.append("late_lease_renewals missing from the result: %r" % late)
