@@ -76,11 +76,15 @@ $(BUILD)/bin/loadgen: $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/*.c)) $(BUILD
 	@echo "  LD $@"
 	@$(CC) $(LDFLAGS_MODE) -o $@ $^ $(LDLIBS_ALL)
 
-# Unit tests see file-local helpers: TESTABLE is empty there.
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libcommon.a
+# Unit tests see file-local helpers: TESTABLE is empty there. Some
+# include a service's source file, so every service source is a
+# prerequisite: an edit there rebuilds them.
+UNIT_DEPS := $(wildcard services/*/*.c services/*/*.h common/*.h)
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libcommon.a $(UNIT_DEPS)
 	@mkdir -p $(dir $@)
 	@echo "  TEST $@"
-	@$(CC) $(CFLAGS_ALL) -DUNIT_TEST $(shell pkg-config --cflags check) -o $@ $^ \
+	@$(CC) $(CFLAGS_ALL) -DUNIT_TEST $(shell pkg-config --cflags check) -o $@ \
+	  $< $(BUILD)/libcommon.a \
 	  $(LDFLAGS_MODE) $(shell pkg-config --libs check) $(LDLIBS_ALL)
 
 run: deps

@@ -196,7 +196,12 @@ int64_t members_age(member_table *t, const char *name, int64_t now_ms)
 {
     pthread_mutex_lock(&t->lock);
     const member_state *m = find(t, name);
-    int64_t age = m ? now_ms - m->last_seen_ms : -1;
+    /* A heartbeat may land after the caller read its clock: that node
+     * was heard just now (age 0), not never (-1), which the failover
+     * check would take for a node gone since this router started. */
+    int64_t age = -1;
+    if (m)
+        age = now_ms > m->last_seen_ms ? now_ms - m->last_seen_ms : 0;
     pthread_mutex_unlock(&t->lock);
     return age;
 }

@@ -69,8 +69,8 @@ void members_destroy(member_table *t);
 int members_heartbeat(member_table *t, const char *name, const char *url,
                       int64_t epoch, int64_t now_ms);
 
-/* Milliseconds since name's last heartbeat, or -1 when this router never
- * heard it. Thread safe. */
+/* Milliseconds since name's last heartbeat (0 when it came after now_ms),
+ * or -1 when this router never heard it. Thread safe. */
 int64_t members_age(member_table *t, const char *name, int64_t now_ms);
 
 /* A node heard within max_age_ms that r does not hold by name (a standby),

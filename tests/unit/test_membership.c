@@ -76,6 +76,23 @@ START_TEST(test_full_table_forgets_the_longest_unheard)
 }
 END_TEST
 
+/* The failover check reads the clock, then each node's age; a heartbeat
+ * landing in between is newer than that clock. Such a node was heard
+ * just now: a negative age read as "never heard" failed over a healthy
+ * node under load (its beats arriving every 200 ms all along). */
+START_TEST(test_heartbeat_after_the_clock_read_is_age_zero)
+{
+    member_table t;
+    ck_assert_int_eq(members_init(&t, 0), 0);
+    ck_assert_int_eq(members_heartbeat(&t, "a", "http://h:1", 1, 5000), 0);
+    ck_assert_int_eq(members_age(&t, "a", 4990), 0);
+    ck_assert_int_eq(members_age(&t, "a", 5000), 0);
+    ck_assert_int_eq(members_age(&t, "a", 5007), 7);
+    ck_assert_int_eq(members_age(&t, "never", 4990), -1);
+    members_destroy(&t);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("membership");
@@ -83,6 +100,7 @@ int main(void)
     tcase_add_test(tc, test_parse_and_canonical_string);
     tcase_add_test(tc, test_heartbeats_age_and_spares);
     tcase_add_test(tc, test_full_table_forgets_the_longest_unheard);
+    tcase_add_test(tc, test_heartbeat_after_the_clock_read_is_age_zero);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
