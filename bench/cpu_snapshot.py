@@ -6,7 +6,8 @@
 Writes to OUT a JSON object {component: seconds of CPU, user and system}
 for the cluster whose MESSENGER_VAR is VAR: the services of VAR/pid/*.pid
 (gateway, cache, storage, router, redis, and lb for nginx) summed by
-kind, and every PostgreSQL instance of VAR/pg-*/ (its postmaster).
+kind, and every PostgreSQL instance of VAR/pg-*/ (its postmaster; under
+the directory VAR/pg.root names, when there is one).
 
 A process counts with its descendants, live or exited: PostgreSQL's
 backends and nginx's workers are children of the postmaster and the
@@ -71,7 +72,14 @@ def roots(var):
         pid = read_pid(path)
         if pid:
             yield KINDS.get(kind, kind), pid
-    for path in sorted(glob.glob(os.path.join(var, "pg-*", "data",
+    # scripts/cluster may keep PostgreSQL's data outside VAR (pg.root).
+    pg_root = var
+    try:
+        with open(os.path.join(var, "pg.root")) as f:
+            pg_root = f.read().strip() or var
+    except OSError:
+        pass
+    for path in sorted(glob.glob(os.path.join(pg_root, "pg-*", "data",
                                               "postmaster.pid"))):
         pid = read_pid(path)
         if pid:
