@@ -28,16 +28,27 @@
 
 enum { QUEUED, TAKEN, DONE };
 
+/* The thread waiting for one or more jobs (batcher_run_all): the leaders
+ * count its jobs down as they finish and poke it when a lane came free
+ * for one of them. Lock order: a batcher's lock, then a waiter's. */
+typedef struct waiter {
+    pthread_mutex_t lock;
+    pthread_cond_t cv;
+    int pending; /* its jobs not DONE yet; guarded by lock */
+    bool poked;  /* a lane came free for a queued job; guarded by lock */
+} waiter;
+
 typedef struct job {
+    batcher *b;
     const batch_stmt *stmts;
     int n;
     size_t bytes; /* parameter bytes, for BATCH_BYTES_MAX */
     PGresult **results;
-    bool is_detached;  /* batcher_post: nobody waits, the leader frees it */
-    int64_t due_ms;    /* detached: when the poster leads it alone */
-    pthread_cond_t cv; /* its waiting thread's; unused when detached */
-    int state;         /* guarded by the batcher's lock */
-    pgpool_err err;    /* valid once DONE */
+    bool is_detached; /* batcher_post: nobody waits, the leader frees it */
+    int64_t due_ms;   /* detached: when the poster leads it alone */
+    waiter *w;        /* its waiting thread's; NULL when detached */
+    int state;        /* guarded by the batcher's lock */
+    pgpool_err err;   /* valid once DONE */
     char errbuf[256];
     struct job *next;
 } job;
@@ -240,7 +251,28 @@ static void wake_head_locked(batcher *b)
 {
     if (!b->head || b->lanes_busy >= BATCH_LANES)
         return;
-    pthread_cond_signal(b->head->is_detached ? &b->poster_cv : &b->head->cv);
+    if (b->head->is_detached) {
+        pthread_cond_signal(&b->poster_cv);
+        return;
+    }
+    waiter *w = b->head->w;
+    pthread_mutex_lock(&w->lock);
+    w->poked = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Marks a waited job DONE and counts it off its waiter, which may return
+ * (and end the job's life) as soon as the waiter's lock is released.
+ * Called with the batcher's lock held. */
+static void finish_waited_locked(job *j)
+{
+    waiter *w = j->w;
+    j->state = DONE;
+    pthread_mutex_lock(&w->lock);
+    w->pending--;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->lock);
 }
 
 /* Leads one batch: takes the head of the queue, runs it (once more one
@@ -269,10 +301,8 @@ static void lead_locked(batcher *b)
             taken[waited++] = taken[i];
     }
     pthread_mutex_lock(&b->lock);
-    for (int i = 0; i < waited; i++) {
-        taken[i]->state = DONE;
-        pthread_cond_signal(&taken[i]->cv);
-    }
+    for (int i = 0; i < waited; i++)
+        finish_waited_locked(taken[i]);
     b->lanes_busy--;
     wake_head_locked(b);
 }
@@ -288,32 +318,104 @@ static void enqueue_locked(batcher *b, job *j)
     b->tail = j;
 }
 
+static int waiter_init(waiter *w, int pending)
+{
+    *w = (waiter){.pending = pending};
+    if (pthread_mutex_init(&w->lock, NULL) != 0)
+        return -1;
+    if (pthread_cond_init(&w->cv, NULL) != 0) {
+        pthread_mutex_destroy(&w->lock);
+        return -1;
+    }
+    return 0;
+}
+
+static void waiter_destroy(waiter *w)
+{
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->lock);
+}
+
+/* Leads a batch on the batcher of every job of ours that is still queued
+ * while a lane of it is free. */
+static void lead_where_free(job *jobs, int k)
+{
+    for (int i = 0; i < k; i++) {
+        batcher *b = jobs[i].b;
+        pthread_mutex_lock(&b->lock);
+        if (jobs[i].state == QUEUED && b->lanes_busy < BATCH_LANES)
+            lead_locked(b);
+        pthread_mutex_unlock(&b->lock);
+    }
+}
+
+/* Waits until the k jobs are DONE, leading batches whenever a lane comes
+ * free for one of them. */
+static void wait_jobs(waiter *w, job *jobs, int k)
+{
+    for (;;) {
+        lead_where_free(jobs, k);
+        pthread_mutex_lock(&w->lock);
+        while (w->pending > 0 && !w->poked)
+            pthread_cond_wait(&w->cv, &w->lock);
+        bool is_done = w->pending == 0;
+        w->poked = false;
+        pthread_mutex_unlock(&w->lock);
+        if (is_done)
+            return;
+    }
+}
+
+/* Jobs of one call that live on the caller's stack; more are allocated. */
+#define RUN_LOCAL_JOBS 4
+
+void batcher_run_all(batch_job *bjs, int k)
+{
+    job local[RUN_LOCAL_JOBS];
+    job *jobs = k <= RUN_LOCAL_JOBS ? local : calloc((size_t)k, sizeof *jobs);
+    waiter w;
+    if (!jobs || waiter_init(&w, k) != 0) {
+        for (int i = 0; i < k; i++) {
+            bjs[i].err = PGPOOL_UNAVAILABLE;
+            snprintf(bjs[i].errbuf, sizeof bjs[i].errbuf,
+                     "cannot wait for a batch");
+        }
+        if (jobs != local)
+            free(jobs);
+        return;
+    }
+    for (int i = 0; i < k; i++) {
+        memset(bjs[i].results, 0, (size_t)bjs[i].n * sizeof *bjs[i].results);
+        jobs[i] = (job){.b = bjs[i].b,
+                        .stmts = bjs[i].stmts,
+                        .n = bjs[i].n,
+                        .bytes = job_bytes(bjs[i].stmts, bjs[i].n),
+                        .results = bjs[i].results,
+                        .w = &w,
+                        .state = QUEUED};
+        pthread_mutex_lock(&jobs[i].b->lock);
+        enqueue_locked(jobs[i].b, &jobs[i]);
+        pthread_mutex_unlock(&jobs[i].b->lock);
+    }
+    wait_jobs(&w, jobs, k);
+    waiter_destroy(&w);
+    for (int i = 0; i < k; i++) {
+        bjs[i].err = jobs[i].err;
+        if (jobs[i].err)
+            snprintf(bjs[i].errbuf, sizeof bjs[i].errbuf, "%s", jobs[i].errbuf);
+    }
+    if (jobs != local)
+        free(jobs);
+}
+
 pgpool_err batcher_run(batcher *b, const batch_stmt *stmts, int n,
                        PGresult **results, char *errbuf, size_t errcap)
 {
-    job me = {.stmts = stmts,
-              .n = n,
-              .bytes = job_bytes(stmts, n),
-              .results = results,
-              .state = QUEUED};
-    memset(results, 0, (size_t)n * sizeof *results);
-    if (pthread_cond_init(&me.cv, NULL) != 0) {
-        snprintf(errbuf, errcap, "cannot wait for a batch");
-        return PGPOOL_UNAVAILABLE;
-    }
-    pthread_mutex_lock(&b->lock);
-    enqueue_locked(b, &me);
-    while (me.state != DONE) {
-        if (me.state == QUEUED && b->lanes_busy < BATCH_LANES)
-            lead_locked(b);
-        else
-            pthread_cond_wait(&me.cv, &b->lock);
-    }
-    pthread_mutex_unlock(&b->lock);
-    pthread_cond_destroy(&me.cv);
-    if (me.err)
-        snprintf(errbuf, errcap, "%s", me.errbuf);
-    return me.err;
+    batch_job bj = {.b = b, .stmts = stmts, .n = n, .results = results};
+    batcher_run_all(&bj, 1);
+    if (bj.err)
+        snprintf(errbuf, errcap, "%s", bj.errbuf);
+    return bj.err;
 }
 
 int batcher_post(batcher *b, const char *sql, int phase, int64_t key,

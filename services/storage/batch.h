@@ -75,6 +75,26 @@ typedef struct batch_stmt {
 pgpool_err batcher_run(batcher *b, const batch_stmt *stmts, int n,
                        PGresult **results, char *errbuf, size_t errcap);
 
+/* One job of batcher_run_all: its statements on the batcher of its
+ * instance, and its outcome. */
+typedef struct batch_job {
+    batcher *b;
+    const batch_stmt *stmts; /* borrowed until batcher_run_all returns */
+    int n;
+    PGresult **results; /* n slots; on PGPOOL_OK the caller PQclears each */
+    pgpool_err err;     /* set by batcher_run_all */
+    char errbuf[256];   /* why, when err */
+} batch_job;
+
+/* Runs k jobs, each as batcher_run would, and returns when all of them
+ * ended: the jobs are queued at once (on the same or different
+ * batchers), so they share transactions with each other and with
+ * whatever else waits, and the calling thread leads a batch wherever a
+ * lane comes free for one of them. Each job commits or fails on its own;
+ * jobs on one batcher may share a transaction but never depend on each
+ * other. Thread safe. */
+void batcher_run_all(batch_job *jobs, int k);
+
 /* Queues a one-statement job whose outcome nobody waits for: sql with
  * the integer parameters ints[0..nints) (copied), and returns at once.
  * It rides in the next batch of the instance; when no thread leads one

@@ -273,45 +273,10 @@ void mbox_write_clear(mbox_write *w)
  * outbox deletes. */
 enum { PHASE_MAILBOX, PHASE_OUTBOX };
 
-/* Runs one write job on the batcher of an instance, mapping errors. */
-static mbox_err run_job(const mbox_store *s, int instance,
-                        const batch_stmt *stmts, int n, PGresult **results,
-                        char *errbuf, size_t errcap)
-{
-    return from_pgpool(
-        batcher_run(s->batchers[instance], stmts, n, results, errbuf, errcap));
-}
-
 static int instance_of_user(const mbox_store *s, int64_t user_id, int *shard)
 {
     *shard = shardmap_shard(s->map, user_id);
     return shardmap_instance(s->map, *shard);
-}
-
-mbox_err mbox_send(const mbox_store *s, const msg *m, int64_t now_ms,
-                   mbox_write *out, char *errbuf, size_t errcap)
-{
-    memset(out, 0, sizeof *out);
-    int shard;
-    int instance = instance_of_user(s, m->sender_id, &shard);
-    pgpool_params ps;
-    write_params(&ps, shard, m, now_ms);
-    pgpool_param_int(&ps, OUTBOX_FIRST_RETRY_MS);
-    batch_stmt stmt = {SQL_SEND, &ps, PHASE_MAILBOX, m->sender_id};
-    PGresult *r;
-    mbox_err result = run_job(s, instance, &stmt, 1, &r, errbuf, errcap);
-    if (result)
-        return result;
-    if (read_write_head(r, out) != 0 || out->status == MBOX_DUPLICATE)
-        result = bad_result(errbuf, errcap, "msg_send");
-    else if (out->status == MBOX_REPLAY &&
-             (read_message(r, 0, 3, &out->stored) != 0 ||
-              pgpool_get_bool(r, 0, 10, &out->is_outbox_pending) != 0))
-        result = bad_result(errbuf, errcap, "msg_send replay");
-    PQclear(r);
-    if (result)
-        mbox_write_clear(out);
-    return result;
 }
 
 const char *const *mbox_batch_statements(int *n)
@@ -341,38 +306,145 @@ static void ack_after(const mbox_store *s, int instance, const msg *m)
                 m->message_id, "out of memory");
 }
 
+/* The statements, parameters and results of one write while it runs. */
+typedef struct write_job {
+    pgpool_params ps, ack;
+    batch_stmt stmts[2];
+    PGresult *results[2];
+    int sender_instance; /* deliver: where the outbox entry is */
+    bool is_same_instance;
+} write_job;
+
+/* Sets up the job of a send: the sender's copy, key and outbox entry, one
+ * statement on the sender's instance. */
+static void prepare_send(const mbox_store *s, const mbox_call *c,
+                         int64_t now_ms, write_job *w, batch_job *bj)
+{
+    int shard;
+    int instance = instance_of_user(s, c->m->sender_id, &shard);
+    write_params(&w->ps, shard, c->m, now_ms);
+    pgpool_param_int(&w->ps, OUTBOX_FIRST_RETRY_MS);
+    w->stmts[0] =
+        (batch_stmt){SQL_SEND, &w->ps, PHASE_MAILBOX, c->m->sender_id};
+    *bj = (batch_job){.b = s->batchers[instance],
+                      .stmts = w->stmts,
+                      .n = 1,
+                      .results = w->results};
+}
+
+/* Sets up the job of a deliver: the recipient's copy, with the removal
+ * of the outbox entry when both mailboxes are on one instance. */
+static void prepare_deliver(const mbox_store *s, const mbox_call *c,
+                            int64_t now_ms, write_job *w, batch_job *bj)
+{
+    int shard, sender_shard;
+    int instance = instance_of_user(s, c->m->recipient_id, &shard);
+    w->sender_instance = instance_of_user(s, c->m->sender_id, &sender_shard);
+    w->is_same_instance = instance == w->sender_instance;
+    write_params(&w->ps, shard, c->m, now_ms);
+    ack_params(&w->ack, c->m);
+    w->stmts[0] =
+        (batch_stmt){SQL_DELIVER, &w->ps, PHASE_MAILBOX, c->m->recipient_id};
+    w->stmts[1] =
+        (batch_stmt){SQL_ACK_ONE, &w->ack, PHASE_OUTBOX, c->m->sender_id};
+    *bj = (batch_job){.b = s->batchers[instance],
+                      .stmts = w->stmts,
+                      .n = w->is_same_instance ? 2 : 1,
+                      .results = w->results};
+}
+
+static mbox_err finish_send(write_job *w, mbox_call *c)
+{
+    mbox_write *out = &c->out;
+    PGresult *r = w->results[0];
+    mbox_err result = MBOX_OK;
+    if (read_write_head(r, out) != 0 || out->status == MBOX_DUPLICATE)
+        result = bad_result(c->errbuf, sizeof c->errbuf, "msg_send");
+    else if (out->status == MBOX_REPLAY &&
+             (read_message(r, 0, 3, &out->stored) != 0 ||
+              pgpool_get_bool(r, 0, 10, &out->is_outbox_pending) != 0))
+        result = bad_result(c->errbuf, sizeof c->errbuf, "msg_send replay");
+    if (result)
+        mbox_write_clear(out);
+    return result;
+}
+
+static mbox_err finish_deliver(const mbox_store *s, write_job *w, mbox_call *c)
+{
+    mbox_write *out = &c->out;
+    if (read_write_head(w->results[0], out) != 0 ||
+        (out->status != MBOX_STORED && out->status != MBOX_DUPLICATE)) {
+        memset(out, 0, sizeof *out);
+        return bad_result(c->errbuf, sizeof c->errbuf, "msg_deliver");
+    }
+    if (!w->is_same_instance)
+        ack_after(s, w->sender_instance, c->m);
+    return MBOX_OK;
+}
+
+/* Reads the outcome of one finished job into its call. */
+static void finish_call(const mbox_store *s, write_job *w, batch_job *bj,
+                        mbox_call *c)
+{
+    c->err = from_pgpool(bj->err);
+    if (c->err)
+        snprintf(c->errbuf, sizeof c->errbuf, "%s", bj->errbuf);
+    else if (c->op == MBOX_OP_SEND)
+        c->err = finish_send(w, c);
+    else
+        c->err = finish_deliver(s, w, c);
+    for (int i = 0; i < bj->n; i++)
+        PQclear(w->results[i]);
+}
+
+void mbox_write_all(const mbox_store *s, mbox_call *calls, int k,
+                    int64_t now_ms)
+{
+    write_job *ws = calloc((size_t)k, sizeof *ws);
+    batch_job *bjs = calloc((size_t)k, sizeof *bjs);
+    for (int i = 0; i < k; i++) {
+        memset(&calls[i].out, 0, sizeof calls[i].out);
+        calls[i].err = MBOX_UNAVAILABLE;
+        snprintf(calls[i].errbuf, sizeof calls[i].errbuf, "out of memory");
+    }
+    if (ws && bjs) {
+        for (int i = 0; i < k; i++) {
+            if (calls[i].op == MBOX_OP_SEND)
+                prepare_send(s, &calls[i], now_ms, &ws[i], &bjs[i]);
+            else
+                prepare_deliver(s, &calls[i], now_ms, &ws[i], &bjs[i]);
+        }
+        batcher_run_all(bjs, k);
+        for (int i = 0; i < k; i++)
+            finish_call(s, &ws[i], &bjs[i], &calls[i]);
+    }
+    free(ws);
+    free(bjs);
+}
+
+/* One write of op alone, as mbox_send and mbox_deliver promise. */
+static mbox_err write_one(const mbox_store *s, mbox_op op, const msg *m,
+                          int64_t now_ms, mbox_write *out, char *errbuf,
+                          size_t errcap)
+{
+    mbox_call c = {.op = op, .m = m};
+    mbox_write_all(s, &c, 1, now_ms);
+    *out = c.out;
+    if (c.err)
+        snprintf(errbuf, errcap, "%s", c.errbuf);
+    return c.err;
+}
+
+mbox_err mbox_send(const mbox_store *s, const msg *m, int64_t now_ms,
+                   mbox_write *out, char *errbuf, size_t errcap)
+{
+    return write_one(s, MBOX_OP_SEND, m, now_ms, out, errbuf, errcap);
+}
+
 mbox_err mbox_deliver(const mbox_store *s, const msg *m, int64_t now_ms,
                       mbox_write *out, char *errbuf, size_t errcap)
 {
-    memset(out, 0, sizeof *out);
-    int shard, sender_shard;
-    int instance = instance_of_user(s, m->recipient_id, &shard);
-    int sender_instance = instance_of_user(s, m->sender_id, &sender_shard);
-    pgpool_params ps, ack;
-    write_params(&ps, shard, m, now_ms);
-    ack_params(&ack, m);
-    batch_stmt stmts[2] = {
-        {SQL_DELIVER, &ps, PHASE_MAILBOX, m->recipient_id},
-        {SQL_ACK_ONE, &ack, PHASE_OUTBOX, m->sender_id},
-    };
-    bool is_same_instance = instance == sender_instance;
-    PGresult *r[2] = {NULL, NULL};
-    mbox_err result = run_job(s, instance, stmts, is_same_instance ? 2 : 1, r,
-                              errbuf, errcap);
-    if (result)
-        return result;
-    if (read_write_head(r[0], out) != 0 ||
-        (out->status != MBOX_STORED && out->status != MBOX_DUPLICATE))
-        result = bad_result(errbuf, errcap, "msg_deliver");
-    PQclear(r[0]);
-    PQclear(r[1]);
-    if (result) {
-        memset(out, 0, sizeof *out);
-        return result;
-    }
-    if (!is_same_instance)
-        ack_after(s, sender_instance, m);
-    return MBOX_OK;
+    return write_one(s, MBOX_OP_DELIVER, m, now_ms, out, errbuf, errcap);
 }
 
 mbox_err mbox_get_meta(const mbox_store *s, int64_t user_id, int64_t *seq,

@@ -92,6 +92,26 @@ mbox_err mbox_send(const mbox_store *s, const msg *m, int64_t now_ms,
 mbox_err mbox_deliver(const mbox_store *s, const msg *m, int64_t now_ms,
                       mbox_write *out, char *errbuf, size_t errcap);
 
+typedef enum { MBOX_OP_SEND, MBOX_OP_DELIVER } mbox_op;
+
+/* One write of mbox_write_all: what mbox_send or mbox_deliver would take
+ * and answer. */
+typedef struct mbox_call {
+    mbox_op op;
+    const msg *m;     /* validated, borrowed */
+    mbox_write out;   /* on MBOX_OK; mbox_write_clear it */
+    mbox_err err;     /* set by mbox_write_all */
+    char errbuf[256]; /* why, when err */
+} mbox_call;
+
+/* Runs k writes at once, each exactly as mbox_send or mbox_deliver would
+ * and each with its own outcome: they are queued together, so they can
+ * share transactions with each other and with concurrent writes, but
+ * none waits for or depends on another's success. Returns when all k
+ * ended. */
+void mbox_write_all(const mbox_store *s, mbox_call *calls, int k,
+                    int64_t now_ms);
+
 /* The change counter and largest message id of a mailbox (0, 0 when it
  * does not exist yet). */
 mbox_err mbox_get_meta(const mbox_store *s, int64_t user_id, int64_t *seq,
