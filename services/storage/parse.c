@@ -90,6 +90,74 @@ int parse_message_request(const char *buf, size_t len, msg *m,
     return status;
 }
 
+void parse_calls_free(parse_call *calls, size_t n)
+{
+    for (size_t i = 0; calls && i < n; i++)
+        msg_clear(&calls[i].m);
+    free(calls);
+}
+
+/* One element of a batch's "calls". Returns 0 with c->m owning its
+ * content, or 400/413 with *detail and c->m holding nothing. */
+static int parse_one_call(const json_t *item, parse_call *c,
+                          const char **detail)
+{
+    const char *op = NULL;
+    json_t *message = NULL;
+    memset(&c->m, 0, sizeof c->m);
+    *detail = "each call must be {\"op\":\"send\"|\"deliver\","
+              "\"message\":{message}}";
+    if (json_unpack((json_t *)item, "{s:s,s:o !}", "op", &op, "message",
+                    &message) != 0)
+        return 400;
+    if (strcmp(op, "send") == 0)
+        c->op = MBOX_OP_SEND;
+    else if (strcmp(op, "deliver") == 0)
+        c->op = MBOX_OP_DELIVER;
+    else
+        return 400;
+    if (msg_from_json(message, &c->m) != 0)
+        return 400;
+    int status = check_message(&c->m, detail);
+    if (status)
+        msg_clear(&c->m);
+    return status;
+}
+
+int parse_batch_request(const char *buf, size_t len, parse_call **calls,
+                        size_t *n, const char **detail)
+{
+    *calls = NULL;
+    *n = 0;
+    json_t *root = parse_object(buf, len);
+    json_t *list = root ? json_object_get(root, "calls") : NULL;
+    size_t count = json_is_array(list) ? json_array_size(list) : 0;
+    int status = 400;
+    *detail = "body must be {\"calls\":[call,...]} with 1-64 calls";
+    parse_call *out = count >= 1 && count <= STORAGE_BATCH_CALLS_MAX &&
+                              json_object_size(root) == 1
+                          ? calloc(count, sizeof *out)
+                          : NULL;
+    size_t done = 0;
+    if (out) {
+        status = 0;
+        while (done < count && status == 0) {
+            status =
+                parse_one_call(json_array_get(list, done), &out[done], detail);
+            if (status == 0)
+                done++;
+        }
+    }
+    json_decref(root);
+    if (status != 0) {
+        parse_calls_free(out, done);
+        return status;
+    }
+    *calls = out;
+    *n = count;
+    return 0;
+}
+
 int parse_outbox_claim(const char *buf, size_t len, int *limit,
                        int64_t *lease_ms, const char **detail)
 {

@@ -28,6 +28,24 @@
 int parse_message_request(const char *buf, size_t len, msg *m,
                           const char **detail);
 
+/* Most writes one POST /internal/batch carries. */
+#define STORAGE_BATCH_CALLS_MAX 64
+
+/* One write of a batch body. */
+typedef struct parse_call {
+    mbox_op op;
+    msg m; /* owns its content */
+} parse_call;
+
+/* Parses a {"calls":[{"op":"send"|"deliver","message":{...}},...]} body
+ * of 1..STORAGE_BATCH_CALLS_MAX writes, each message checked as
+ * parse_message_request does. Returns 0 with *calls a new array of *n
+ * (parse_calls_free), or 400/413 with *detail (static) saying why and
+ * nothing allocated: one bad write refuses the whole batch. */
+int parse_batch_request(const char *buf, size_t len, parse_call **calls,
+                        size_t *n, const char **detail);
+void parse_calls_free(parse_call *calls, size_t n);
+
 /* Parses {"limit":N,"lease_ms":L} with N in 1..MBOX_OUTBOX_BATCH_MAX and
  * L in 1..MBOX_LEASE_MAX_MS. Returns 0, or -1 with *detail set. */
 int parse_outbox_claim(const char *buf, size_t len, int *limit,

@@ -23,6 +23,7 @@
 #include "mailbox.h"
 #include "message.h"
 #include "parse.h"
+#include "shardmap.h"
 
 /* Decimal text of a message id ("max_id", "last_message_id"). */
 typedef struct id_text {
@@ -115,24 +116,38 @@ static json_t *write_json(const char *status, const mbox_write *w)
                      (json_int_t)w->seq, "max_id", id_to_text(w->max_id).s);
 }
 
-static void reply_send(hs_reply *rep, const mbox_write *w)
+/* The answer of a send that wrote or found its message: body and status,
+ * as POST /internal/send answers it and as a batch's result carries it.
+ * NULL when out of memory. */
+static json_t *send_json(const mbox_write *w, int *status)
 {
     switch (w->status) {
     case MBOX_REPLAY:
-        reply_json(rep, 200,
-                   json_pack("{s:s,s:o,s:b}", "status", "replay", "message",
-                             msg_to_json(&w->stored), "outbox_pending",
-                             w->is_outbox_pending));
-        return;
+        *status = 200;
+        return json_pack("{s:s,s:o,s:b}", "status", "replay", "message",
+                         msg_to_json(&w->stored), "outbox_pending",
+                         w->is_outbox_pending);
     case MBOX_FLOOR:
-        reply_json(rep, 409,
-                   json_pack("{s:s,s:s}", "status", "floor", "max_id",
-                             id_to_text(w->max_id).s));
-        return;
+        *status = 409;
+        return json_pack("{s:s,s:s}", "status", "floor", "max_id",
+                         id_to_text(w->max_id).s);
     default:
-        reply_json(rep, 201, write_json("stored", w));
-        return;
+        *status = 201;
+        return write_json("stored", w);
     }
+}
+
+static json_t *deliver_json(const mbox_write *w, int *status)
+{
+    *status = 200;
+    return write_json(w->status == MBOX_DUPLICATE ? "duplicate" : "stored", w);
+}
+
+static void reply_send(hs_reply *rep, const mbox_write *w)
+{
+    int status;
+    json_t *body = send_json(w, &status);
+    reply_json(rep, status, body);
 }
 
 /* mbox_send and mbox_deliver: a validated message, written in one
@@ -175,10 +190,82 @@ static void route_deliver(hs_request *req, hs_reply *rep)
     mbox_write w;
     if (write_message(req, rep, mbox_deliver, &w) != 0)
         return;
-    reply_json(
-        rep, 200,
-        write_json(w.status == MBOX_DUPLICATE ? "duplicate" : "stored", &w));
+    int status;
+    json_t *body = deliver_json(&w, &status);
+    reply_json(rep, status, body);
     mbox_write_clear(&w);
+}
+
+/* ---- POST /internal/batch ----
+ *
+ * Several sends and delivers in one call, written together (group
+ * commit) but each with its own outcome: results[i] is what POST
+ * /internal/send or /internal/deliver would have answered for calls[i],
+ * its status in "code". A cache node batches the writes that queue while
+ * its previous calls are in flight, so one HTTP exchange carries many. */
+
+/* The problem a single call would have answered for err, as a result. */
+static json_t *error_json(mbox_err err, const char *errbuf, int *status)
+{
+    *status = err == MBOX_UNAVAILABLE ? 503 : 500;
+    return json_pack("{s:s,s:s}", "title",
+                     err == MBOX_UNAVAILABLE ? "Service Unavailable"
+                                             : "Internal Server Error",
+                     "detail",
+                     err == MBOX_UNAVAILABLE ? errbuf : mbox_strerror(err));
+}
+
+static json_t *result_json(const mbox_call *c)
+{
+    int status;
+    json_t *body = c->err ? error_json(c->err, c->errbuf, &status)
+                   : c->op == MBOX_OP_SEND ? send_json(&c->out, &status)
+                                           : deliver_json(&c->out, &status);
+    if (body && json_object_set_new(body, "code", json_integer(status)) != 0) {
+        json_decref(body);
+        return NULL;
+    }
+    return body;
+}
+
+/* {"results":[...]} in the order of calls; NULL when out of memory. */
+static json_t *results_json(const mbox_call *calls, size_t n)
+{
+    json_t *results = json_array();
+    for (size_t i = 0; results && i < n; i++) {
+        if (json_array_append_new(results, result_json(&calls[i])) != 0) {
+            json_decref(results);
+            results = NULL;
+        }
+    }
+    return results ? json_pack("{s:o}", "results", results) : NULL;
+}
+
+static void route_batch(hs_request *req, hs_reply *rep)
+{
+    parse_call *parsed;
+    size_t n;
+    const char *detail;
+    int status =
+        parse_batch_request(req->body, req->body_len, &parsed, &n, &detail);
+    if (status) {
+        reply_invalid(rep, status, detail);
+        return;
+    }
+    mbox_call *calls = calloc(n, sizeof *calls);
+    if (!calls) {
+        parse_calls_free(parsed, n);
+        reply_json(rep, 500, NULL);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        calls[i] = (mbox_call){.op = parsed[i].op, .m = &parsed[i].m};
+    mbox_write_all(req->ctx, calls, (int)n, wall_clock_ms());
+    reply_json(rep, 200, results_json(calls, n));
+    for (size_t i = 0; i < n; i++)
+        mbox_write_clear(&calls[i].out);
+    free(calls);
+    parse_calls_free(parsed, n);
 }
 
 /* ---- POST /internal/outbox/claim and /internal/outbox/ack ---- */
@@ -261,6 +348,31 @@ static void route_meta(hs_request *req, hs_reply *rep)
     reply_json(rep, 200,
                json_pack("{s:I,s:s}", "seq", (json_int_t)seq, "max_id",
                          id_to_text(max_id).s));
+}
+
+/* ---- GET /internal/placement ----
+ *
+ * The shard map: which instance holds each logical shard. A cache node
+ * queues its writes per instance with it, so that one slow instance
+ * holds up only the writes bound for it (services/cache/store.c). */
+static json_t *placement_json(const shardmap *m)
+{
+    json_t *of = json_array();
+    for (int s = 0; of && s < m->shards; s++) {
+        if (json_array_append_new(of, json_integer(m->instance_of[s])) != 0) {
+            json_decref(of);
+            of = NULL;
+        }
+    }
+    return of ? json_pack("{s:i,s:i,s:o}", "shards", m->shards, "instances",
+                          m->instances, "instance_of", of)
+              : NULL;
+}
+
+static void route_placement(hs_request *req, hs_reply *rep)
+{
+    const mbox_store *store = req->ctx;
+    reply_json(rep, 200, placement_json(store->map));
 }
 
 /* hs_query as a parse_query_fn. */
@@ -380,8 +492,10 @@ static void route_messages(hs_request *req, hs_reply *rep)
 static const hs_route routes[] = {
     {"POST", "/internal/send", route_send, "send"},
     {"POST", "/internal/deliver", route_deliver, "deliver"},
+    {"POST", "/internal/batch", route_batch, "batch"},
     {"POST", "/internal/outbox/claim", route_outbox_claim, "outbox_claim"},
     {"POST", "/internal/outbox/ack", route_outbox_ack, "outbox_ack"},
+    {"GET", "/internal/placement", route_placement, "placement"},
     {"GET", "/internal/users/{}/meta", route_meta, "meta"},
     {"GET", "/internal/users/{}/conversations", route_conversations,
      "conversations"},

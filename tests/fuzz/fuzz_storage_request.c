@@ -1,7 +1,7 @@
 /*
  * fuzz_storage_request.c - libFuzzer target for services/storage/parse.c,
  * the storage service's parsers of internal requests. The first line of
- * the input names the request (message, claim, ack, conversations,
+ * the input names the request (message, batch, claim, ack, conversations,
  * messages); the rest is its body, or for the two lists its query string
  * "k=v&k=v" (each value as the HTTP server hands it over, decoded).
  *
@@ -53,19 +53,11 @@ static const char *lookup(const void *source, const char *key)
     return NULL;
 }
 
-static void fuzz_message(const char *buf, size_t len)
+/* Aborts unless an accepted message meets every bound of check_message. */
+static void check_accepted(const msg *m_)
 {
-    msg m;
-    const char *detail = NULL;
+    const msg m = *m_;
     char cid[IDS_CONVERSATION_MAX];
-    int status = parse_message_request(buf, len, &m, &detail);
-
-    if (status != 0) {
-        if ((status != 400 && status != 413) || detail == NULL ||
-            m.content != NULL)
-            abort();
-        return;
-    }
     size_t cmid_len = strlen(m.client_message_id);
     if (m.message_id < 1 || m.sender_id < 1 || m.sender_id > MSG_USER_ID_MAX ||
         m.recipient_id < 1 || m.recipient_id > MSG_USER_ID_MAX ||
@@ -76,7 +68,45 @@ static void fuzz_message(const char *buf, size_t len)
         !utf8_is_valid(m.content, m.content_len) || cmid_len < 1 ||
         cmid_len > MSG_CMID_MAX || m.sent_at < 0)
         abort();
+}
+
+static void fuzz_message(const char *buf, size_t len)
+{
+    msg m;
+    const char *detail = NULL;
+    int status = parse_message_request(buf, len, &m, &detail);
+
+    if (status != 0) {
+        if ((status != 400 && status != 413) || detail == NULL ||
+            m.content != NULL)
+            abort();
+        return;
+    }
+    check_accepted(&m);
     msg_clear(&m);
+}
+
+static void fuzz_batch(const char *buf, size_t len)
+{
+    parse_call *calls;
+    size_t n;
+    const char *detail = NULL;
+    int status = parse_batch_request(buf, len, &calls, &n, &detail);
+
+    if (status != 0) {
+        if ((status != 400 && status != 413) || detail == NULL ||
+            calls != NULL || n != 0)
+            abort();
+        return;
+    }
+    if (calls == NULL || n < 1 || n > STORAGE_BATCH_CALLS_MAX)
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        if (calls[i].op != MBOX_OP_SEND && calls[i].op != MBOX_OP_DELIVER)
+            abort();
+        check_accepted(&calls[i].m);
+    }
+    parse_calls_free(calls, n);
 }
 
 static void fuzz_claim(const char *buf, size_t len)
@@ -147,6 +177,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t len = size - (size_t)(body - buf);
         if (strcmp(buf, "message") == 0)
             fuzz_message(body, len);
+        else if (strcmp(buf, "batch") == 0)
+            fuzz_batch(body, len);
         else if (strcmp(buf, "claim") == 0)
             fuzz_claim(body, len);
         else if (strcmp(buf, "ack") == 0)

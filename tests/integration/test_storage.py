@@ -166,6 +166,13 @@ class Storage:
         status, body, _ = self.call("POST", "/internal/deliver", {"message": m})
         return status, body
 
+    def batch(self, calls):
+        """POST /internal/batch of (op, message) pairs; the results."""
+        status, body, _ = self.call("POST", "/internal/batch", {
+            "calls": [{"op": op, "message": m} for op, m in calls]})
+        assert status == 200, (status, body)
+        return body["results"]
+
     def meta(self, user):
         status, body, _ = self.call("GET", "/internal/users/%d/meta" % user)
         assert status == 200, (status, body)
@@ -460,6 +467,68 @@ def test_deliver_removes_the_outbox_entry(env):
         expect_eq(left.strip(), "0", "outbox rows left on the sender's instance")
 
 
+def test_batch_answers_each_write_as_alone(env):
+    """One POST /internal/batch carries sends and delivers for mailboxes on
+    both instances; each result is what the write's own call would have
+    answered, with its status in "code", in the order of the calls."""
+    st = env.storage
+    a, b, c = USERS.on(0), USERS.on(1), USERS.on(1)
+    m0 = make_msg(a, b, "before the batch")
+    send_ok(st, m0)
+    expect_eq(st.deliver(m0)[0], 200, "deliver before the batch")
+    m1 = make_msg(a, b, "in the batch")
+    m2 = make_msg(c, a, "from the other instance")
+    late = make_msg(a, c, "late", cmid="late-batch", message_id=int(m0["message_id"]))
+    results = st.batch([("send", m0), ("send", m1), ("send", late), ("deliver", m0),
+                        ("send", m2), ("deliver", m2)])
+    expect_eq(len(results), 6, "one result per call")
+    expect_eq((results[0]["code"], results[0]["status"], results[0]["message"]),
+              (200, "replay", m0), "replayed send")
+    # The writes of a batch are not ordered among themselves: a's seq
+    # after m1 is 2 or 3 (m2's copy may land first).
+    expect_eq((results[1]["code"], results[1]["status"]), (201, "stored"), "new send")
+    assert results[1]["seq"] in (2, 3), results[1]
+    expect_eq((results[2]["code"], results[2]["status"]), (409, "floor"),
+              "send below the floor")
+    expect_eq(results[3], {"code": 200, "status": "duplicate", "seq": 1,
+                           "max_id": m0["message_id"]}, "deliver again")
+    expect_eq(results[4], {"code": 201, "status": "stored", "seq": 1,
+                           "max_id": m2["message_id"]}, "send on the other instance")
+    expect_eq(results[5]["code"], 200, "deliver to the first instance")
+    expect_eq(results[5]["status"], "stored", "deliver to the first instance")
+    expect_eq(st.messages(b, cid_of(a, b))["messages"], [m0], "b holds m0 once")
+    expect_eq(st.messages(a, cid_of(a, c))["messages"], [m2], "a got c's message")
+    expect_eq(st.meta(a), {"seq": 3, "max_id": m2["message_id"]}, "a's mailbox")
+    st.ack([ack_key(m) for m in (m1, m2)])
+
+
+def test_bad_batch_is_refused_whole(env):
+    """A batch with one bad write writes nothing, not even its good ones."""
+    st = env.storage
+    a, b = USERS.on(0), USERS.on(1)
+    good = {"op": "send", "message": make_msg(a, b)}
+    bad_msg = dict(make_msg(a, b), conversation_id="1_2")
+    cases = [
+        (None, b"{not json", 400),
+        ({"calls": []}, None, 400),
+        ({"calls": {}}, None, 400),
+        ({"calls": [good], "more": 1}, None, 400),
+        ({"calls": [good] * 65}, None, 400),
+        ({"calls": [good, {"op": "erase", "message": make_msg(a, b)}]}, None, 400),
+        ({"calls": [good, {"op": "send"}]}, None, 400),
+        ({"calls": [good, dict(good, extra=1)]}, None, 400),
+        ({"calls": [good, {"op": "deliver", "message": bad_msg}]}, None, 400),
+        ({"calls": [good, {"op": "send", "message": dict(
+            make_msg(a, b), content="x" * (MSG_CONTENT_MAX + 1))}]}, None, 413),
+    ]
+    for body, raw, want in cases:
+        status, problem, _ = st.call("POST", "/internal/batch", body, raw)
+        expect_eq(status, want, ("batch %r" % (body or raw))[:120])
+        assert problem and problem.get("status") == want, "problem body"
+    expect_eq(st.meta(a), {"seq": 0, "max_id": "0"}, "nothing written for the sender")
+    expect_eq(st.meta(b), {"seq": 0, "max_id": "0"}, "nothing written for the recipient")
+
+
 def count_in_log(env, i, needle):
     with open(os.path.join(env.pg_dirs[i], "postgresql.log"), errors="replace") as f:
         return f.read().count(needle)
@@ -600,6 +669,14 @@ def test_bad_input_is_refused_without_writes(env):
     expect_eq(st.meta(USERS.on(1)), {"seq": 0, "max_id": "0"}, "meta of an empty mailbox")
 
 
+def test_placement_is_the_shard_map(env):
+    """GET /internal/placement: the map cache nodes group their writes by."""
+    status, body, _ = env.storage.call("GET", "/internal/placement")
+    expect_eq(status, 200, "placement status")
+    expect_eq(body, {"shards": SHARDS, "instances": 2, "instance_of": [0, 0, 1, 1]},
+              "placement of STORAGE_SHARD_MAP %s" % SHARD_MAP)
+
+
 def test_mailboxes_live_on_their_shard_instance(env):
     owners = [env.psql(i, "SELECT owner_id FROM mailboxes") for i in (0, 1)]
     for i in (0, 1):
@@ -624,6 +701,11 @@ def test_unreachable_instance_answers_503_and_recovers(env):
         expect_eq(problem["status"], 503, "problem body")
         status, _ = st.send(make_msg(down, up))
         expect_eq(status, 503, "send to the stopped instance")
+        # In a batch, only the write on the stopped instance fails.
+        fine = make_msg(up, down, "while the other instance is down")
+        results = st.batch([("send", make_msg(down, up)), ("send", fine)])
+        expect_eq([r["code"] for r in results], [503, 201], "batch across instances")
+        expect_eq(results[0]["title"], "Service Unavailable", "the failed write's problem")
         expect_eq(st.call("GET", "/internal/users/%d/meta" % up)[0], 200,
                   "other instance still serves")
         expect_eq(st.call("GET", "/readyz")[0], 503, "not ready with an instance down")
@@ -640,7 +722,7 @@ def test_unreachable_instance_answers_503_and_recovers(env):
     m = make_msg(down, up)
     send_ok(st, m)
     expect_eq(st.call("GET", "/readyz")[0], 200, "ready again")
-    st.ack([ack_key(m)])
+    st.ack([ack_key(m), ack_key(fine)])
 
 
 TESTS = [
@@ -654,10 +736,13 @@ TESTS = [
     test_since_ts_filters_by_landing_time,
     test_outbox_claim_lease_and_ack,
     test_deliver_removes_the_outbox_entry,
+    test_batch_answers_each_write_as_alone,
+    test_bad_batch_is_refused_whole,
     test_writes_run_prepared_and_survive_a_lost_session,
     test_content_round_trips_nul_and_utf8,
     test_concurrent_sends_of_one_sender_serialise,
     test_bad_input_is_refused_without_writes,
+    test_placement_is_the_shard_map,
     test_mailboxes_live_on_their_shard_instance,
     test_unreachable_instance_answers_503_and_recovers,
 ]
