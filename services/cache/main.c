@@ -16,14 +16,18 @@
 #include "lease.h"
 #include "log.h"
 #include "outbox.h"
+#include "placement.h"
 #include "routes.h"
+#include "store.h"
+#include "storeq.h"
 
 typedef struct cache_config {
     hs_config http; /* bind, port, threads, limits, internal secret */
     const char *name, *router_url, *storage_url, *redis_host;
     int node_id, redis_port, redis_pool, hop_pool, heartbeat_ms;
-    char self_url[128]; /* announced to the routers */
-    int events_port;    /* 0: long polls on the main listener */
+    int store_lanes, store_batch; /* the write queue (storeq.h) */
+    char self_url[128];           /* announced to the routers */
+    int events_port;              /* 0: long polls on the main listener */
     int events_threads;
     char events_url[128]; /* where the main listener redirects polls */
 } cache_config;
@@ -42,6 +46,10 @@ static int read_config(cache_config *c)
     c->redis_port = (int)config_int("REDIS_PORT", 6379, 1, 65535, &errs);
     c->redis_pool = (int)config_int("CACHE_REDIS_POOL", 16, 1, 256, &errs);
     c->hop_pool = (int)config_int("CACHE_HOP_POOL", 64, 1, 4096, &errs);
+    c->store_lanes =
+        (int)config_int("CACHE_STORE_LANES", STORE_LANES_DEFAULT, 0, 64, &errs);
+    c->store_batch =
+        (int)config_int("CACHE_STORE_BATCH", STORE_BATCH_DEFAULT, 1, 64, &errs);
     c->heartbeat_ms =
         (int)config_int("CACHE_HEARTBEAT_MS", 200, 10, 10000, &errs);
     if (!c->name[0] || strlen(c->name) >= sizeof(((ring_node *)0)->name))
@@ -101,6 +109,9 @@ static void node_destroy(cache_node *n)
     handoff_free(n->handoff);
     events_free(n->events);
     hot_free(n->hot);
+    for (int i = 0; i < CACHE_WRITE_QUEUES; i++)
+        storeq_free(n->writes[i]);
+    placement_free(n->placement);
     hc_pool_free(n->hops);
     locks_free(n->locks);
     ids_destroy(&n->ids);
@@ -121,8 +132,15 @@ static int node_init(cache_node *n, const cache_config *c)
     n->handoff = handoff_new();
     n->hops = hc_pool_new(c->hop_pool, HOP_TIMEOUT_MS);
     n->hot = hot_new(c->redis_host, c->redis_port, c->redis_pool, n->metrics);
+    n->placement = placement_new();
+    for (int i = 0; i < CACHE_WRITE_QUEUES; i++) {
+        n->writes[i] = storeq_new(c->store_lanes, c->store_batch,
+                                  STORE_BATCH_BYTES, store_run_writes, n);
+        if (!n->writes[i])
+            return -1;
+    }
     if (!n->metrics || !n->locks || !n->hops || !n->hot || !n->events ||
-        !n->handoff)
+        !n->handoff || !n->placement)
         return -1;
     /* Storage, the router and peer nodes refuse unsigned internal calls. */
     if (hc_pool_set_signer(n->hops, c->http.internal_secret))
@@ -161,6 +179,8 @@ int main(void)
     if (hot_flush(n.hot))
         log_msg("warn", "redis not reachable at start; serving from storage");
     ringview_refresh(n.ring);
+    /* Best effort: until storage answers, writes are queued as one. */
+    store_refresh_placement(&n, NULL);
     ringview_start(n.ring, 1000);
     n.lease = lease_start(&n, c.router_url, c.self_url, c.heartbeat_ms,
                           c.http.internal_secret);

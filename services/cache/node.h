@@ -15,6 +15,10 @@
 #include "ringview.h"
 #include "hot.h"
 
+/* Write queues to storage: one per storage instance, instances beyond
+ * this many sharing them (store.c). */
+#define CACHE_WRITE_QUEUES 16
+
 typedef struct cache_node {
     char name[64];         /* this node's name in the ring */
     char storage_url[256]; /* base URL of the storage service */
@@ -22,9 +26,13 @@ typedef struct cache_node {
                               there; "" when they are served here */
     ringview *ring;        /* the ring as published by the router */
     hc_pool *hops;         /* keep-alive HTTP to storage and peers */
-    hot_t *hot;            /* this node's Redis: the hot mailboxes */
-    ids_gen ids;           /* message ids: node bits are CACHE_NODE_ID */
-    user_locks *locks;     /* serialise writes per owned user */
+    /* Sends and delivers to storage, queued by the storage instance of
+     * the mailbox they write (storeq.h, placement.h). */
+    struct storeq *writes[CACHE_WRITE_QUEUES];
+    struct placement *placement;
+    hot_t *hot;        /* this node's Redis: the hot mailboxes */
+    ids_gen ids;       /* message ids: node bits are CACHE_NODE_ID */
+    user_locks *locks; /* serialise writes per owned user */
     metrics_t *metrics;
     struct events *events;   /* long-poll waiters, woken by writes (events.h) */
     struct lease *lease;     /* heartbeats; serve only while held (lease.h) */

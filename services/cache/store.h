@@ -13,6 +13,15 @@
 #include "message.h"
 #include "node.h"
 #include "store_parse.h" /* store_err, store_send_result */
+#include "storeq.h"
+
+/* The write queue's defaults (CACHE_STORE_LANES, CACHE_STORE_BATCH):
+ * calls to storage in flight at once, and writes one call carries. */
+#define STORE_LANES_DEFAULT 2
+#define STORE_BATCH_DEFAULT 32
+/* Message text one batch carries beyond its first write: half of what
+ * storage accepts in a body (HTTP_BODY_MAX), the rest for the wrapping. */
+#define STORE_BATCH_BYTES (512 * 1024)
 
 /* Writes the sender's copy, key and outbox entry in one transaction. On
  * STORE_OK with SEND_REPLAY, out->stored is owned by the caller
@@ -24,6 +33,15 @@ store_err store_send(cache_node *n, const msg *m, const char *rid,
  * for a duplicate; meta is the mailbox after. */
 store_err store_deliver(cache_node *n, const msg *m, const char *rid,
                         bool *stored, hot_meta *meta);
+
+/* The runner of the node's write queue (storeq_new's run, ctx the
+ * node): one write as a call of its own, several as one POST
+ * /internal/batch. */
+void store_run_writes(void *ctx, storeq_job **jobs, int k);
+
+/* Fetches storage's shard map (placement.h) when it is due; the write
+ * queues group by it. Called by every write, and once at start. */
+void store_refresh_placement(cache_node *n, const char *rid);
 
 store_err store_meta(cache_node *n, int64_t uid, const char *rid,
                      hot_meta *meta);

@@ -1,0 +1,131 @@
+/*
+ * storeq.c - the leader/follower queue of a node's writes to storage.
+ * See storeq.h.
+ *
+ * The shape is that of storage's group commit (services/storage/batch.c)
+ * one hop earlier: jobs on their callers' stacks in a FIFO under one
+ * mutex, each waiting on its own condition variable; a wake-up is aimed
+ * at the threads whose jobs finished and, when a lane comes free, at the
+ * job at the head of the queue, never at every waiting thread.
+ */
+#include "storeq.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { QUEUED, TAKEN, DONE };
+
+/* Most writes one call carries, whatever the caller asks. */
+#define STOREQ_BATCH_CAP 64
+
+struct storeq {
+    int lanes;
+    int batch_max;
+    size_t bytes_max;
+    storeq_run_fn run;
+    void *ctx;
+    pthread_mutex_t lock;
+    storeq_job *head, *tail; /* guarded by lock */
+    int busy;                /* calls in flight; guarded by lock */
+};
+
+storeq *storeq_new(int lanes, int batch_max, size_t bytes_max,
+                   storeq_run_fn run, void *ctx)
+{
+    if (lanes < 0 || batch_max < 1 || !run)
+        return NULL;
+    storeq *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    *q = (storeq){.lanes = lanes,
+                  .batch_max = batch_max < STOREQ_BATCH_CAP ? batch_max
+                                                            : STOREQ_BATCH_CAP,
+                  .bytes_max = bytes_max,
+                  .run = run,
+                  .ctx = ctx};
+    if (pthread_mutex_init(&q->lock, NULL) != 0) {
+        free(q);
+        return NULL;
+    }
+    return q;
+}
+
+void storeq_free(storeq *q)
+{
+    if (!q)
+        return;
+    pthread_mutex_destroy(&q->lock);
+    free(q);
+}
+
+/* Takes writes from the head of the queue (lock held). */
+static int take_jobs(storeq *q, storeq_job **taken)
+{
+    int n = 0;
+    size_t bytes = 0;
+    while (q->head && n < q->batch_max &&
+           (n == 0 || bytes + q->head->len <= q->bytes_max)) {
+        storeq_job *j = q->head;
+        q->head = j->next;
+        if (!q->head)
+            q->tail = NULL;
+        j->state = TAKEN;
+        bytes += j->len;
+        taken[n++] = j;
+    }
+    return n;
+}
+
+/* A lane is free: the head's thread may lead (lock held). */
+static void wake_head_locked(storeq *q)
+{
+    if (q->head && q->busy < q->lanes)
+        pthread_cond_signal(&q->head->cv);
+}
+
+/* Leads one call: called and returns with the lock held, released while
+ * the call runs. */
+static void lead_locked(storeq *q)
+{
+    storeq_job *taken[STOREQ_BATCH_CAP];
+    int n = take_jobs(q, taken);
+    q->busy++;
+    wake_head_locked(q);
+    pthread_mutex_unlock(&q->lock);
+    q->run(q->ctx, taken, n);
+    pthread_mutex_lock(&q->lock);
+    /* A job's thread may return once it is DONE: not touched after. */
+    for (int i = 0; i < n; i++) {
+        taken[i]->state = DONE;
+        pthread_cond_signal(&taken[i]->cv);
+    }
+    q->busy--;
+    wake_head_locked(q);
+}
+
+void storeq_submit(storeq *q, storeq_job *job)
+{
+    job->err = STORE_DOWN;
+    job->status = 0;
+    job->body = NULL;
+    job->next = NULL;
+    if (q->lanes == 0 || pthread_cond_init(&job->cv, NULL) != 0) {
+        q->run(q->ctx, &job, 1);
+        return;
+    }
+    job->state = QUEUED;
+    pthread_mutex_lock(&q->lock);
+    if (q->tail)
+        q->tail->next = job;
+    else
+        q->head = job;
+    q->tail = job;
+    while (job->state != DONE) {
+        if (job->state == QUEUED && q->busy < q->lanes)
+            lead_locked(q);
+        else
+            pthread_cond_wait(&job->cv, &q->lock);
+    }
+    pthread_mutex_unlock(&q->lock);
+    pthread_cond_destroy(&job->cv);
+}
