@@ -157,6 +157,10 @@ static int node_init(cache_node *n, const cache_config *c)
                   "Reads answered from the hot mailbox", 0);
     metrics_count(n->metrics, "cache_misses_total",
                   "Hot mailbox misses (user loaded from storage)", 0);
+    metrics_count(n->metrics, "cache_storage_write_calls_total",
+                  "Calls to storage that carried sends and delivers", 0);
+    metrics_count(n->metrics, "cache_storage_writes_total",
+                  "Sends and delivers written to storage", 0);
     n->ring = ringview_new(c->router_url, n->hops, n->metrics, ring_changed, n);
     return n->ring ? 0 : -1;
 }

@@ -206,6 +206,12 @@ static void run_batch(cache_node *n, storeq_job **jobs, int k)
 
 void store_run_writes(void *ctx, storeq_job **jobs, int k)
 {
+    cache_node *n = ctx;
+    /* Their ratio is the mean batch: how much the queue saves. */
+    metrics_count(n->metrics, "cache_storage_write_calls_total",
+                  "Calls to storage that carried sends and delivers", 1);
+    metrics_count(n->metrics, "cache_storage_writes_total",
+                  "Sends and delivers written to storage", (uint64_t)k);
     if (k == 1)
         run_one(ctx, jobs[0]);
     else

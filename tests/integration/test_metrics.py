@@ -13,7 +13,8 @@ otherwise), sends traffic through the load balancer and proves:
   by exactly the requests sent, on the gateways and on storage;
 - dependency call latency moved: gateway -> cache, cache -> storage,
   cache -> redis, storage -> postgres;
-- cache hits and misses, the pools (PostgreSQL, Redis, HTTP client
+- cache hits and misses, the writes to storage and the calls that
+  carried them, the pools (PostgreSQL, Redis, HTTP client
   handles: sizes, and connections in use seen above 0 under load and
   back to 0 at rest), the ring epoch (the router's, on every service)
   and the outbox depth (above 0 while a recipient's node is down, back
@@ -212,6 +213,33 @@ def test_cache_nodes_count_hits_misses_and_dependencies(api):
     for k, old in before.items():
         new = total(caches, *k[:1], **dict(k[1:]))
         check(new > old, "cache nodes' %r did not move (%r -> %r)" % (k, old, new))
+
+
+@test
+def test_cache_nodes_count_writes_and_their_calls(api):
+    """Every send writes two copies through the nodes' write queues; the
+    queues' calls carry one write or more each."""
+    caches = urls("CACHE_URLS")
+    names = ("cache_storage_writes_total", "cache_storage_write_calls_total")
+    before = [total(caches, n) for n in names]
+    errors = []
+
+    def load(k):
+        try:
+            for i in range(10):
+                api.send_ok(new_user(), new_user(), "queued %d-%d" % (k, i))
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    workers = [threading.Thread(target=load, args=(k,)) for k in range(8)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    check(not errors, "sends failed: %s" % errors[:3])
+    writes, calls = [total(caches, n) - b for n, b in zip(names, before)]
+    check(writes == 2 * 80, "writes moved by %r for 80 sends, expected 160" % writes)
+    check(1 <= calls <= writes, "calls moved by %r for %r writes" % (calls, writes))
 
 
 @test
