@@ -263,6 +263,14 @@ static store_err write_message(cache_node *n, const char *op, int64_t owner,
     storeq_job j = {.op = op, .message = text, .len = strlen(text), .rid = rid};
     storeq_submit(queue_of(n, owner, rid), &j);
     free(text);
+    /* What the queue costs a write at this load: a write waits only
+     * while its instance's lanes are all busy. */
+    metrics_count(n->metrics, "cache_storage_queue_wait_microseconds_total",
+                  "Time writes waited for a call to storage to carry them",
+                  (uint64_t)j.waited_us);
+    if (j.waited_us >= 1000)
+        metrics_count(n->metrics, "cache_storage_queue_waits_over_1ms_total",
+                      "Writes that waited over 1 ms for a call to storage", 1);
     *status = j.status;
     *out = j.body;
     return j.err;

@@ -12,8 +12,16 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum { QUEUED, TAKEN, DONE };
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 /* Most writes one call carries, whatever the caller asks. */
 #define STOREQ_BATCH_CAP 64
@@ -89,6 +97,9 @@ static void lead_locked(storeq *q)
 {
     storeq_job *taken[STOREQ_BATCH_CAP];
     int n = take_jobs(q, taken);
+    int64_t now = now_us();
+    for (int i = 0; i < n; i++) /* from submit to now: the wait */
+        taken[i]->waited_us = now - taken[i]->waited_us;
     q->busy++;
     wake_head_locked(q);
     pthread_mutex_unlock(&q->lock);
@@ -109,11 +120,13 @@ void storeq_submit(storeq *q, storeq_job *job)
     job->status = 0;
     job->body = NULL;
     job->next = NULL;
+    job->waited_us = 0;
     if (q->lanes == 0 || pthread_cond_init(&job->cv, NULL) != 0) {
         q->run(q->ctx, &job, 1);
         return;
     }
     job->state = QUEUED;
+    job->waited_us = now_us(); /* the submit time until taken */
     pthread_mutex_lock(&q->lock);
     if (q->tail)
         q->tail->next = job;

@@ -23,6 +23,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "store_parse.h" /* store_err */
 
@@ -38,6 +39,9 @@ typedef struct storeq_job {
     store_err err;
     long status;
     json_t *body;
+    /* Set by storeq_submit: how long the write waited for a lane before
+     * its call started (0 when a lane was free). */
+    int64_t waited_us;
     /* Private to storeq.c. */
     int state;
     pthread_cond_t cv;

@@ -242,6 +242,20 @@ def owner_index(secret, cache_urls, user, epoch):
     raise TestFailure("no cache node owns user %d" % user)
 
 
+MASK64 = (1 << 64) - 1
+
+
+def ring_hash_user(user_id):
+    """common/ring.c: FNV-1a 64 of the decimal id, splitmix64 finaliser."""
+    h = 14695981039346656037
+    for b in str(user_id).encode():
+        h ^= b
+        h = (h * 1099511628211) & MASK64
+    h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & MASK64
+    return h ^ (h >> 31)
+
+
 def conversation_id(a, b):
     return "%d_%d" % (min(a, b), max(a, b))
 

@@ -23,6 +23,7 @@ Run: python3 tests/integration/test_cache_failures.py
 import os
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -85,6 +86,7 @@ class Layout:
 
 
 LAYOUT = None
+ENV = None
 VAR = None
 INTERNAL_SECRET = None
 
@@ -248,9 +250,85 @@ def test_outbox_delivers_once_the_recipient_node_is_back(api):
           "recipient's conversation list wrong: %r" % conv)
 
 
+class Placement:
+    """Storage's shard map (GET /internal/placement)."""
+
+    def __init__(self):
+        status, body = http_json("GET", ENV["STORAGE_URL"] + "/internal/placement")
+        check(status == 200, "placement answered %d" % status)
+        self.shards, self.of = body["shards"], body["instance_of"]
+
+    def instance(self, user):
+        return self.of[e2e_lib.ring_hash_user(user) % self.shards]
+
+    def users(self, node, instance, count):
+        out = []
+        while len(out) < count:
+            u = LAYOUT.users_on(node, 1, exclude=out)[0]
+            if self.instance(u) == instance:
+                out.append(u)
+        return out
+
+
+STALL_S = 4
+
+
+@test
+def test_a_stalled_instance_holds_up_only_its_own_writes(api):
+    """A cache node queues its writes per storage instance: while every
+    write on one instance waits for a lock, the node's calls for that
+    instance stall, and writes for the other instance go through at once
+    instead of queueing behind them."""
+    place = Placement()
+    stalled = place.users(0, 1, 4)
+    fine_sender = place.users(0, 0, 1)[0]
+    fine_peers = [u for u in (new_user() for _ in range(200)) if place.instance(u) == 0][:3]
+    peers = [u for u in (new_user() for _ in range(200)) if place.instance(u) == 1][:4]
+    for a, b in zip(stalled, peers):  # their nodes now hold their hot meta
+        api.send_ok(a, b, "before the stall")
+    api.send_ok(fine_sender, fine_peers[0], "before the stall")
+    # Every write on instance 1 touches its mailboxes row, so this lock
+    # holds them all for STALL_S seconds.
+    pg_url = ENV["PG_URLS"].split(",")[1]
+    locker = subprocess.Popen(
+        ["psql", "-qAt", pg_url, "-c",
+         "BEGIN; LOCK TABLE mailboxes IN ACCESS EXCLUSIVE MODE; "
+         "SELECT pg_sleep(%d); COMMIT;" % STALL_S],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.5)
+        results = {}
+
+        def stalled_send(k):
+            t0 = time.monotonic()
+            r = api.send(stalled[k], peers[k], "during the stall", fresh=True)
+            results[k] = (r.status, time.monotonic() - t0)
+
+        workers = [threading.Thread(target=stalled_send, args=(k,)) for k in range(4)]
+        for w in workers:
+            w.start()
+        time.sleep(0.5)
+        quick = []
+        for b in fine_peers:
+            t0 = time.monotonic()
+            api.send_ok(fine_sender, b, "past the stall")
+            quick.append(time.monotonic() - t0)
+        for w in workers:
+            w.join(60)
+    finally:
+        locker.wait(30)
+    check(locker.returncode == 0, "the lock did not run: %r" % locker.stderr.read())
+    slow = sorted(t for _, t in results.values())
+    check(len(results) == 4 and all(s == 201 for s, _ in results.values()),
+          "stalled sends: %r" % results)
+    check(slow[0] > 1.5, "the sends on the locked instance did not stall: %r" % slow)
+    check(max(quick) < 1.5, "writes on the other instance waited: %r s "
+          "(stalled ones %r s)" % (quick, slow))
+
+
 def setup(var, env):
-    global VAR, INTERNAL_SECRET, LAYOUT
-    VAR = var
+    global VAR, INTERNAL_SECRET, LAYOUT, ENV
+    VAR, ENV = var, env
     INTERNAL_SECRET = e2e_lib.internal_secret(env)
     LAYOUT = Layout(env)
 

@@ -35,7 +35,7 @@ import traceback
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 
-from e2e_lib import INTERNAL_AUTH_HEADER, internal_auth  # noqa: E402
+from e2e_lib import INTERNAL_AUTH_HEADER, internal_auth, ring_hash_user  # noqa: E402
 
 BUILD = os.environ.get("MESSENGER_BUILD", os.path.join(ROOT, "build", "asan"))
 if not os.path.isabs(BUILD):
@@ -52,20 +52,6 @@ MSG_CONTENT_MAX = 65535
 
 SHARDS = 4
 SHARD_MAP = "0-1:0,2-3:1"  # shards 0,1 on instance 0; 2,3 on instance 1
-MASK64 = (1 << 64) - 1
-
-
-def ring_hash_user(user_id):
-    """common/ring.c: FNV-1a 64 of the decimal id, splitmix64 finaliser."""
-    h = 14695981039346656037
-    for b in str(user_id).encode():
-        h ^= b
-        h = (h * 1099511628211) & MASK64
-    h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
-    h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & MASK64
-    return h ^ (h >> 31)
-
-
 def instance_of(user_id):
     shard = ring_hash_user(user_id) % SHARDS
     return 0 if shard <= 1 else 1

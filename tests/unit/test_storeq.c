@@ -134,12 +134,17 @@ static void run_behind_one(storeq *q, fake *f, int more, size_t len)
     for (int i = 1; i <= more; i++)
         writer_start(&w[i], q, 100 + i, len);
     wait_queued(q, more);
+    usleep(20000); /* the queued writes wait at least this long */
     fake_release(f);
     for (int i = 0; i <= more; i++) {
         pthread_join(w[i].thread, NULL);
         ck_assert_int_eq(w[i].job.err, STORE_OK);
         ck_assert_int_eq(w[i].job.status, 100 + i);
+        if (i > 0)
+            ck_assert_int_ge(w[i].job.waited_us, 20000);
     }
+    /* The first write found the lane free: its call started at once. */
+    ck_assert_int_lt(w[0].job.waited_us, 20000);
 }
 
 START_TEST(test_lone_write_is_a_call_at_once)
