@@ -47,7 +47,8 @@ typedef struct request_series {
     uint64_t count;
 } request_series;
 
-typedef enum { NAMED_COUNTER, NAMED_GAUGE } named_kind;
+/* A float counter counts seconds, which a whole-number counter cannot. */
+typedef enum { NAMED_COUNTER, NAMED_FLOAT_COUNTER, NAMED_GAUGE } named_kind;
 
 typedef struct named_series {
     char name[METRICS_NAME_MAX];
@@ -241,6 +242,20 @@ void metrics_count(metrics_t *m, const char *name, const char *help,
     pthread_mutex_unlock(&m->mu);
 }
 
+void metrics_count_seconds(metrics_t *m, const char *name, const char *help,
+                           double seconds)
+{
+    if (m == NULL)
+        return;
+    pthread_mutex_lock(&m->mu);
+    named_series *s = named_find(m, name, help, NAMED_FLOAT_COUNTER);
+    if (s != NULL && seconds >= 0)
+        s->value += seconds;
+    else
+        m->dropped++;
+    pthread_mutex_unlock(&m->mu);
+}
+
 void metrics_gauge(metrics_t *m, const char *name, const char *help,
                    double value)
 {
@@ -390,7 +405,8 @@ static void put_named(FILE *f, const metrics_t *m)
     for (size_t i = 0; i < m->nnamed; i++) {
         const named_series *s = &m->named[i];
         bool counter = s->kind == NAMED_COUNTER;
-        put_family(f, s->name, counter ? "counter" : "gauge", s->help);
+        put_family(f, s->name, s->kind == NAMED_GAUGE ? "gauge" : "counter",
+                   s->help);
         fprintf(f, "%s{service=\"", s->name);
         put_label_value(f, m->service);
         fputs("\"} ", f);

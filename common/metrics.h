@@ -24,6 +24,10 @@ void metrics_observe_request(metrics_t *m, const char *route, int status,
 /* A named counter (created on first use), e.g. "cache_hits_total". */
 void metrics_count(metrics_t *m, const char *name, const char *help,
                    uint64_t delta);
+/* A named counter of seconds, e.g. "..._wait_seconds_total"; a negative
+ * amount is dropped. */
+void metrics_count_seconds(metrics_t *m, const char *name, const char *help,
+                           double seconds);
 /* A named gauge set to value, e.g. "ring_epoch". */
 void metrics_gauge(metrics_t *m, const char *name, const char *help,
                    double value);

@@ -161,8 +161,10 @@ static int node_init(cache_node *n, const cache_config *c)
                   "Calls to storage that carried sends and delivers", 0);
     metrics_count(n->metrics, "cache_storage_writes_total",
                   "Sends and delivers written to storage", 0);
-    metrics_count(n->metrics, "cache_storage_queue_wait_microseconds_total",
-                  "Time writes waited for a call to storage to carry them", 0);
+    metrics_count_seconds(n->metrics, "cache_storage_queue_wait_seconds_total",
+                          "Time writes waited for a call to storage to "
+                          "carry them",
+                          0);
     metrics_count(n->metrics, "cache_storage_queue_waits_over_1ms_total",
                   "Writes that waited over 1 ms for a call to storage", 0);
     n->ring = ringview_new(c->router_url, n->hops, n->metrics, ring_changed, n);

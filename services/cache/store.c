@@ -265,9 +265,10 @@ static store_err write_message(cache_node *n, const char *op, int64_t owner,
     free(text);
     /* What the queue costs a write at this load: a write waits only
      * while its instance's lanes are all busy. */
-    metrics_count(n->metrics, "cache_storage_queue_wait_microseconds_total",
-                  "Time writes waited for a call to storage to carry them",
-                  (uint64_t)j.waited_us);
+    metrics_count_seconds(n->metrics, "cache_storage_queue_wait_seconds_total",
+                          "Time writes waited for a call to storage to "
+                          "carry them",
+                          (double)j.waited_us / 1e6);
     if (j.waited_us >= 1000)
         metrics_count(n->metrics, "cache_storage_queue_waits_over_1ms_total",
                       "Writes that waited over 1 ms for a call to storage", 1);

@@ -148,6 +148,24 @@ START_TEST(test_named_counters_and_gauges)
 }
 END_TEST
 
+START_TEST(test_counter_of_seconds)
+{
+    metrics_t *m = metrics_new("cache");
+    metrics_count_seconds(m, "queue_wait_seconds_total", "Waited.", 0.25);
+    metrics_count_seconds(m, "queue_wait_seconds_total", NULL, 0.5);
+    metrics_count_seconds(m, "queue_wait_seconds_total", NULL,
+                          -1); /* dropped */
+    /* The name is a float counter's: not a whole-number one's too. */
+    metrics_count(m, "queue_wait_seconds_total", NULL, 1);
+    char *t = metrics_render(m);
+    assert_line(t, "# TYPE queue_wait_seconds_total counter");
+    assert_line(t, "queue_wait_seconds_total{service=\"cache\"} 0.75");
+    assert_line(t, "metrics_dropped_total{service=\"cache\"} 2");
+    free(t);
+    metrics_free(m);
+}
+END_TEST
+
 START_TEST(test_bad_names_dropped)
 {
     metrics_t *m = metrics_new("svc");
@@ -317,6 +335,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, test_null_is_harmless);
     tcase_add_test(tc, test_concurrent_observations);
     tcase_add_test(tc, test_gauge_add_from_many_owners);
+    tcase_add_test(tc, test_counter_of_seconds);
     suite_add_tcase(s, tc);
     return s;
 }
