@@ -14,7 +14,12 @@
 
 /* KEYS u c x m; ARGV seq max cid conv_entry msg_entry convs_max msgs_max.
  * An entry below the lowest of an incomplete window is left out: the
- * window only ever holds a top-N. Two of these run per send, so the
+ * window only ever holds a top-N. A user whose keys disagree (Redis
+ * evicts keys one by one under maxmemory: the window, or the index x
+ * without the window) is dropped, never patched: applied to a window
+ * whose index lost a conversation, the new entry would sit beside the
+ * old one, and pages would list that conversation twice. The next read
+ * loads the user again from storage. Two of these run per send, so the
  * script makes as few calls into Redis as it can (each costs a few
  * microseconds of Redis's one thread): one HMGET reads the meta, sizes
  * are counted here from ZADD's answers instead of asked again, a window
@@ -30,13 +35,15 @@
     "  if redis.call('EXISTS', u) == 1 then redis.call('DEL', u, c, x) end\n"  \
     "  return 0 end\n"                                                         \
     "local card = redis.call('ZCARD', c)\n"                                    \
-    "if card ~= cn then redis.call('DEL', u, c, x) return 0 end\n"             \
+    "if card ~= cn or redis.call('HLEN', x) ~= cn then\n"                      \
+    "  redis.call('DEL', u, c, x) return 0 end\n"                              \
     "local meta = {'seq', ARGV[1], 'max', ARGV[2]}\n"                          \
     "local old = redis.call('HGET', x, cid)\n"                                 \
     "if old then\n"                                                            \
     "  if old < ce then\n"                                                     \
-    "    card = card - redis.call('ZREM', c, old)\n"                           \
-    "      + redis.call('ZADD', c, 0, ce)\n"                                   \
+    "    if redis.call('ZREM', c, old) == 0 then\n"                            \
+    "      redis.call('DEL', u, c, x) return 0 end\n"                          \
+    "    card = card - 1 + redis.call('ZADD', c, 0, ce)\n"                     \
     "    redis.call('HSET', x, cid, ce) end\n"                                 \
     "else\n"                                                                   \
     "  local low = redis.call('ZRANGE', c, 0, 0)[1]\n"                         \

@@ -7,14 +7,19 @@ node sends) and proves, for the script that applies a landed message
 (HOT_LUA_APPLY):
 
 - what it must do, on worked cases: nothing for a user Redis does not hold;
-  a damaged window (its size does not match the meta) is dropped; an entry
+  a damaged window (its size does not match the meta) is dropped, and so
+  is a window whose index lost a conversation or points at an entry the
+  window lacks (Redis evicts keys one by one), never patched into a
+  window that lists one conversation twice; an entry
   below the lowest of an incomplete window is left out; a full window is
   trimmed to its cap, forgets the trimmed conversations and is no longer
   complete; a retried apply changes nothing;
 - that it leaves Redis exactly as the previous version of the script did
   (REFERENCE_APPLY below: one Redis call per step, kept here as the
   reference), after every step of a long random sequence of loads,
-  applies, retries and damage, run on two databases side by side.
+  applies, retries and damage, run on two databases side by side; and
+  that after every step no window lists a conversation twice and every
+  window agrees with its index.
 
 It prints the Redis time per apply of both versions on full windows (the
 `usec_per_call` of EVALSHA in INFO commandstats), for docs/performance.md;
@@ -41,16 +46,19 @@ SEED = int(os.environ.get("MESSENGER_HOT_TEST_SEED", "20261126"))
 STEPS = 3000
 
 # The apply script as it was before it was made cheaper: the reference
-# the current one must match, step by step.
+# the current one must match, step by step. Both drop a user whose index
+# x disagrees with its window (its size, or an entry the window lacks).
 REFERENCE_APPLY = """\
 local u, c, x, m = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if redis.call('EXISTS', u) == 0 then return 0 end
 local cn = tonumber(redis.call('HGET', u, 'cn'))
-if cn == nil or redis.call('ZCARD', c) ~= cn then
+if cn == nil or redis.call('ZCARD', c) ~= cn or redis.call('HLEN', x) ~= cn then
   redis.call('DEL', u, c, x) return 0 end
-redis.call('HSET', u, 'seq', ARGV[1], 'max', ARGV[2])
 local cid, ce, me = ARGV[3], ARGV[4], ARGV[5]
 local old = redis.call('HGET', x, cid)
+if old and old < ce and redis.call('ZSCORE', c, old) == false then
+  redis.call('DEL', u, c, x) return 0 end
+redis.call('HSET', u, 'seq', ARGV[1], 'max', ARGV[2])
 if old then
   if old < ce then redis.call('ZREM', c, old)
     redis.call('ZADD', c, 0, ce) redis.call('HSET', x, cid, ce) end
@@ -266,6 +274,19 @@ def case_damaged_window(s, r):
           "a damaged window is dropped with its meta")
 
 
+def case_lost_index_drops_the_window(s, r):
+    s.load_user(6, 1, True, [entry(10, "a"), entry(11, "b")])
+    r.call("DEL", "x:{6}")  # evicted alone under maxmemory
+    check(s.apply(6, 2, 12, "a", 4, 3) == 0, "a window without its index must refuse")
+    check(r.call("EXISTS", "u:{6}", "c:{6}", "x:{6}") == 0,
+          "a window without its index is dropped, not given a second entry for a")
+    s.load_user(7, 1, True, [entry(10, "a"), entry(11, "b")])
+    r.call("HSET", "x:{7}", "a", entry(9, "a"))  # points at no entry of the window
+    check(s.apply(7, 2, 12, "a", 4, 3) == 0, "an index out of step must refuse")
+    check(r.call("EXISTS", "u:{7}", "c:{7}", "x:{7}") == 0,
+          "a window whose index is out of step is dropped")
+
+
 def case_below_incomplete_window(s, r):
     s.load_user(3, 1, False, [entry(20, "a"), entry(30, "b")])
     check(s.apply(3, 2, 15, "z", 4, 3) == 1, "apply")
@@ -313,15 +334,16 @@ def random_step(rng, next_id):
     if roll < 0.08:
         n = rng.randrange(0, 6)
         ids = sorted(rng.sample(range(1, next_id + 1), min(n, next_id)))
+        newest = {i % 8: i for i in ids}  # storage lists a conversation once
         return ("load_user", user, rng.random() < 0.5,
-                [entry(i, "c%d" % (i % 8)) for i in ids])
+                [entry(i, "c%d" % (i % 8)) for i in sorted(newest.values())])
     if roll < 0.16:
         n = rng.randrange(0, 5)
         ids = sorted(rng.sample(range(1, next_id + 1), min(n, next_id)))
         return ("load_msgs", user, cid, rng.random() < 0.5,
                 [entry(i, cid, "msg") for i in ids])
     if roll < 0.20:
-        return ("damage", user, cid, rng.randrange(4))
+        return ("damage", user, cid, rng.randrange(5))
     if roll < 0.30:
         return ("apply_old_id", user, cid, rng.randrange(1, next_id + 1))
     return ("apply", user, cid, next_id + 1)
@@ -335,6 +357,8 @@ def run_step(s, r, step):
         return s.load_msgs(step[1], step[2], step[3], step[4])
     if kind == "damage":
         u, c, x, m = keys(step[1], step[2])
+        if step[3] == 4:  # an index entry left behind by an older window
+            return r.call("HSET", x, step[2], entry(0, step[2]))
         victim = [c, m, x, u][step[3]]
         if step[3] in (0, 1):
             first = r.call("ZRANGE", victim, 0, 0)
@@ -342,6 +366,23 @@ def run_step(s, r, step):
         return r.call("DEL", victim)
     user, cid, msg_id = step[1], step[2], step[3]
     return s.apply(user, msg_id, msg_id, cid, 4, 3)
+
+
+def check_windows(r, where):
+    """No window lists a conversation twice, and every window that has its
+    meta agrees with its index: what pages are served from."""
+    for user in (1, 2, 3):
+        u, c, x, _ = keys(user, "")
+        if not r.call("EXISTS", u):
+            continue
+        cids = [e.split("|")[1] for e in r.call("ZRANGE", c, 0, -1)]
+        check(len(cids) == len(set(cids)), "%s: user %d's window lists a "
+              "conversation twice: %r" % (where, user, cids))
+        index = r.call("HGETALL", x)
+        index = dict(zip(index[::2], index[1::2]))
+        if int(r.call("HGET", u, "cn")) == len(cids) == len(index):
+            check(sorted(index) == sorted(cids), "%s: user %d's index %r, window %r"
+                  % (where, user, sorted(index), cids))
 
 
 def differential(texts, r):
@@ -364,6 +405,8 @@ def differential(texts, r):
               (i, step, got, want))
         check(got_state == want_state, "step %d %s: state differs:\n new %s\n ref %s" %
               (i, step, got_state, want_state))
+        if step[0] != "damage":
+            check_windows(r, "step %d %s" % (i, step))
         applied += step[0].startswith("apply") and want == 1
     r.call("SELECT", 0)
     check(applied > STEPS // 4, "too few applies landed (%d): the sequence "
@@ -403,7 +446,7 @@ def main():
     passed = failed = 0
     try:
         proc, r = start_redis(tmp)
-        cases = [case_missing_user, case_damaged_window,
+        cases = [case_missing_user, case_damaged_window, case_lost_index_drops_the_window,
                  case_below_incomplete_window, case_trim_full_window,
                  case_retry_changes_nothing]
         for ref_too in (False, True):
