@@ -120,6 +120,10 @@
  * cache node's CPU on deltas with 64 KiB). */
 #define HTTP_CONN_MEMORY_INTERNAL (16 * 1024)
 
+/* Longest wait of a request log line in its process's buffer before it
+ * is written (common/log.c); nginx's access log flushes every second. */
+#define LOG_FLUSH_MS_DEFAULT 200
+
 /* Rate limits (common/ratelimit.c): token buckets in a table of this many
  * slots (about 32 bytes each), allocated at start-up. A key looks for its
  * bucket among RL_WAYS slots of one set and, when none is free, takes

@@ -483,21 +483,51 @@ static bool hs_request_id_is_valid(const char *id)
     return true;
 }
 
+/* splitmix64's finaliser: a bijection of 64-bit words, so distinct
+ * counters give distinct, evenly spread halves. */
+static uint64_t mix64(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+/* A thread's random 128 bits, taken once; without entropy (very early
+ * boot), time and address, which still keep ids apart to correlate log
+ * lines. */
+static void thread_key(uint64_t key[2])
+{
+    if (getrandom(key, 2 * sizeof(key[0]), 0) == (ssize_t)(2 * sizeof(key[0])))
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    key[0] = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
+    key[1] = (uint64_t)(uintptr_t)key;
+}
+
+static void put_hex64(char *out, uint64_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--, v >>= 4)
+        out[i] = digits[v & 15];
+}
+
+/* 32 hex digits: the thread's random first half, then its counter mixed
+ * with the second half. Ids of one thread never repeat (a bijection of a
+ * counter) and two threads share one only if their random halves meet.
+ * A getrandom(2) per request was a syscall on every request's path. */
 static void generate_request_id(char out[HS_REQUEST_ID_MAX])
 {
-    unsigned char raw[16];
-    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
-        /* No entropy (very early boot): time and address still make ids
-         * unique enough to correlate log lines. */
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        uintptr_t addr = (uintptr_t)out;
-        memcpy(raw, &now,
-               sizeof(raw) < sizeof(now) ? sizeof(raw) : sizeof(now));
-        memcpy(raw + 8, &addr, sizeof(addr) < 8 ? sizeof(addr) : 8);
+    static _Thread_local uint64_t key[2];
+    static _Thread_local uint64_t counter;
+    static _Thread_local bool has_key;
+    if (!has_key) {
+        thread_key(key);
+        has_key = true;
     }
-    for (size_t i = 0; i < sizeof(raw); i++)
-        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    put_hex64(out, key[0]);
+    put_hex64(out + 16, mix64(key[1] + counter++));
+    out[32] = '\0';
 }
 
 /* ---- internal authentication ---------------------------------------- */
@@ -1280,4 +1310,6 @@ void hs_config_from_env(hs_config *cfg, config_errors *errs)
     cfg->conn_timeout_s = (unsigned int)config_int(
         "MESSENGER_CONN_TIMEOUT_S", HTTP_CONN_TIMEOUT_S_DEFAULT, 1, 3600, errs);
     cfg->internal_secret = config_secret("MESSENGER_INTERNAL_SECRET", errs);
+    log_set_flush_ms((int)config_int("MESSENGER_LOG_FLUSH_MS",
+                                     LOG_FLUSH_MS_DEFAULT, 0, 10000, errs));
 }

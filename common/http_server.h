@@ -155,9 +155,9 @@ typedef struct hs_server hs_server;
 /* Fills the settings every service reads alike from the environment:
  * MESSENGER_BIND, MESSENGER_HTTP_THREADS, MESSENGER_MAX_CONNECTIONS,
  * MESSENGER_CONN_TIMEOUT_S and MESSENGER_INTERNAL_SECRET (README,
- * Configuration). Every other field is zeroed (the server's defaults);
- * the service sets its port, routes and context after. Bad values are
- * recorded in errs. */
+ * Configuration), and sets the log's MESSENGER_LOG_FLUSH_MS. Every other
+ * field is zeroed (the server's defaults); the service sets its port,
+ * routes and context after. Bad values are recorded in errs. */
 void hs_config_from_env(hs_config *cfg, config_errors *errs);
 
 /* Starts listening. Returns NULL (and logs why) on failure. Calls

@@ -2,8 +2,11 @@
  * log.h - one JSON line per event on stdout.
  *
  * {"ts":"2026-11-25T12:00:00.123Z","level":"info","service":"gateway",
- *  "msg":"...", ...fields}. Lines are written with one write() each so
- * concurrent threads never interleave. log_init is called once in main.
+ *  "msg":"...", ...fields}. A line is written whole (one write() holds
+ * whole lines only), so concurrent threads never interleave. Request lines
+ * (log_request) may wait in a buffer up to the flush interval; every other
+ * line flushes them first and is written at once. log_init is called once
+ * in main.
  */
 #ifndef MSG_LOG_H
 #define MSG_LOG_H
@@ -11,6 +14,14 @@
 #include <jansson.h>
 
 void log_init(const char *service);
+
+/* How long a request line may wait in the buffer, in milliseconds
+ * (services: MESSENGER_LOG_FLUSH_MS). 0, the default until set: each is
+ * written at once. */
+void log_set_flush_ms(int ms);
+
+/* Writes the buffered request lines now (also run at exit). */
+void log_flush(void);
 
 /* Logs msg at level ("debug", "info", "warn", "error") with extra fields
  * from `fields` (borrowed; may be NULL). */

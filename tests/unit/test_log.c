@@ -364,6 +364,181 @@ START_TEST(test_threads_write_whole_lines)
 }
 END_TEST
 
+/* What the captured stdout holds so far, NUL terminated; caller frees. */
+static char *capture_peek(void)
+{
+    static char buf[CAPTURE_MAX];
+    ssize_t n = pread(fileno(capture), buf, sizeof buf - 1, 0);
+    ck_assert_int_ge(n, 0);
+    buf[n] = '\0';
+    return strdup(buf);
+}
+
+static int count_lines(const char *text)
+{
+    int n = 0;
+    for (const char *p = strchr(text, '\n'); p != NULL; p = strchr(p + 1, '\n'))
+        n++;
+    return n;
+}
+
+static void log_numbered_request(int i)
+{
+    char id[32];
+    snprintf(id, sizeof id, "req-%d", i);
+    log_request_line r = {
+        .request_id = id, .method = "GET", .route = "get_delta", .status = 200};
+    log_request("info", &r);
+}
+
+/* Buffering is process-wide: every test that turns it on ends with it off
+ * and the buffer empty (with CK_FORK=no the tests share one process). */
+static void buffering_off(void)
+{
+    log_flush();
+    log_set_flush_ms(0);
+}
+
+START_TEST(test_request_lines_wait_for_a_flush)
+{
+    log_set_flush_ms(60000);
+    capture_start();
+    log_numbered_request(1);
+    log_numbered_request(2);
+    char *before = capture_peek();
+    ck_assert_str_eq(before, "");
+    log_flush();
+    char *got = capture_end();
+    ck_assert_int_eq(count_lines(got), 2);
+    char *first = strstr(got, "\"req-1\""), *second = strstr(got, "\"req-2\"");
+    ck_assert_ptr_nonnull(first);
+    ck_assert_ptr_nonnull(second);
+    ck_assert((first) < (second));
+    free(before);
+    free(got);
+    buffering_off();
+}
+END_TEST
+
+/* Any other line writes the buffered request lines first: the file keeps
+ * the order in which lines were logged. */
+START_TEST(test_other_lines_keep_the_order)
+{
+    log_set_flush_ms(60000);
+    capture_start();
+    log_numbered_request(1);
+    log_msg("warn", "after the request");
+    char *mid = capture_peek();
+    log_numbered_request(2);
+    char *got = capture_end();
+    ck_assert_int_eq(count_lines(mid), 2);
+    char *req = strstr(mid, "\"req-1\""),
+         *warn = strstr(mid, "after the request");
+    ck_assert_ptr_nonnull(req);
+    ck_assert_ptr_nonnull(warn);
+    ck_assert((req) < (warn));
+    ck_assert_ptr_null(strstr(got, "\"req-2\"")); /* still buffered */
+    free(mid);
+    free(got);
+    capture_start();
+    buffering_off();
+    got = capture_end();
+    ck_assert_ptr_nonnull(strstr(got, "\"req-2\""));
+    free(got);
+}
+END_TEST
+
+/* The flusher thread writes a lone line within the interval, with no
+ * other line or flush to push it out. */
+START_TEST(test_flusher_writes_a_lone_line)
+{
+    log_set_flush_ms(20);
+    capture_start();
+    log_numbered_request(7);
+    char *got = NULL;
+    for (int i = 0; i < 200; i++) { /* 2 s at most */
+        free(got);
+        got = capture_peek();
+        if (strstr(got, "\"req-7\"") != NULL)
+            break;
+        struct timespec pause = {0, 10 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    ck_assert_msg(strstr(got, "\"req-7\"") != NULL,
+                  "line not written by the flusher: %s", got);
+    ck_assert_int_eq(count_lines(got), 1);
+    free(got);
+    free(capture_end());
+    buffering_off();
+}
+END_TEST
+
+/* A full buffer goes out without waiting for the interval, whole lines
+ * only, and nothing is lost or repeated. */
+START_TEST(test_a_full_buffer_is_written_at_once)
+{
+    enum { LINES = 1000 }; /* about 200 KiB, three buffers and more */
+    log_set_flush_ms(60000);
+    capture_start();
+    for (int i = 0; i < LINES; i++)
+        log_numbered_request(i);
+    char *mid = capture_peek();
+    size_t len = strlen(mid);
+    ck_assert_uint_gt(len, 64 * 1024);
+    ck_assert_int_eq(mid[len - 1], '\n');
+    log_flush();
+    char *got = capture_end();
+    ck_assert_int_eq(count_lines(got), LINES);
+    char id[32];
+    for (int i = 0; i < LINES; i++) {
+        snprintf(id, sizeof id, "\"req-%d\"", i);
+        char *at = strstr(got, id);
+        ck_assert_msg(at != NULL, "line %d lost", i);
+        ck_assert_msg(strstr(at + 1, id) == NULL, "line %d twice", i);
+    }
+    free(mid);
+    free(got);
+    buffering_off();
+}
+END_TEST
+
+static void *log_many_requests(void *arg)
+{
+    int base = *(const int *)arg;
+    for (int i = 0; i < LINES_PER_THREAD; i++)
+        log_numbered_request(base + i);
+    return NULL;
+}
+
+START_TEST(test_threads_buffer_whole_lines)
+{
+    static const int bases[THREADS] = {0, 100000, 200000, 300000};
+    pthread_t threads[THREADS];
+    log_set_flush_ms(5);
+    capture_start();
+    for (int i = 0; i < THREADS; i++)
+        ck_assert_int_eq(pthread_create(&threads[i], NULL, log_many_requests,
+                                        (void *)&bases[i]),
+                         0);
+    for (int i = 0; i < THREADS; i++)
+        ck_assert_int_eq(pthread_join(threads[i], NULL), 0);
+    log_flush();
+    char *got = capture_end();
+    int lines = 0;
+    for (char *save = NULL, *line = strtok_r(got, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        json_t *j = json_loads(line, 0, NULL);
+        if (!json_is_object(j))
+            ck_abort_msg("not a JSON object: %s", line);
+        json_decref(j);
+        lines++;
+    }
+    ck_assert_int_eq(lines, THREADS * LINES_PER_THREAD);
+    free(got);
+    buffering_off();
+}
+END_TEST
+
 static Suite *log_suite(void)
 {
     Suite *s = suite_create("log");
@@ -381,6 +556,11 @@ static Suite *log_suite(void)
     tcase_add_test(tc, test_key_with_nul);
     tcase_add_test(tc, test_long_line);
     tcase_add_test(tc, test_threads_write_whole_lines);
+    tcase_add_test(tc, test_request_lines_wait_for_a_flush);
+    tcase_add_test(tc, test_other_lines_keep_the_order);
+    tcase_add_test(tc, test_flusher_writes_a_lone_line);
+    tcase_add_test(tc, test_a_full_buffer_is_written_at_once);
+    tcase_add_test(tc, test_threads_buffer_whole_lines);
     suite_add_tcase(s, tc);
     return s;
 }
