@@ -78,9 +78,15 @@ def json_lines(path):
     return objs, other
 
 
-def lines_with(request_id, want_components):
+def storage_routes(found):
+    return {line["route"] for ls in found.values() for line in ls if line["service"] == "storage"}
+
+
+def lines_with(request_id, want_components, complete=lambda found: True):
     """{component: [request log lines with request_id]}, waiting until
-    every component in want_components has one."""
+    every component in want_components has one and complete(found) holds
+    (request lines are buffered up to MESSENGER_LOG_FLUSH_MS, each
+    process's on its own)."""
     deadline = time.monotonic() + LOG_WAIT_S
     while True:
         found = {}
@@ -90,7 +96,7 @@ def lines_with(request_id, want_components):
             if hits:
                 found[comp] = hits
         kinds = {c.split("-")[0] for c in found}
-        if want_components <= kinds or time.monotonic() > deadline:
+        if (want_components <= kinds and complete(found)) or time.monotonic() > deadline:
             return found
         time.sleep(0.1)
 
@@ -105,10 +111,10 @@ def check_request_line(line, where):
     check(line["duration_ms"] >= 0, "%s: negative duration" % where)
 
 
-def follow(request_id, resp):
+def follow(request_id, resp, complete=lambda found: True):
     """Checks that request_id is in the logs of gateway, cache and storage
     and that each of those lines is a complete request line."""
-    found = lines_with(request_id, {"gateway", "cache", "storage"})
+    found = lines_with(request_id, {"gateway", "cache", "storage"}, complete)
     kinds = {c.split("-")[0] for c in found}
     check({"gateway", "cache", "storage"} <= kinds,
           "request id %s logged only by %s" % (request_id, sorted(found)))
@@ -133,8 +139,8 @@ def test_client_request_id_follows_a_send_through_every_service(api):
     expect_status(r, 201)
     check(r.headers.get("x-request-id") == rid,
           "response X-Request-Id %r, sent %r" % (r.headers.get("x-request-id"), rid))
-    found = follow(rid, r)
-    routes = {line["route"] for ls in found.values() for line in ls if line["service"] == "storage"}
+    found = follow(rid, r, lambda found: {"send", "deliver"} <= storage_routes(found))
+    routes = storage_routes(found)
     check({"send", "deliver"} <= routes, "storage lines for the send lack send/deliver: %r" % routes)
 
 
