@@ -40,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jsontext.h"
+
 /* Longest message log_msg formats; longer ones are cut. */
 #define LOG_MSG_MAX 1024
 /* Partial writes are retried this many times before the line is dropped:
@@ -322,75 +324,26 @@ static bool is_ascii(const char *s)
     return true;
 }
 
-/* s[0..n) as a JSON string, escaped as jansson escapes without
- * JSON_ENSURE_ASCII or JSON_ESCAPE_SLASH. A byte outside ASCII fails
- * the line: jansson would check its UTF-8. */
+/* s[0..n) as a JSON string, escaped as jansson escapes it. A byte
+ * outside ASCII fails the line: jansson would check its UTF-8. */
 static void line_append_string(line_buf *b, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789ABCDEF";
-
-    /* At most 6 bytes per input byte (\u00XX), plus the quotes. */
-    if (n > (SIZE_MAX - 2) / 6 || !line_reserve(b, 6 * n + 2))
-        return;
-    char *out = b->data + b->len;
-    *out++ = '"';
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x80) {
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] >= 0x80) {
             b->is_failed = true;
             return;
         }
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            *out++ = (char)c;
-            continue;
-        }
-        *out++ = '\\';
-        switch (c) {
-        case '"':
-        case '\\':
-            *out++ = (char)c;
-            break;
-        case '\b':
-            *out++ = 'b';
-            break;
-        case '\f':
-            *out++ = 'f';
-            break;
-        case '\n':
-            *out++ = 'n';
-            break;
-        case '\r':
-            *out++ = 'r';
-            break;
-        case '\t':
-            *out++ = 't';
-            break;
-        default:
-            memcpy(out, "u00", 3);
-            out[3] = hex[c >> 4];
-            out[4] = hex[c & 0x0f];
-            out += 5;
-        }
-    }
-    *out++ = '"';
-    b->len = (size_t)(out - b->data);
+    /* At most 6 bytes per input byte (\u00XX), plus the quotes. */
+    if (n > (SIZE_MAX - 2) / 6 || !line_reserve(b, 6 * n + 2))
+        return;
+    b->len += jt_escape(b->data + b->len, s, n);
 }
 
 /* v as "%lld" prints it. */
 static void line_append_integer(line_buf *b, long long v)
 {
-    char text[24];
-    char *p = text + sizeof(text);
-    unsigned long long u =
-        v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
-
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u > 0);
-    if (v < 0)
-        *--p = '-';
-    line_append(b, p, (size_t)(text + sizeof(text) - p));
+    char text[JT_INT_MAX];
+    line_append(b, text, jt_format_int(text, v));
 }
 
 static void line_append_value(line_buf *b, const json_t *v)

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "errbuf.h"
+#include "jsontext.h"
 #include "utf8.h"
 
 #define ID_RANGE_FMT "%s must be an integer from 1 to %lld"
@@ -209,6 +210,58 @@ json_t *msg_to_json(const msg *m)
                      (json_int_t)m->recipient_id, "content", m->content,
                      m->content_len, "client_message_id", m->client_message_id,
                      "sent_at", (json_int_t)m->sent_at);
+}
+
+char *msg_json_text(const msg *m, size_t *len)
+{
+    char id[JT_INT_MAX];
+    jt_buf b;
+
+    jt_init(&b);
+    jt_cstr(&b, "{\"message_id\":");
+    jt_string(&b, id, jt_format_int(id, m->message_id));
+    jt_cstr(&b, ",\"conversation_id\":");
+    jt_string(&b, m->conversation_id, strlen(m->conversation_id));
+    jt_cstr(&b, ",\"sender_id\":");
+    jt_int(&b, m->sender_id);
+    jt_cstr(&b, ",\"recipient_id\":");
+    jt_int(&b, m->recipient_id);
+    jt_cstr(&b, ",\"content\":");
+    jt_string(&b, m->content, m->content_len);
+    jt_cstr(&b, ",\"client_message_id\":");
+    jt_string(&b, m->client_message_id, strlen(m->client_message_id));
+    jt_cstr(&b, ",\"sent_at\":");
+    jt_int(&b, m->sent_at);
+    jt_raw(&b, "}", 1);
+    return jt_finish(&b, len);
+}
+
+char *msg_conversation_text(const msg *m, int64_t owner, size_t *len)
+{
+    int64_t peer = owner == m->sender_id ? m->recipient_id : m->sender_id;
+    int64_t lo =
+        m->sender_id < m->recipient_id ? m->sender_id : m->recipient_id;
+    int64_t hi = m->sender_id ^ m->recipient_id ^ lo;
+    char id[JT_INT_MAX];
+    jt_buf b;
+
+    jt_init(&b);
+    jt_cstr(&b, "{\"conversation_id\":");
+    jt_string(&b, m->conversation_id, strlen(m->conversation_id));
+    jt_cstr(&b, ",\"participants\":[");
+    jt_int(&b, lo);
+    jt_raw(&b, ",", 1);
+    jt_int(&b, hi);
+    jt_cstr(&b, "],\"peer_id\":");
+    jt_int(&b, peer);
+    jt_cstr(&b, ",\"snippet\":");
+    jt_string(&b, m->content, msg_snippet_len(m->content, m->content_len));
+    jt_cstr(&b, ",\"last_message_id\":");
+    jt_string(&b, id, jt_format_int(id, m->message_id));
+    jt_cstr(&b, ",\"last_updated_at\":");
+    jt_int(&b, m->sent_at);
+    jt_raw(&b, "}", 1);
+    return jt_finish(&b, len);
 }
 
 /* The ids of j: message_id a decimal string, the users integers in

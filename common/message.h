@@ -64,6 +64,18 @@ void msg_clear(msg *m); /* frees content, leaves *m reusable */
 /* Public JSON form: {"message_id":"<dec>","conversation_id",..,
  * "sent_at":<int>}. New reference, or NULL on allocation failure. */
 json_t *msg_to_json(const msg *m);
+/* The same form as text, exactly what json_dumps(msg_to_json(m),
+ * JSON_COMPACT) writes, without building it: a send writes it four
+ * times. Returns a string the caller frees (its length in *len, which
+ * may be NULL), or NULL when out of memory or the content is not UTF-8. */
+char *msg_json_text(const msg *m, size_t *len);
+/* The conversation as `owner` (its sender or recipient) sees it after m,
+ * as text: {"conversation_id","participants":[lo,hi],"peer_id",
+ * "snippet","last_message_id","last_updated_at"}, the snippet the first
+ * MSG_SNIPPET_CODEPOINTS code points of the content (up to its first
+ * byte that is not UTF-8, as msg_snippet_len cuts). Same ownership as
+ * msg_json_text; NULL only when out of memory. */
+char *msg_conversation_text(const msg *m, int64_t owner, size_t *len);
 /* Parses the public JSON form (also used between services). Returns 0,
  * or -1 if a field is missing or mistyped. On success m->content is
  * owned by m. */

@@ -33,33 +33,14 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The conversation as `owner` sees it after m: derived from the newest
- * message, which hot_apply only installs if it is newer. */
-static json_t *conversation_json(const msg *m, int64_t owner)
-{
-    int64_t peer = owner == m->sender_id ? m->recipient_id : m->sender_id;
-    int64_t lo =
-        m->sender_id < m->recipient_id ? m->sender_id : m->recipient_id;
-    int64_t hi = m->sender_id ^ m->recipient_id ^ lo;
-    char idbuf[24];
-    snprintf(idbuf, sizeof(idbuf), "%" PRId64, m->message_id);
-    json_t *snippet =
-        json_stringn(m->content, msg_snippet_len(m->content, m->content_len));
-    return json_pack("{s:s,s:[I,I],s:I,s:o,s:s,s:I}", "conversation_id",
-                     m->conversation_id, "participants", (json_int_t)lo,
-                     (json_int_t)hi, "peer_id", (json_int_t)peer, "snippet",
-                     snippet, "last_message_id", idbuf, "last_updated_at",
-                     (json_int_t)m->sent_at);
-}
-
-/* Updates owner's hot mailbox after m landed in it durably. */
+/* Updates owner's hot mailbox after m landed in it durably. The
+ * conversation is derived from the newest message, which hot_apply only
+ * installs if it is newer. */
 static void apply_hot(cache_node *n, const msg *m, int64_t owner,
                       const hot_meta *meta)
 {
-    json_t *conv = conversation_json(m, owner);
-    json_t *mj = msg_to_json(m);
-    char *ctext = conv ? json_dumps(conv, JSON_COMPACT) : NULL;
-    char *mtext = mj ? json_dumps(mj, JSON_COMPACT) : NULL;
+    char *ctext = msg_conversation_text(m, owner, NULL);
+    char *mtext = msg_json_text(m, NULL);
     char *ce =
         ctext ? hot_entry(m->message_id, m->conversation_id, ctext) : NULL;
     char *me =
@@ -74,8 +55,18 @@ static void apply_hot(cache_node *n, const msg *m, int64_t owner,
     free(me);
     free(ctext);
     free(mtext);
-    json_decref(conv);
-    json_decref(mj);
+}
+
+/* Answers with m's public form. */
+static void reply_message(hs_reply *rep, int status, const msg *m)
+{
+    size_t len = 0;
+    char *text = msg_json_text(m, &len);
+    if (text)
+        hs_reply_raw(rep, status, "application/json", text, len);
+    else
+        hs_reply_json(rep, status, msg_to_json(m));
+    free(text);
 }
 
 static void build_message(const msg_send_req *req, int64_t id, msg *m)
@@ -153,13 +144,13 @@ void send_message(cache_node *n, const msg_send_req *req, const char *rid,
              * a pending one gets another try now. */
             if (res.outbox_pending)
                 send_deliver(n, &res.stored, rid);
-            hs_reply_json(rep, 200, msg_to_json(&res.stored));
+            reply_message(rep, 200, &res.stored);
         }
         msg_clear(&res.stored);
         return;
     }
     send_deliver(n, &m, rid);
-    hs_reply_json(rep, 201, msg_to_json(&m));
+    reply_message(rep, 201, &m);
 }
 
 int send_land_copy(cache_node *n, const msg *m, const char *rid)
@@ -176,14 +167,30 @@ int send_land_copy(cache_node *n, const msg *m, const char *rid)
     return err ? -1 : 0;
 }
 
+/* {"message":{m's public form}}, the body of a peer's deliver. */
+static char *message_body(const msg *m)
+{
+    size_t len = 0;
+    char *mtext = msg_json_text(m, &len);
+    if (!mtext)
+        return NULL;
+    static const char head[] = "{\"message\":";
+    char *body = malloc(sizeof(head) - 1 + len + 2);
+    if (body) {
+        memcpy(body, head, sizeof(head) - 1);
+        memcpy(body + sizeof(head) - 1, mtext, len);
+        memcpy(body + sizeof(head) - 1 + len, "}", 2);
+    }
+    free(mtext);
+    return body;
+}
+
 /* POSTs the copy to a peer node; 0 when it answered 200. *misdirected is
  * set when the peer refused our epoch. */
 static int post_to_peer(cache_node *n, const ring_node *peer, int64_t epoch,
                         const msg *m, const char *rid, bool *misdirected)
 {
-    json_t *body = json_pack("{so}", "message", msg_to_json(m));
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
+    char *text = message_body(m);
     if (!text)
         return -1;
     char url[256], eh[48], rh[96];

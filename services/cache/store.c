@@ -255,12 +255,11 @@ static store_err write_message(cache_node *n, const char *op, int64_t owner,
                                const msg *m, const char *rid, long *status,
                                json_t **out)
 {
-    json_t *mj = msg_to_json(m);
-    char *text = mj ? json_dumps(mj, JSON_COMPACT) : NULL;
-    json_decref(mj);
+    size_t len = 0;
+    char *text = msg_json_text(m, &len);
     if (!text)
         return STORE_BAD;
-    storeq_job j = {.op = op, .message = text, .len = strlen(text), .rid = rid};
+    storeq_job j = {.op = op, .message = text, .len = len, .rid = rid};
     storeq_submit(queue_of(n, owner, rid), &j);
     free(text);
     /* What the queue costs a write at this load: a write waits only

@@ -4,6 +4,7 @@
  * and the message JSON round trip with NUL bytes and ids as strings.
  */
 #include <check.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -397,6 +398,168 @@ START_TEST(test_to_json_refuses_invalid_utf8)
 }
 END_TEST
 
+/* ---- the direct texts against jansson ---- */
+
+/* A deterministic generator (xorshift64*), so a failure repeats. */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1DULL;
+}
+
+/* Appends code point cp as UTF-8. */
+static size_t put_utf8(char *out, uint32_t cp)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | cp >> 12);
+        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | cp >> 18);
+    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* A code point that JSON escaping cares about more often than chance:
+ * controls, NUL, quote, backslash, slash, DEL, and every UTF-8 length
+ * (never a surrogate). */
+static uint32_t some_code_point(void)
+{
+    static const uint32_t special[] = {
+        0,    '\n',  '\t',  0x1F,   '"',     '\\',     '/',   0x7F,
+        0x80, 0x7FF, 0x800, 0xFFFF, 0x10000, 0x10FFFF, 0x2028};
+    switch (rng() % 4) {
+    case 0:
+        return special[rng() % (sizeof special / sizeof special[0])];
+    case 1:
+        return (uint32_t)(rng() % 0x80);
+    default: {
+        uint32_t cp = (uint32_t)(rng() % 0x110000);
+        return cp >= 0xD800 && cp <= 0xDFFF ? 'x' : cp;
+    }
+    }
+}
+
+/* A random message: content of up to 300 code points, a client id of
+ * printable ASCII (quotes and backslashes included), ids over int64. */
+static msg random_msg(void)
+{
+    msg m;
+    memset(&m, 0, sizeof m);
+    m.message_id = (int64_t)(rng() >> 1);
+    m.sender_id = (int64_t)(rng() % 1000000000000000ULL) + 1;
+    m.recipient_id = m.sender_id + 1 + (int64_t)(rng() % 1000);
+    if (rng() % 2) {
+        int64_t t = m.sender_id;
+        m.sender_id = m.recipient_id;
+        m.recipient_id = t;
+    }
+    ck_assert_int_ge(ids_conversation(m.sender_id, m.recipient_id,
+                                      m.conversation_id,
+                                      sizeof m.conversation_id),
+                     0);
+    size_t cps = rng() % 301;
+    m.content = malloc(4 * cps + 1);
+    ck_assert_ptr_nonnull(m.content);
+    for (size_t i = 0; i < cps; i++)
+        m.content_len += put_utf8(m.content + m.content_len, some_code_point());
+    m.content[m.content_len] = '\0';
+    size_t cmid_len = 1 + rng() % MSG_CMID_MAX;
+    for (size_t i = 0; i < cmid_len; i++)
+        m.client_message_id[i] = (char)(0x21 + rng() % 94);
+    m.sent_at = (int64_t)(rng() >> 20);
+    return m;
+}
+
+/* The conversation as the cache node built it with jansson before. */
+static json_t *reference_conversation(const msg *m, int64_t owner)
+{
+    int64_t peer = owner == m->sender_id ? m->recipient_id : m->sender_id;
+    int64_t lo =
+        m->sender_id < m->recipient_id ? m->sender_id : m->recipient_id;
+    int64_t hi = m->sender_id ^ m->recipient_id ^ lo;
+    char idbuf[24];
+    snprintf(idbuf, sizeof(idbuf), "%lld", (long long)m->message_id);
+    json_t *snippet =
+        json_stringn(m->content, msg_snippet_len(m->content, m->content_len));
+    return json_pack("{s:s,s:[I,I],s:I,s:o,s:s,s:I}", "conversation_id",
+                     m->conversation_id, "participants", (json_int_t)lo,
+                     (json_int_t)hi, "peer_id", (json_int_t)peer, "snippet",
+                     snippet, "last_message_id", idbuf, "last_updated_at",
+                     (json_int_t)m->sent_at);
+}
+
+static void expect_same_text(json_t *reference, char *text, size_t len)
+{
+    char *want = json_dumps(reference, JSON_COMPACT);
+    ck_assert_ptr_nonnull(want);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_uint_eq(len, strlen(want));
+    if (strcmp(text, want) != 0)
+        ck_abort_msg("text differs\n got: %s\nwant: %s", text, want);
+    free(want);
+    free(text);
+    json_decref(reference);
+}
+
+START_TEST(test_texts_match_jansson)
+{
+    for (int i = 0; i < 3000; i++) {
+        msg m = random_msg();
+        size_t len = 0;
+        char *text = msg_json_text(&m, &len);
+        expect_same_text(msg_to_json(&m), text, len);
+        int64_t owner = rng() % 2 ? m.sender_id : m.recipient_id;
+        text = msg_conversation_text(&m, owner, &len);
+        expect_same_text(reference_conversation(&m, owner), text, len);
+        /* And back: the text parses to the same message. */
+        text = msg_json_text(&m, &len);
+        json_t *parsed = json_loadb(text, len, JSON_ALLOW_NUL, NULL);
+        msg back;
+        memset(&back, 0, sizeof back);
+        ck_assert_int_eq(msg_from_json(parsed, &back), 0);
+        ck_assert_uint_eq(back.content_len, m.content_len);
+        ck_assert_mem_eq(back.content, m.content, m.content_len);
+        json_decref(parsed);
+        free(text);
+        msg_clear(&back);
+        msg_clear(&m);
+    }
+}
+END_TEST
+
+START_TEST(test_texts_and_invalid_utf8)
+{
+    msg m = sample();
+    m.content[2] = '\xFF';
+    ck_assert_ptr_null(msg_json_text(&m, NULL));
+    /* The snippet stops before the bad byte, as jansson's did. */
+    size_t len = 0;
+    char *text = msg_conversation_text(&m, m.sender_id, &len);
+    expect_same_text(reference_conversation(&m, m.sender_id), text, len);
+    m.content[0] = '\xFF'; /* an empty snippet */
+    text = msg_conversation_text(&m, m.sender_id, &len);
+    expect_same_text(reference_conversation(&m, m.sender_id), text, len);
+    msg_clear(&m);
+}
+END_TEST
+
 /* msg_from_json on sample() with one field replaced by the JSON text
  * value, or removed when value is "". */
 static int from_json_with(const char *key, const char *value)
@@ -479,6 +642,8 @@ static Suite *message_suite(void)
     tcase_add_test(send, test_err_status_covers_every_error);
     tcase_add_test(json, test_json_round_trip);
     tcase_add_test(json, test_to_json_refuses_invalid_utf8);
+    tcase_add_test(json, test_texts_match_jansson);
+    tcase_add_test(json, test_texts_and_invalid_utf8);
     tcase_add_test(json, test_from_json_refuses_bad_fields);
     tcase_add_test(json, test_snippet_is_100_code_points);
     suite_add_tcase(s, send);
