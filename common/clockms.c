@@ -10,10 +10,10 @@ int64_t clockms_monotonic(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-struct timespec clockms_deadline_in(int64_t ms)
+static struct timespec deadline_on(clockid_t clock, int64_t ms)
 {
     struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
+    clock_gettime(clock, &t);
     t.tv_sec += (time_t)(ms / 1000);
     t.tv_nsec += (long)(ms % 1000) * 1000000L;
     if (t.tv_nsec >= 1000000000L) {
@@ -21,4 +21,14 @@ struct timespec clockms_deadline_in(int64_t ms)
         t.tv_nsec -= 1000000000L;
     }
     return t;
+}
+
+struct timespec clockms_deadline_in(int64_t ms)
+{
+    return deadline_on(CLOCK_REALTIME, ms);
+}
+
+struct timespec clockms_monotonic_deadline_in(int64_t ms)
+{
+    return deadline_on(CLOCK_MONOTONIC, ms);
 }

@@ -18,4 +18,9 @@ int64_t clockms_monotonic(void);
  * pthread_cond_timedwait. */
 struct timespec clockms_deadline_in(int64_t ms);
 
+/* The same on CLOCK_MONOTONIC, for a condition variable set to that
+ * clock (pthread_condattr_setclock) or a wait that a wall clock step
+ * must not stretch. */
+struct timespec clockms_monotonic_deadline_in(int64_t ms);
+
 #endif

@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clockms.h"
 #include "jsontext.h"
 
 /* Longest message log_msg formats; longer ones are cut. */
@@ -168,14 +169,7 @@ static void flusher_pause(void)
     if (ms == 0) {
         pthread_cond_wait(&flusher_cv, &flusher_mu);
     } else {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += ms / 1000;
-        until.tv_nsec += (long)(ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = clockms_monotonic_deadline_in(ms);
         pthread_cond_timedwait(&flusher_cv, &flusher_mu, &until);
     }
     pthread_mutex_unlock(&flusher_mu);

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clockms.h"
 #include "log.h"
 
 /* PostgreSQL type OIDs of the binary values read here (pg_type.h). */
@@ -199,14 +200,7 @@ void pgpool_free(pgpool *p)
  * none became free in time. */
 static pool_conn *borrow(pgpool *p)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += PGPOOL_WAIT_MS / 1000;
-    deadline.tv_nsec += (long)(PGPOOL_WAIT_MS % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = clockms_monotonic_deadline_in(PGPOOL_WAIT_MS);
     pthread_mutex_lock(&p->lock);
     while (p->nidle == 0) {
         if (pthread_cond_timedwait(&p->available, &p->lock, &deadline) ==

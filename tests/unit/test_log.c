@@ -324,6 +324,24 @@ START_TEST(test_log_request)
 }
 END_TEST
 
+/* The lines of text (cut up in place), each checked to be a whole JSON
+ * object with msg "request". */
+static int count_request_objects(char *text)
+{
+    int lines = 0;
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        json_t *j = json_loads(line, 0, NULL);
+        if (!json_is_object(j))
+            ck_abort_msg("not a JSON object: %s", line);
+        ck_assert_str_eq(json_string_value(json_object_get(j, "msg")),
+                         "request");
+        json_decref(j);
+        lines++;
+    }
+    return lines;
+}
+
 static void *log_many(void *arg)
 {
     const char *name = arg;
@@ -348,18 +366,7 @@ START_TEST(test_threads_write_whole_lines)
     for (int i = 0; i < THREADS; i++)
         ck_assert_int_eq(pthread_join(threads[i], NULL), 0);
     char *got = capture_end();
-    int lines = 0;
-    for (char *save = NULL, *line = strtok_r(got, "\n", &save); line != NULL;
-         line = strtok_r(NULL, "\n", &save)) {
-        json_t *j = json_loads(line, 0, NULL);
-        if (!json_is_object(j))
-            ck_abort_msg("not a JSON object: %s", line);
-        ck_assert_str_eq(json_string_value(json_object_get(j, "msg")),
-                         "request");
-        json_decref(j);
-        lines++;
-    }
-    ck_assert_int_eq(lines, THREADS * LINES_PER_THREAD);
+    ck_assert_int_eq(count_request_objects(got), THREADS * LINES_PER_THREAD);
     free(got);
 }
 END_TEST
@@ -524,16 +531,7 @@ START_TEST(test_threads_buffer_whole_lines)
         ck_assert_int_eq(pthread_join(threads[i], NULL), 0);
     log_flush();
     char *got = capture_end();
-    int lines = 0;
-    for (char *save = NULL, *line = strtok_r(got, "\n", &save); line != NULL;
-         line = strtok_r(NULL, "\n", &save)) {
-        json_t *j = json_loads(line, 0, NULL);
-        if (!json_is_object(j))
-            ck_abort_msg("not a JSON object: %s", line);
-        json_decref(j);
-        lines++;
-    }
-    ck_assert_int_eq(lines, THREADS * LINES_PER_THREAD);
+    ck_assert_int_eq(count_request_objects(got), THREADS * LINES_PER_THREAD);
     free(got);
     buffering_off();
 }
