@@ -210,26 +210,13 @@ static void task_quiesce(hs_loop_thread *t)
     t->quiesced_fd = MHD_quiesce_daemon(t->daemon);
 }
 
-/* Takes the backlog over and shuts the listening socket down at once,
- * on this thread: a connection that arrives between the two is reset,
- * so the window must not include a hand-back to hs_stop's thread (under
- * load that is milliseconds of fresh connections). */
+/* Takes the backlog over on this thread: only it may add a connection
+ * to its daemon. */
 static void task_adopt(hs_loop_thread *t)
 {
-    if (t->quiesced_fd == MHD_INVALID_SOCKET) {
-        t->adopted = 0;
-        return;
-    }
-    t->adopted = hs_adopt_backlog(t->daemon, t->quiesced_fd);
-    shutdown(t->quiesced_fd, SHUT_RDWR);
-}
-
-/* The daemon's listening socket, for the next loops to share. */
-static MHD_socket listen_fd_of(struct MHD_Daemon *d)
-{
-    const union MHD_DaemonInfo *info =
-        MHD_get_daemon_info(d, MHD_DAEMON_INFO_LISTEN_FD);
-    return info ? info->listen_fd : MHD_INVALID_SOCKET;
+    t->adopted = t->quiesced_fd == MHD_INVALID_SOCKET
+                     ? 0
+                     : hs_adopt_backlog(t->daemon, t->quiesced_fd);
 }
 
 static void loop_init(hs_server *s, hs_loop_thread *t)
@@ -267,7 +254,7 @@ int hs_loops_start(hs_server *s, unsigned int flags,
     for (int i = 0; i < n && !failed; i++) {
         failed = loop_open(s, &s->loops[i], flags, addr, shared);
         if (i == 0 && !failed) {
-            shared = listen_fd_of(s->loops[0].daemon);
+            shared = hs_listen_fd(s->loops[0].daemon);
             failed = shared == MHD_INVALID_SOCKET;
         }
     }
@@ -303,11 +290,16 @@ MHD_socket hs_loops_quiesce(hs_server *s, int *adopted)
     }
     /* Every loop stopped accepting: what is left in the backlog goes to
      * the first loop. */
-    if (s->nloops > 0 && s->loops[0].daemon != NULL) {
-        on_loop(&s->loops[0], task_adopt);
-        *adopted = s->loops[0].adopted;
-    }
+    *adopted = hs_loops_adopt(s);
     return fd;
+}
+
+int hs_loops_adopt(hs_server *s)
+{
+    if (s->nloops == 0 || s->loops[0].daemon == NULL)
+        return 0;
+    on_loop(&s->loops[0], task_adopt);
+    return s->loops[0].adopted;
 }
 
 void hs_loops_stop(hs_server *s)

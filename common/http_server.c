@@ -11,10 +11,12 @@
  *
  * Graceful stop (hs_stop): /readyz turns 503 and every reply asks the
  * client to close, so load balancers and keep-alive clients move away.
- * The daemon stops accepting; connections the kernel had already
- * accepted into the listen backlog are taken over by hand
- * (MHD_add_connection) rather than reset, and only then is the listening
- * socket shut down, so later connects are refused at once. hs_stop waits
+ * New handshakes are fenced off first (a socket filter drops a lone
+ * SYN), and the daemon stops accepting; connections the kernel had
+ * already accepted into the listen backlog, and those whose handshake
+ * was under way, are taken over by hand (MHD_add_connection) rather
+ * than reset, and only then is the listening socket shut down, so later
+ * connects are refused. hs_stop waits
  * until no request is in flight (in_flight goes up when a request
  * context is created, down in on_completed) and no connection has begun
  * a request for HS_DRAIN_QUIET_MS, or every connection is closed, all
@@ -39,8 +41,10 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -72,6 +76,15 @@
  * request within a few milliseconds (it is usually in the socket
  * buffer already), while an idle keep-alive connection never will. */
 #define HS_DRAIN_QUIET_MS 100
+/* Once new handshakes are fenced off (fence_handshakes), the ones
+ * already under way complete within a round trip: hs_stop takes over
+ * what lands in the backlog until it has been quiet this long. A
+ * connect fenced off retries its SYN a second later and is refused
+ * then, so this wait delays no client. */
+#define HS_HANDSHAKE_SETTLE_MS 50
+/* Bounds the take-overs after the fence, should a peer keep completing
+ * handshakes begun before it (it cannot begin new ones). */
+#define HS_SETTLE_ROUNDS_MAX 20
 
 #define CONTENT_TYPE_JSON "application/json"
 #define CONTENT_TYPE_PROBLEM "application/problem+json"
@@ -1221,6 +1234,45 @@ static bool is_draining(hs_server *s)
                HS_DRAIN_QUIET_MS;
 }
 
+MHD_socket hs_listen_fd(struct MHD_Daemon *d)
+{
+    const union MHD_DaemonInfo *info =
+        d ? MHD_get_daemon_info(d, MHD_DAEMON_INFO_LISTEN_FD) : NULL;
+    return info ? info->listen_fd : MHD_INVALID_SOCKET;
+}
+
+/* Makes the listening socket fd drop every SYN that would open a
+ * connection (a SYN without ACK), while the handshakes already under
+ * way still complete: the socket filter runs on each segment a
+ * listener receives, the last ACK of a handshake included. Without
+ * it, a handshake that completes after the backlog was taken over but
+ * before the socket is shut down lands in the backlog only to be
+ * reset by the shutdown: a client that had connected, and perhaps
+ * sent its request, would see a reset. Accepted connections inherit
+ * the filter; it never drops a segment of theirs. */
+static bool fence_handshakes(MHD_socket fd)
+{
+    static struct sock_filter code[] = {
+        /* The filter sees the TCP header: its flags are byte 13. */
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),
+        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12), /* SYN | ACK */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, 0),          /* a SYN alone: drop */
+        BPF_STMT(BPF_RET | BPF_K, 0xFFFFFFFF), /* the rest: keep whole */
+    };
+    struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]),
+                              .filter = code};
+    if (fd == MHD_INVALID_SOCKET)
+        return false;
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) == 0)
+        return true;
+    log_msg("warn",
+            "http server: cannot fence new handshakes off (%s); one that "
+            "completes as the listener closes will be reset",
+            strerror(errno));
+    return false;
+}
+
 /* Stops accepting and takes the backlog over; returns the listening
  * socket, which the daemons no longer close. */
 static MHD_socket quiesce(hs_server *s, int *adopted)
@@ -1233,20 +1285,42 @@ static MHD_socket quiesce(hs_server *s, int *adopted)
     return fd;
 }
 
+/* After the fence: takes over the handshakes that were under way, as
+ * they complete, until none has for HS_HANDSHAKE_SETTLE_MS. Returns how
+ * many it took over. */
+static int adopt_late_handshakes(hs_server *s, MHD_socket fd)
+{
+    int adopted = 0;
+    for (int round = 0; round < HS_SETTLE_ROUNDS_MAX; round++) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int ready = poll(&p, 1, HS_HANDSHAKE_SETTLE_MS);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0)
+            break;
+        adopted += s->loops != NULL ? hs_loops_adopt(s)
+                                    : hs_adopt_backlog(s->daemon, fd);
+    }
+    return adopted;
+}
+
 void hs_stop(hs_server *s, int grace_ms)
 {
     if (s == NULL)
         return;
     atomic_store(&s->stopping, true);
+    bool fenced = fence_handshakes(hs_listen_fd(s->daemon));
     int adopted = 0;
     MHD_socket fd = quiesce(s, &adopted);
     /* Quiescing only stops accepting: new connections would still queue
      * in the backlog and hang. Shutting the socket down (without closing
      * it, which must wait for the daemons to stop) refuses them at once,
-     * so clients fail over to another instance. (The loops did it already,
-     * right after taking the backlog over; a second shutdown is a no-op.) */
-    if (fd != MHD_INVALID_SOCKET)
+     * so clients fail over to another instance. */
+    if (fd != MHD_INVALID_SOCKET) {
+        if (fenced)
+            adopted += adopt_late_handshakes(s, fd);
         shutdown(fd, SHUT_RDWR);
+    }
     /* Deferred requests would hold the drain for their whole wait, and
      * libmicrohttpd must not stop with a connection suspended. */
     if (s->cfg.stopping != NULL)

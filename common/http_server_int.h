@@ -43,6 +43,8 @@ struct hs_server {
 struct MHD_Daemon *hs_daemon_start(hs_server *s, unsigned int flags,
                                    const struct sockaddr_storage *addr,
                                    MHD_socket listen_fd, unsigned int pool);
+/* d's listening socket, or MHD_INVALID_SOCKET. */
+MHD_socket hs_listen_fd(struct MHD_Daemon *d);
 /* Hands the connections waiting in the backlog of fd to daemon; returns
  * how many. */
 int hs_adopt_backlog(struct MHD_Daemon *daemon, MHD_socket fd);
@@ -56,6 +58,9 @@ int hs_loops_start(hs_server *s, unsigned int flags,
  * returns the listening socket (the caller shuts it down and closes it
  * once the daemons are stopped), or MHD_INVALID_SOCKET. */
 MHD_socket hs_loops_quiesce(hs_server *s, int *adopted);
+/* Hands what waits in the backlog of the quiesced listening socket to
+ * the first loop; returns how many. */
+int hs_loops_adopt(hs_server *s);
 /* Ends the loops, closes their states and stops their daemons. */
 void hs_loops_stop(hs_server *s);
 /* The calling thread's loop, or NULL off the loops. */

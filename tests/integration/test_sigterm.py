@@ -17,9 +17,9 @@ proves:
   with the expected status: no resets, no truncated replies, none lost;
 - requests were in flight when the signal came, and they were answered
   (the drain was exercised, not avoided);
-- connections tried after the listener closed were refused at once;
-  they are counted apart, as the clients of a load balancer would retry
-  them elsewhere.
+- connections tried after the listener closed were refused (at once, or
+  a second later for a SYN the drain's fence dropped); they are counted
+  apart, as the clients of a load balancer would retry them elsewhere.
 
 The gateway is an extra one on its own port (base+190); the cache node
 takes the place of the cluster's cache-3 (same name, port and Redis),

@@ -970,6 +970,86 @@ START_TEST(test_draining_serves_open_connections)
 }
 END_TEST
 
+/* Clients connecting without pause while hs_stop runs: each connect is
+ * either refused or answered in full, never reset. */
+#define STORM_CLIENTS 6
+#define STORM_ROUNDS 3
+
+typedef struct storm {
+    atomic_bool stop;
+    atomic_int answered, refused, reset;
+} storm;
+
+/* One request on a new connection: 1 answered, 0 refused, -1 reset or
+ * cut short. */
+static int storm_once(void)
+{
+    int fd = connect_to(port);
+    if (fd == -ECONNREFUSED)
+        return 0;
+    if (fd < 0)
+        return -1;
+    static const char req[] =
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    bool sent = send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) ==
+                (ssize_t)(sizeof(req) - 1);
+    char answer[4096];
+    bool whole = sent && read_until_close(fd, answer, sizeof(answer)) &&
+                 strncmp(answer, "HTTP/1.1 ", 9) == 0 &&
+                 strstr(answer, "\r\n\r\n") != NULL;
+    close(fd);
+    return whole ? 1 : -1;
+}
+
+static void *storm_client(void *arg)
+{
+    storm *st = arg;
+    /* Bounded: the server stops within a second of the first connects. */
+    for (int i = 0; i < 100000 && !atomic_load(&st->stop); i++) {
+        int r = storm_once();
+        if (r > 0)
+            atomic_fetch_add(&st->answered, 1);
+        else if (r == 0)
+            atomic_fetch_add(&st->refused, 1);
+        else
+            atomic_fetch_add(&st->reset, 1);
+    }
+    return NULL;
+}
+
+START_TEST(test_stop_under_connect_storm_never_resets)
+{
+    for (int round = 0; round < STORM_ROUNDS; round++) {
+        start_server(threads_for(_i));
+        storm st = {0};
+        pthread_t t[STORM_CLIENTS];
+        for (int k = 0; k < STORM_CLIENTS; k++)
+            pthread_create(&t[k], NULL, storm_client, &st);
+        while (atomic_load(&st.answered) < 200)
+            usleep(1000);
+        hs_stop(srv, 2000);
+        srv = NULL;
+        /* Clients whose connect was dropped while the listener closed
+         * retry it (a SYN's first retransmission is a second later) and
+         * are refused then. */
+        for (int w = 0; w < 300 && atomic_load(&st.refused) == 0; w++)
+            usleep(10000);
+        atomic_store(&st.stop, true);
+        for (int k = 0; k < STORM_CLIENTS; k++)
+            pthread_join(t[k], NULL);
+        metrics_free(mx);
+        mx = NULL;
+        hc_pool_free(loop_pool);
+        loop_pool = NULL;
+        ck_assert_msg(atomic_load(&st.reset) == 0,
+                      "round %d: %d reset, %d answered, %d refused", round,
+                      atomic_load(&st.reset), atomic_load(&st.answered),
+                      atomic_load(&st.refused));
+        ck_assert_int_gt(atomic_load(&st.refused), 0);
+    }
+}
+END_TEST
+
 /* ---- asynchronous calls (hc_async) ----------------------------------- */
 
 #define ASYNC_CALLS 40
@@ -1320,6 +1400,8 @@ static Suite *http_suite(void)
     suite_add_tcase(s, server_case("stop", test_graceful_stop, 3));
     suite_add_tcase(
         s, server_case("drain", test_draining_serves_open_connections, 3));
+    suite_add_tcase(
+        s, server_case("storm", test_stop_under_connect_storm_never_resets, 3));
     suite_add_tcase(s, server_case("async", test_async_round_trips, 3));
     suite_add_tcase(s, server_case("asynccap", test_async_per_host_cap, 1));
     suite_add_tcase(
