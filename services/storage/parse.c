@@ -230,13 +230,16 @@ done:
 static int parse_decimal(const char *s, int64_t min, int64_t max, int64_t *out)
 {
     size_t len = strlen(s);
-    if (len == 0 || len > 18)
+    if (len == 0 || len > 19) /* INT64_MAX has 19 digits */
         return -1;
     int64_t value = 0;
     for (size_t i = 0; i < len; i++) {
         if (s[i] < '0' || s[i] > '9')
             return -1;
-        value = value * 10 + (s[i] - '0');
+        int digit = s[i] - '0';
+        if (value > (INT64_MAX - digit) / 10)
+            return -1;
+        value = value * 10 + digit;
     }
     if (value < min || value > max)
         return -1;

@@ -310,6 +310,13 @@ def test_last_updated_timestamp_selects_landed_items(a):
               "user %d: conversations after t: %r" % (user, j["conversations"]))
     j = a.msgs_ok(me, cid, {"last_updated_timestamp": int(time.time() * 1000) + 60000})
     check(j["messages"] == [], "messages after a future time: %r" % j["messages"])
+    # Every value the API accepts, up to 2^63-1, is a time nothing landed
+    # after, not an error.
+    for t in (10**18, 2**63 - 1):
+        j = a.msgs_ok(me, cid, {"last_updated_timestamp": t})
+        check(j["messages"] == [], "messages after %d: %r" % (t, j["messages"]))
+        j = a.convs_ok(me, {"last_updated_timestamp": t})
+        check(j["conversations"] == [], "conversations after %d: %r" % (t, j["conversations"]))
 
 
 if __name__ == "__main__":
