@@ -12,6 +12,10 @@ port 32000, one gateway behind nginx) with small rate limits, and proves:
   by it, and valid tokens from the flooding address still work;
 - header blocks over the caps are refused (431 at the gateway, 400
   problem+json at nginx, 414 problem+json for a request line over 8 KiB);
+- nginx answers what it refuses itself with problem+json: more than 64
+  query parameters (which would exhaust a gateway connection's memory),
+  request lines it cannot parse, an unknown HTTP version, and 503 with
+  Retry-After when no gateway answers;
 - slowloris: 300 connections trickling a header byte by byte to the
   gateway and 300 to the load balancer do not delay normal requests, and
   the server closes them (times are printed).
@@ -179,6 +183,55 @@ def test_header_blocks_over_the_caps_are_refused(api):
         api, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     e2e_lib.raw_problem(status, headers, body, 414, "9 KB request line through nginx")
     expect_status(api.call("GET", "/healthz"), 200)
+
+
+@test
+def test_the_edge_answers_malformed_requests_with_problems(api):
+    user = new_user()
+    path = "/v1/users/%d/conversations" % user
+
+    def params(n):
+        return "&".join("p%d=1" % i for i in range(n))
+
+    # 64 parameters reach the gateway (which ignores unknown ones); 65
+    # are refused by nginx before any gateway sees them.
+    expect_status(api.call("GET", path + "?" + params(64), user=user), 200)
+    r = api.call("GET", path + "?" + params(65), user=user)
+    expect_status(r, 400)
+    check("64 query parameters" in r.json["detail"], "detail: %s" % r.describe())
+    # About 900 would exhaust a gateway connection's memory: the answer
+    # is the same 400, and the next request, another user's, is served
+    # at once (nginx did not count a failure against the gateway).
+    r = api.call("GET", path + "?" + params(1000), user=user)
+    expect_status(r, 400)
+    other = new_user()
+    expect_status(api.call("GET", "/v1/users/%d/conversations" % other, user=other), 200)
+
+    # Request lines nginx cannot parse leave it no URI to redirect to a
+    # named location; the answer is still problem+json.
+    for line in (b"GET /v1/users/1%00/conversations HTTP/1.1",
+                 b"GET /v1/../../etc HTTP/1.1", b"G@T /v1/messages HTTP/1.1"):
+        status, headers, body = e2e_lib.raw_exchange(api, line + b"\r\nHost: x\r\n\r\n")
+        e2e_lib.raw_problem(status, headers, body, 400, repr(line))
+    status, headers, body = e2e_lib.raw_exchange(api, b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n")
+    e2e_lib.raw_problem(status, headers, body, 505, "HTTP/9.9")
+    expect_status(api.call("GET", "/healthz"), 200)
+
+
+@test
+def test_no_gateway_answers_503_with_retry_after(api):
+    cluster(VAR, "kill", "gateway-1")
+    try:
+        r = api.call("GET", "/healthz", fresh=True)
+        expect_status(r, 503)
+        check(r.headers.get("retry-after") == "1", "Retry-After: %s" % r.describe())
+    finally:
+        cluster(VAR, "restart", "gateway-1")
+    # nginx tries the gateway again once fail_timeout (2 s) has passed.
+    deadline = time.monotonic() + 15
+    while api.call("GET", "/healthz", fresh=True).status != 200:
+        check(time.monotonic() < deadline, "the gateway did not come back behind nginx")
+        time.sleep(0.2)
 
 
 # --------------------------------------------------------------- slowloris
