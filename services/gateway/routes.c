@@ -67,6 +67,8 @@ static void refuse_unauthenticated(gateway *g, const hs_request *req,
                    rep))
         return;
     hs_reply_problem(rep, 401, "Unauthorized", detail);
+    /* RFC 9110 11.6.1 and RFC 6750 3: a 401 names the scheme it wants. */
+    hs_reply_header(rep, "WWW-Authenticate", "Bearer");
 }
 
 /* Answers 401 (or 429, see above) unless the request carries a valid

@@ -32,6 +32,8 @@ def expect_401_everywhere(a, token, why, raw_header=None):
         if r.status != 401:
             fail("%s: expected 401, got: %s" % (why, r.describe()))
         check_problem(r)
+        check(r.headers.get("www-authenticate") == "Bearer",
+              "%s: 401 without WWW-Authenticate: Bearer: %s" % (why, r.describe()))
     # Nothing was stored by the refused send.
     j = a.convs_ok(user)
     check(j["conversations"] == [], "%s: refused send stored something: %r" % (why, j))
@@ -44,6 +46,8 @@ def test_missing_token_is_401(a):
                                ("GET", "/v1/users/%d/conversations" % user, None)):
         r = a.call(method, path, body=body)
         expect_status(r, 401)
+        check(r.headers.get("www-authenticate") == "Bearer",
+              "401 without WWW-Authenticate: Bearer: %s" % r.describe())
     check(a.convs_ok(user)["conversations"] == [], "refused send stored something")
 
 
