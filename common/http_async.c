@@ -7,6 +7,9 @@
  * handle, runs the transfer, calls done and frees the call. Easy handles
  * are reused from a stack the thread alone owns, so a steady load
  * allocates none; the connections live in the multi handle's cache.
+ * The transfers run on libcurl's socket interface (curl_loop.h), so a
+ * turn moves only the calls whose socket is ready or whose timer is due,
+ * however many are in flight.
  */
 #include "http_client.h"
 #include "http_client_int.h"
@@ -15,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "curl_loop.h"
 
 /* Longest sleep of the loop when nothing happens. */
 #define HA_IDLE_MS 1000
@@ -41,6 +46,7 @@ typedef struct ha_call {
 struct hc_async {
     hc_pool *pool;
     CURLM *multi;
+    cl_loop *loop;
     pthread_t thread;
     bool has_thread;
     pthread_mutex_t mu; /* guards incoming and stopping */
@@ -186,19 +192,30 @@ static bool start_incoming(hc_async *a)
     return stopping;
 }
 
+/* One turn: start what is queued, run what is due, wait, run what became
+ * ready, end what finished. Returns whether the hc_async is stopping. */
+static bool turn(hc_async *a, int fd, int timeout_ms)
+{
+    if (start_incoming(a)) {
+        end_active(a);
+        return true;
+    }
+    cl_loop_run_due(a->loop);
+    /* A finished call's answer usually wakes the caller's loop (fd):
+     * look at it at once rather than after one more wait. */
+    if (reap_done(a) > 0)
+        timeout_ms = 0;
+    cl_loop_wait(a->loop, fd, timeout_ms);
+    reap_done(a);
+    return false;
+}
+
 static void *async_main(void *arg)
 {
     hc_async *a = arg;
-    for (;;) {
-        if (start_incoming(a)) {
-            end_active(a);
-            return NULL;
-        }
-        int running = 0;
-        curl_multi_perform(a->multi, &running);
-        reap_done(a);
-        curl_multi_poll(a->multi, NULL, 0, HA_IDLE_MS, NULL);
+    while (!turn(a, -1, HA_IDLE_MS)) {
     }
+    return NULL;
 }
 
 /* The hc_async a thread drives (hc_async_step), if any: its own calls
@@ -214,8 +231,9 @@ static hc_async *async_create(hc_pool *p, int per_host)
         return NULL;
     a->pool = p;
     a->multi = curl_multi_init();
+    a->loop = cl_loop_new(a->multi);
     pthread_mutex_init(&a->mu, NULL);
-    if (a->multi == NULL ||
+    if (a->loop == NULL ||
         curl_multi_setopt(a->multi, CURLMOPT_MAXCONNECTS, HA_MAX_CONNECTS) !=
             CURLM_OK ||
         curl_multi_setopt(a->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
@@ -234,17 +252,7 @@ hc_async *hc_async_new_driven(hc_pool *p, int per_host)
 void hc_async_step(hc_async *a, int fd, int timeout_ms)
 {
     tl_driving = a;
-    if (start_incoming(a))
-        end_active(a);
-    int running = 0;
-    curl_multi_perform(a->multi, &running);
-    /* A finished call's answer usually wakes the caller's loop (fd):
-     * look at it at once rather than after one more wait. */
-    if (reap_done(a) > 0)
-        timeout_ms = 0;
-    struct curl_waitfd extra = {.fd = fd, .events = CURL_WAIT_POLLIN};
-    curl_multi_poll(a->multi, fd >= 0 ? &extra : NULL, fd >= 0 ? 1 : 0,
-                    timeout_ms, NULL);
+    turn(a, fd, timeout_ms);
 }
 
 void hc_async_shutdown(hc_async *a)
@@ -260,7 +268,7 @@ void hc_async_shutdown(hc_async *a)
 void hc_async_wakeup(hc_async *a)
 {
     if (a != NULL && tl_driving != a)
-        curl_multi_wakeup(a->multi);
+        cl_loop_wake(a->loop);
 }
 
 hc_async *hc_async_new(hc_pool *p, int per_host)
@@ -284,7 +292,7 @@ void hc_async_free(hc_async *a)
         pthread_mutex_lock(&a->mu);
         a->stopping = true;
         pthread_mutex_unlock(&a->mu);
-        curl_multi_wakeup(a->multi);
+        cl_loop_wake(a->loop);
         pthread_join(a->thread, NULL);
     } else if (a->multi != NULL) {
         /* Driven: no thread runs it any more (or the caller is the one
@@ -299,8 +307,10 @@ void hc_async_free(hc_async *a)
         tl_driving = NULL;
     for (int i = 0; i < a->nspare; i++)
         curl_easy_cleanup(a->spare[i]);
+    /* The loop goes last: cleaning up still removes sockets from it. */
     if (a->multi)
         curl_multi_cleanup(a->multi);
+    cl_loop_free(a->loop);
     pthread_mutex_destroy(&a->mu);
     free(a);
 }

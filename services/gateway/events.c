@@ -22,6 +22,7 @@
 
 #include "clockms.h"
 #include "constants.h"
+#include "curl_loop.h"
 #include "iauth.h"
 #include "log.h"
 
@@ -59,6 +60,8 @@ struct ev_poller {
     char *secret;
     metrics_t *metrics;
     CURLM *multi;
+    cl_loop *loop; /* runs multi: an event costs the same with 10 polls
+                    * waiting or 10,000 */
     pthread_t thread;
     bool has_thread;
     pthread_mutex_t mu; /* guards incoming, draining, stopping */
@@ -389,14 +392,14 @@ static void *poller_main(void *arg)
         }
         if (!go_on)
             break;
-        int running = 0;
-        curl_multi_perform(p->multi, &running);
+        cl_loop_run_due(p->loop);
         reap_done(p);
         /* After reaping: a call that just failed is due EV_RETRY_PAUSE_MS
          * from now, and the sleep must not pass it. A retry started here
-         * is run at once: a new handle makes curl_multi_poll return. */
+         * is due at once, so the wait does not sleep past it either. */
         long wait = run_retries(p);
-        curl_multi_poll(p->multi, NULL, 0, (int)wait, NULL);
+        cl_loop_wait(p->loop, -1, (int)wait);
+        reap_done(p);
     }
     return NULL;
 }
@@ -412,8 +415,9 @@ ev_poller *ev_poller_new(ringview *ring, const char *secret, metrics_t *metrics)
     p->metrics = metrics;
     p->secret = secret ? strdup(secret) : NULL;
     p->multi = curl_multi_init();
+    p->loop = cl_loop_new(p->multi);
     pthread_mutex_init(&p->mu, NULL);
-    if (p->secret == NULL || p->multi == NULL ||
+    if (p->secret == NULL || p->loop == NULL ||
         curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS,
                           (long)EV_MAX_CONNECTS) != CURLM_OK ||
         pthread_create(&p->thread, NULL, poller_main, p) != 0) {
@@ -431,7 +435,7 @@ void ev_poller_drain(ev_poller *p)
     pthread_mutex_lock(&p->mu);
     p->draining = true;
     pthread_mutex_unlock(&p->mu);
-    curl_multi_wakeup(p->multi);
+    cl_loop_wake(p->loop);
 }
 
 void ev_poller_free(ev_poller *p)
@@ -443,11 +447,13 @@ void ev_poller_free(ev_poller *p)
         p->draining = true;
         p->stopping = true;
         pthread_mutex_unlock(&p->mu);
-        curl_multi_wakeup(p->multi);
+        cl_loop_wake(p->loop);
         pthread_join(p->thread, NULL);
     }
+    /* The loop goes last: cleaning up still removes sockets from it. */
     if (p->multi)
         curl_multi_cleanup(p->multi);
+    cl_loop_free(p->loop);
     pthread_mutex_destroy(&p->mu);
     free(p->secret);
     free(p);
@@ -474,5 +480,5 @@ void ev_poller_wait(ev_poller *p, hs_request *req, int64_t user,
     pthread_mutex_lock(&p->mu);
     list_push(&p->incoming, c);
     pthread_mutex_unlock(&p->mu);
-    curl_multi_wakeup(p->multi);
+    cl_loop_wake(p->loop);
 }

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "clockms.h"
+#include "curl_loop.h"
 #include "http_client.h"
 #include "http_server.h"
 #include "constants.h"
@@ -1194,6 +1195,77 @@ START_TEST(test_async_free_ends_calls)
 }
 END_TEST
 
+/* A call answered at once completes while many others wait on the peer:
+ * a turn runs the transfer whose socket is ready, whatever the others
+ * do. The slow calls land afterwards, each once. */
+START_TEST(test_async_quick_call_passes_waiting_ones)
+{
+    start_server(-2);
+    hc_pool *p = hc_pool_new(1, 5000);
+    hc_async *a = hc_async_new(p, 0);
+    ck_assert_ptr_nonnull(a);
+    static async_result res;
+    memset(&res, 0, sizeof res);
+    async_slot slots[ASYNC_CALLS];
+    int slow = ASYNC_CALLS - 1;
+    for (int i = 0; i < slow; i++) {
+        slots[i] = (async_slot){&res, i};
+        ck_assert_int_eq(hc_async_request(a, "GET", url_for("/slow?ms=1500"),
+                                          NULL, NULL, 0, on_async, &slots[i]),
+                         0);
+    }
+    slots[slow] = (async_slot){&res, slow};
+    ck_assert_int_eq(hc_async_request(a, "POST", url_for("/echo"), NULL,
+                                      "{\"q\":1}", 7, on_async, &slots[slow]),
+                     0);
+    for (int w = 0; atomic_load(&res.done) == 0 && w < 5000; w += 5)
+        usleep(5000);
+    /* The quick call alone has landed: the slow ones sleep 1.5 s. */
+    ck_assert_int_eq(atomic_load(&res.done), 1);
+    ck_assert_int_eq(res.err[slow], HC_OK);
+    ck_assert_str_eq(res.body[slow], "{\"q\":1}");
+    wait_done(&res, ASYNC_CALLS);
+    for (int i = 0; i < slow; i++) {
+        ck_assert_int_eq(res.err[i], HC_OK);
+        ck_assert_str_eq(res.body[i], "{\"slept_ms\":1500}");
+    }
+    hc_async_free(a);
+    hc_pool_free(p);
+}
+END_TEST
+
+/* ---- the loop under hc_async (curl_loop) ----------------------------- */
+
+static void *wake_later(void *arg)
+{
+    usleep(100 * 1000);
+    cl_loop_wake(arg);
+    return NULL;
+}
+
+/* A wake-up from another thread ends a long wait; once taken it does not
+ * end the next one, which lasts its timeout. */
+START_TEST(test_curl_loop_wake)
+{
+    CURLM *m = curl_multi_init();
+    cl_loop *l = cl_loop_new(m);
+    ck_assert_ptr_nonnull(l);
+    pthread_t t;
+    int64_t t0 = clockms_monotonic();
+    ck_assert_int_eq(pthread_create(&t, NULL, wake_later, l), 0);
+    cl_loop_wait(l, -1, 10000);
+    int64_t woke = clockms_monotonic() - t0;
+    pthread_join(t, NULL);
+    ck_assert_int_lt(woke, 5000);
+    t0 = clockms_monotonic();
+    cl_loop_wait(l, -1, 200);
+    ck_assert_int_ge(clockms_monotonic() - t0, 150);
+    curl_multi_cleanup(m);
+    cl_loop_free(l);
+    ck_assert_ptr_null(cl_loop_new(NULL));
+}
+END_TEST
+
 /* ---- abandoning deferred requests at stop --------------------------- */
 
 static hs_deferred *held;
@@ -1373,6 +1445,7 @@ static Suite *http_suite(void)
     TCase *pure = tcase_create("reply");
     tcase_add_test(pure, test_reply_problem_shape);
     tcase_add_test(pure, test_body_append_caps);
+    tcase_add_test(pure, test_curl_loop_wake);
     suite_add_tcase(s, pure);
 
     /* Loop index (threads_for): thread per connection, pool, loops. */
@@ -1408,6 +1481,9 @@ static Suite *http_suite(void)
         s, server_case("closemid", test_close_mid_body_ends_request, 3));
     suite_add_tcase(s, server_case("asyncerr", test_async_errors, 1));
     suite_add_tcase(s, server_case("asyncfree", test_async_free_ends_calls, 1));
+    suite_add_tcase(s,
+                    server_case("asyncquick",
+                                test_async_quick_call_passes_waiting_ones, 1));
     suite_add_tcase(s,
                     server_case("abandon", test_abandon_answers_deferred, 1));
     suite_add_tcase(
