@@ -1359,11 +1359,44 @@ void hs_stop(hs_server *s, int grace_ms)
 
 /* ---- request accessors ---------------------------------------------- */
 
+typedef struct query_find {
+    const char *key;
+    size_t key_len;
+    bool found;
+    const char *value; /* NULL: given without "=" */
+    size_t value_len;
+} query_find;
+
+/* MHD_KeyValueIteratorN over the query: stops at the first exact name.
+ * (libmicrohttpd's own lookup ignores case and stops at a NUL.) */
+static enum MHD_Result find_query(void *cls, enum MHD_ValueKind kind,
+                                  const char *key, size_t key_size,
+                                  const char *value, size_t value_size)
+{
+    (void)kind;
+    query_find *f = cls;
+    if (key_size != f->key_len || memcmp(key, f->key, key_size) != 0)
+        return MHD_YES;
+    f->found = true;
+    f->value = value;
+    f->value_len = value_size;
+    return MHD_NO;
+}
+
 const char *hs_query(const hs_request *req, const char *key)
 {
     if (req == NULL || req->conn == NULL || key == NULL)
         return NULL;
-    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+    query_find f = {.key = key, .key_len = strlen(key)};
+    MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, find_query,
+                                &f);
+    if (!f.found)
+        return NULL;
+    if (f.value == NULL)
+        return "";
+    if (strlen(f.value) != f.value_len)
+        return HS_QUERY_UNREADABLE;
+    return f.value;
 }
 
 const char *hs_header(const hs_request *req, const char *key)

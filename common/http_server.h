@@ -173,7 +173,13 @@ int hs_port(const hs_server *s);
 void hs_stop(hs_server *s, int grace_ms);
 
 /* Query parameter (percent-decoded) or header value; NULL when absent. The
- * string lives as long as the request. */
+ * string lives as long as the request.
+ * A query parameter's name matches exactly (case included); the first
+ * of repeated names wins. A name without "=" reads as "" (present, with
+ * an empty value, as "name=" does). A value holding a NUL byte (%00),
+ * which a C string would cut short, reads as HS_QUERY_UNREADABLE: a
+ * string no query parser accepts, so the parameter is refused whole. */
+#define HS_QUERY_UNREADABLE "\x01"
 const char *hs_query(const hs_request *req, const char *key);
 const char *hs_header(const hs_request *req, const char *key);
 

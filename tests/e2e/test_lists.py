@@ -217,7 +217,12 @@ BAD_COMMON = ["page_size=0", "page_size=101", "page_size=-1", "page_size=abc", "
               "page_size=1.5", "page_size=99999999999999999999", "page=-1", "page=abc", "page=",
               "page=1e3", "since=garbage!!", "since=%25%25%25", "since=", "since=AAAA",
               "last_updated_timestamp=abc", "last_updated_timestamp=1.5",
-              "last_updated_timestamp="]
+              "last_updated_timestamp=",
+              # A NUL byte would cut a C string short: the value is refused
+              # whole, not read as its start. A name without "=" is an
+              # empty value, as "name=" is.
+              "page_size=5%00abc", "page=1%00x", "last_updated_timestamp=5%00x",
+              "page_size", "page", "since", "last_updated_timestamp"]
 
 
 @test
@@ -234,11 +239,17 @@ def test_bad_list_queries_are_400(a):
             fail("messages?%s: expected 400, got %s" % (q, r.describe()))
         check_problem(r)
     for q in ("before=abc", "before=-1", "before=", "before=0", "before=1.5",
-              "before=99999999999999999999999", "before=%20"):
+              "before=99999999999999999999999", "before=%20", "before",
+              "before=%s%%00x" % a.msgs_ok(x, cid)["messages"][0]["message_id"]):
         r = a.msgs(x, cid, raw_query=q)
         if r.status != 400:
             fail("messages?%s: expected 400, got %s" % (q, r.describe()))
         check_problem(r)
+    token = a.convs_ok(x)["sync_token"]
+    r = a.convs(x, raw_query="since=%s%%00junk" % token)
+    if r.status != 400:
+        fail("conversations?since=<token>%%00junk: expected 400, got %s" % r.describe())
+    check_problem(r)
 
 
 @test
@@ -283,6 +294,11 @@ def test_conversation_of_others_is_404(a):
     r = a.msgs(x, cid)
     check(r.status in (403, 404), "reading a conversation x is not part of: %s" % r.describe())
     check_problem(r)
+    # The conversation is judged before the query.
+    for q in ("page_size=0", "since=garbage", "before=abc"):
+        r = a.msgs(x, cid, raw_query=q)
+        check(r.status == 404, "conversation x is not part of, ?%s: %s" % (q, r.describe()))
+        check_problem(r)
     for bad in ("nonsense", "1_2_3", "%d_%d" % (y, y), "%d" % x, "0_%d" % x):
         r = a.msgs(x, bad)
         check(r.status in (400, 403, 404), "conversation id %r: %s" % (bad, r.describe()))

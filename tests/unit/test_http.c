@@ -666,6 +666,42 @@ START_TEST(test_query_and_header)
 }
 END_TEST
 
+/* What hs_query reads for q in a query string (NULL: absent). */
+static char *query_read(const char *query, char *out, size_t cap)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/query?%s", query);
+    raw_response r;
+    curl_call("GET", path, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *j = json_loads(r.body, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    const char *q = json_string_value(json_object_get(j, "q"));
+    if (q)
+        snprintf(out, cap, "%s", q);
+    json_decref(j);
+    return q ? out : NULL;
+}
+
+/* A name matches exactly, the first of repeated names wins, a name
+ * without "=" is present and empty, and a value cut by %00 is refused
+ * whole rather than read short. */
+START_TEST(test_query_exact_and_unreadable)
+{
+    start_server(threads_for(_i));
+    char v[64];
+    ck_assert_str_eq(query_read("q=5", v, sizeof v), "5");
+    ck_assert_ptr_null(query_read("Q=5", v, sizeof v));
+    ck_assert_ptr_null(query_read("qq=5", v, sizeof v));
+    ck_assert_str_eq(query_read("q=1&q=2", v, sizeof v), "1");
+    ck_assert_str_eq(query_read("q", v, sizeof v), "");
+    ck_assert_str_eq(query_read("q=", v, sizeof v), "");
+    ck_assert_str_eq(query_read("q=5%00abc", v, sizeof v), HS_QUERY_UNREADABLE);
+    ck_assert_str_eq(query_read("q=%00", v, sizeof v), HS_QUERY_UNREADABLE);
+    ck_assert_ptr_null(query_read("q%00=5", v, sizeof v));
+}
+END_TEST
+
 START_TEST(test_body_echo_round_trip)
 {
     start_server(threads_for(_i));
@@ -1458,6 +1494,8 @@ static Suite *http_suite(void)
     suite_add_tcase(s, server_case("retry", test_retry_after, 3));
     suite_add_tcase(s, server_case("reqid", test_request_id_echoed, 3));
     suite_add_tcase(s, server_case("query", test_query_and_header, 3));
+    suite_add_tcase(
+        s, server_case("queryexact", test_query_exact_and_unreadable, 1));
     suite_add_tcase(s, server_case("echo", test_body_echo_round_trip, 3));
     suite_add_tcase(s, server_case("413cl", test_413_on_content_length, 3));
     suite_add_tcase(s,
