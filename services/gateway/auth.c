@@ -12,7 +12,9 @@
  */
 #include "auth.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -273,6 +275,54 @@ static bool integer_differs(const char *tok, size_t len, int64_t user_id)
     return negative || huge || v != user_id;
 }
 
+/* True when tok is a JSON number with a fraction or an exponent whose
+ * value is not user_id (an infinite one included). Longer texts than a
+ * double can tell apart are left to validation. */
+static bool fraction_differs(const char *tok, size_t len, int64_t user_id)
+{
+    char text[64];
+    if (len == 0 || len >= sizeof(text) ||
+        !(tok[0] == '-' || (tok[0] >= '0' && tok[0] <= '9')))
+        return false;
+    memcpy(text, tok, len);
+    text[len] = '\0';
+    char *end;
+    double v = strtod(text, &end);
+    if (end != text + len)
+        return false;
+    return !isfinite(v) || v != (double)user_id;
+}
+
+static bool number_differs(const char *tok, size_t len, int64_t user_id)
+{
+    if (memchr(tok, '.', len) || memchr(tok, 'e', len) || memchr(tok, 'E', len))
+        return fraction_differs(tok, len, user_id);
+    return integer_differs(tok, len, user_id);
+}
+
+/* Reads the value of the sender_id member: *other is set when it names
+ * another user. False when the value does not end. */
+static bool read_sender(scan *s, int64_t user_id, bool *other)
+{
+    skip_ws(s);
+    if (s->p < s->end && *s->p == '"') {
+        char text[32];
+        size_t text_len;
+        s->p++;
+        if (!skip_string(s, text, sizeof(text), &text_len))
+            return false;
+        *other = text_len <= sizeof(text) &&
+                 integer_differs(text, text_len, user_id);
+        return true;
+    }
+    const char *tok;
+    size_t tok_len;
+    if (!skip_value(s, &tok, &tok_len))
+        return false;
+    *other = tok != NULL && number_differs(tok, tok_len, user_id);
+    return true;
+}
+
 bool auth_body_names_other_sender(const char *body, size_t len, int64_t user_id)
 {
     static const char key_sender[] = "sender_id";
@@ -288,12 +338,18 @@ bool auth_body_names_other_sender(const char *body, size_t len, int64_t user_id)
         const char *tok;
         size_t tok_len;
         if (!eat(&s, '"') || !skip_string(&s, key, sizeof(key), &key_len) ||
-            !eat(&s, ':') || !skip_value(&s, &tok, &tok_len))
+            !eat(&s, ':'))
             return false;
         if (key_len == sizeof(key_sender) - 1 &&
-            memcmp(key, key_sender, key_len) == 0 && tok != NULL &&
-            integer_differs(tok, tok_len, user_id))
-            return true;
+            memcmp(key, key_sender, key_len) == 0) {
+            bool other = false;
+            if (!read_sender(&s, user_id, &other))
+                return false;
+            if (other)
+                return true;
+        } else if (!skip_value(&s, &tok, &tok_len)) {
+            return false;
+        }
         if (!eat(&s, ','))
             return false;
     }

@@ -171,6 +171,11 @@ def test_authorisation_before_validation(a):
                                   "client_message_id": ""},
         "content not a string": {"sender_id": other, "recipient_id": peer, "content": 5,
                                  "client_message_id": "k"},
+        # Another user's id mistyped still names another user.
+        "sender as a string": {"sender_id": str(other), "recipient_id": peer, "content": "x",
+                               "client_message_id": "k"},
+        "sender as a fraction": {"sender_id": other + 0.5, "recipient_id": peer, "content": "x",
+                                 "client_message_id": "k"},
     }
     for why, body in bodies.items():
         r = a.call("POST", "/v1/messages", user=me, body=body)
@@ -182,6 +187,13 @@ def test_authorisation_before_validation(a):
     raw = ('{"sender_id": %d, "recipient_id": %d, "content": "\xff", "client_message_id": "k"}'
            % (other, peer)).encode("latin-1")
     expect_status(a.call("POST", "/v1/messages", user=me, body=raw), 403, 400)
+    # The token's own user mistyped is a validation error.
+    for mistyped in (str(me), float(me)):
+        r = a.call("POST", "/v1/messages", user=me,
+                   body={"sender_id": mistyped, "recipient_id": peer, "content": "x",
+                         "client_message_id": "k"})
+        expect_status(r, 400)
+        check_problem(r)
     for u in (me, other, peer):
         check(a.convs_ok(u)["conversations"] == [], "refused send stored something for %d" % u)
     for q in ("page_size=0", "page=-1", "since=%%%", "page_size=abc"):

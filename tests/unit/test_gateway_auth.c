@@ -201,11 +201,32 @@ START_TEST(test_sender_scan_counts_out_of_range_ids_as_others)
 }
 END_TEST
 
+/* Another user's id mistyped is still another user: authorisation
+ * comes before validation. */
+START_TEST(test_sender_scan_sees_other_users_in_any_number_form)
+{
+    ck_assert(other_sender("{\"sender_id\": \"9\"}", ME));
+    ck_assert(other_sender("{\"sender_id\": \"\\u0039\"}", ME));
+    ck_assert(other_sender("{\"sender_id\": 9.0}", ME));
+    ck_assert(other_sender("{\"sender_id\": 9e0}", ME));
+    ck_assert(other_sender("{\"sender_id\": 4242.5}", ME));
+    ck_assert(other_sender("{\"sender_id\": 1e999}", ME));
+    ck_assert(other_sender("{\"sender_id\": \"-1\"}", ME));
+}
+END_TEST
+
+/* The user's own id mistyped, or a value that names nobody, is left to
+ * validation (400). */
 START_TEST(test_sender_scan_leaves_non_integers_to_validation)
 {
-    ck_assert(!other_sender("{\"sender_id\": \"9\"}", ME));
-    ck_assert(!other_sender("{\"sender_id\": 9.0}", ME));
-    ck_assert(!other_sender("{\"sender_id\": 9e0}", ME));
+    ck_assert(!other_sender("{\"sender_id\": \"4242\"}", ME));
+    ck_assert(!other_sender("{\"sender_id\": 4242.0}", ME));
+    ck_assert(!other_sender("{\"sender_id\": 4242e0}", ME));
+    ck_assert(!other_sender("{\"sender_id\": 4.242E3 , \"x\": 1}", ME));
+    ck_assert(!other_sender("{\"sender_id\": \"abc\"}", ME));
+    ck_assert(!other_sender("{\"sender_id\": \" 9\"}", ME));
+    ck_assert(!other_sender("{\"sender_id\": \"\"}", ME));
+    ck_assert(!other_sender("{\"sender_id\": 9.0.1}", ME));
     ck_assert(!other_sender("{\"sender_id\": null}", ME));
     ck_assert(!other_sender("{\"sender_id\": true}", ME));
     ck_assert(!other_sender("{\"sender_id\": [9]}", ME));
@@ -305,6 +326,7 @@ static Suite *gateway_auth_suite(void)
     tcase_add_test(tc, test_client_address_follows_the_trust_level);
     tcase_add_test(tc, test_sender_scan_reads_past_invalid_strings);
     tcase_add_test(tc, test_sender_scan_counts_out_of_range_ids_as_others);
+    tcase_add_test(tc, test_sender_scan_sees_other_users_in_any_number_form);
     tcase_add_test(tc, test_sender_scan_leaves_non_integers_to_validation);
     tcase_add_test(tc, test_sender_scan_looks_only_at_the_top_level);
     tcase_add_test(tc, test_sender_scan_sees_every_duplicate_and_escaped_keys);
