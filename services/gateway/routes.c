@@ -98,9 +98,9 @@ static int validate_send(const hs_request *req, hs_reply *rep, int64_t *sender)
                                  why, sizeof(why));
     if (err) {
         int status = msg_err_status(err);
-        hs_reply_problem(
-            rep, status,
-            status == 413 ? "Content Too Large" : "Invalid message", why);
+        hs_reply_problem(rep, status,
+                         status == 413 ? "Content Too Large" : "Bad Request",
+                         why);
         return -1;
     }
     *sender = s.sender_id;
@@ -214,9 +214,12 @@ static void handle_messages(hs_request *req, hs_reply *rep)
     list_query q;
     char cid[IDS_CONVERSATION_MAX];
     char path[NODE_PATH_MAX];
+    /* The conversation before the query: one the user is not part of is
+     * a 404 whatever the query says, as another user's mailbox is a 403
+     * whatever it says. */
     if (authenticate(g, req, rep, &user) || authorise_path(req, rep, user) ||
-        query_http_parse(req, SYNC_MESSAGES, user, req->params[1], &q, rep) ||
         find_conversation(req->params[1], user, cid, rep) ||
+        query_http_parse(req, SYNC_MESSAGES, user, req->params[1], &q, rep) ||
         list_path(path, sizeof(path), user, cid, &q, rep))
         return;
     forward_list(g, req, user, path, rep);
@@ -234,7 +237,7 @@ static void handle_events(hs_request *req, hs_reply *rep)
         return;
     if (evquery_parse(hs_query(req, "since"), hs_query(req, "timeout"), user,
                       &q, why, sizeof(why))) {
-        hs_reply_problem(rep, 400, "Invalid query", why);
+        hs_reply_problem(rep, 400, "Bad Request", why);
         return;
     }
     ev_poller_wait(g->events, req, user, &q, rep);
