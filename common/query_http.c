@@ -23,11 +23,11 @@ int query_http_parse(const hs_request *req, sync_kind kind, int64_t user_id,
     char why[256];
 
     if (query_parse(&raw, kind, q, why, sizeof(why))) {
-        hs_reply_problem(rep, 400, "Invalid query", why);
+        hs_reply_problem(rep, 400, "Bad Request", why);
         return -1;
     }
     if (query_check_token(q, user_id, conversation_id)) {
-        hs_reply_problem(rep, 400, "Invalid query",
+        hs_reply_problem(rep, 400, "Bad Request",
                          "since: the token was issued for another list");
         return -1;
     }

@@ -373,7 +373,7 @@ static int parse_poll(const hs_request *req, int64_t *uid, events_query *q,
     }
     if (evquery_parse(hs_query(req, "since"), hs_query(req, "timeout"), *uid, q,
                       why, sizeof(why))) {
-        hs_reply_problem(rep, 400, "Invalid query", why);
+        hs_reply_problem(rep, 400, "Bad Request", why);
         return -1;
     }
     return 0;

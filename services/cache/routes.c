@@ -39,7 +39,10 @@ static void handle_send(hs_request *req, hs_reply *rep)
     msg_err err =
         msg_parse_send(req->body, req->body_len, &s, why, sizeof(why));
     if (err) {
-        hs_reply_problem(rep, msg_err_status(err), "Invalid message", why);
+        int status = msg_err_status(err);
+        hs_reply_problem(rep, status,
+                         status == 413 ? "Content Too Large" : "Bad Request",
+                         why);
         return;
     }
     const ring_t *ring;

@@ -136,7 +136,7 @@ void send_message(cache_node *n, const msg_send_req *req, const char *rid,
     }
     if (res.outcome == SEND_REPLAY) {
         if (!same_send(req, &res.stored)) {
-            hs_reply_problem(rep, 409, "Idempotency key reused",
+            hs_reply_problem(rep, 409, "Conflict",
                              "client_message_id was already used for a "
                              "different recipient or content");
         } else {
