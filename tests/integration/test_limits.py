@@ -217,6 +217,25 @@ def test_the_edge_answers_malformed_requests_with_problems(api):
     e2e_lib.raw_problem(status, headers, body, 505, "HTTP/9.9")
     expect_status(api.call("GET", "/healthz"), 200)
 
+    # Methods nginx refuses itself: a 405 with the path's Allow, as a
+    # gateway answers it, or 404 for a path no gateway serves.
+    for method, target, allow in ((b"TRACE", b"/v1/messages", "POST"),
+                                  (b"CONNECT", b"/v1/messages", "POST"),
+                                  (b"TRACE", path.encode() + b"?page=1", "GET"),
+                                  (b"TRACE", b"/healthz", "GET")):
+        status, headers, body = e2e_lib.raw_exchange(
+            api, method + b" " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        e2e_lib.raw_problem(status, headers, body, 405, repr((method, target)))
+        check(headers.get("allow") == allow, "%r: Allow %r" % ((method, target), headers))
+    status, headers, body = e2e_lib.raw_exchange(api, b"TRACE /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
+    e2e_lib.raw_problem(status, headers, body, 404, "TRACE /nowhere")
+    # A transfer coding other than chunked.
+    for te in (b"gzip", b"gzip, chunked"):
+        status, headers, body = e2e_lib.raw_exchange(
+            api, b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + te +
+            b"\r\n\r\n0\r\n\r\n")
+        e2e_lib.raw_problem(status, headers, body, 501, repr(te))
+
 
 @test
 def test_no_gateway_answers_503_with_retry_after(api):
