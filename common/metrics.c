@@ -21,7 +21,7 @@
 #include <string.h>
 
 #define METRICS_REQUEST_SERIES 64 /* (route, status) pairs */
-#define METRICS_ROUTE_SERIES 32   /* route latency histograms */
+#define METRICS_ROUTE_SERIES 64   /* (route, status) latency histograms */
 #define METRICS_DEP_SERIES 16     /* dependency latency histograms */
 #define METRICS_NAMED_SERIES 32   /* service counters and gauges */
 #define METRICS_NAME_MAX 64
@@ -36,6 +36,7 @@ static const double bucket_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
 
 typedef struct histogram {
     char label[METRICS_NAME_MAX];      /* route or dependency */
+    int status;                        /* a route's answers; 0: none */
     uint64_t buckets[METRICS_BUCKETS]; /* per bucket, not cumulative */
     uint64_t count;                    /* includes observations > 10 s */
     double sum;
@@ -110,18 +111,20 @@ static void histogram_add(histogram *h, double seconds)
     h->sum += seconds;
 }
 
-/* The histogram labelled `label` in table, created if there is room;
- * NULL when the table is full. */
+/* The histogram labelled (label, status) in table, created if there is
+ * room; NULL when the table is full. */
 static histogram *histogram_find(histogram *table, size_t *n, size_t cap,
-                                 const char *label)
+                                 const char *label, int status)
 {
     for (size_t i = 0; i < *n; i++)
-        if (strncmp(table[i].label, label, METRICS_NAME_MAX - 1) == 0)
+        if (table[i].status == status &&
+            strncmp(table[i].label, label, METRICS_NAME_MAX - 1) == 0)
             return &table[i];
     if (*n == cap)
         return NULL;
     histogram *h = &table[(*n)++];
     snprintf(h->label, sizeof(h->label), "%s", label);
+    h->status = status;
     return h;
 }
 
@@ -154,8 +157,8 @@ void metrics_observe_request(metrics_t *m, const char *route, int status,
         r->count++;
     else
         m->dropped++;
-    histogram *h =
-        histogram_find(m->routes, &m->nroutes, METRICS_ROUTE_SERIES, route);
+    histogram *h = histogram_find(m->routes, &m->nroutes, METRICS_ROUTE_SERIES,
+                                  route, status);
     if (h != NULL)
         histogram_add(h, seconds);
     else
@@ -170,7 +173,8 @@ void metrics_observe_dependency(metrics_t *m, const char *dep, double seconds)
     if (dep == NULL || dep[0] == '\0')
         dep = "unknown";
     pthread_mutex_lock(&m->mu);
-    histogram *h = histogram_find(m->deps, &m->ndeps, METRICS_DEP_SERIES, dep);
+    histogram *h =
+        histogram_find(m->deps, &m->ndeps, METRICS_DEP_SERIES, dep, 0);
     if (h != NULL)
         histogram_add(h, seconds);
     else
@@ -350,6 +354,15 @@ static void put_labels_open(FILE *f, const metrics_t *m, const char *key,
     fputc('"', f);
 }
 
+/* The labels of one histogram's samples, without the closing brace. */
+static void put_histogram_labels(FILE *f, const metrics_t *m, const char *key,
+                                 const histogram *h)
+{
+    put_labels_open(f, m, key, h->label);
+    if (h->status != 0)
+        fprintf(f, ",status=\"%d\"", h->status);
+}
+
 static void put_histogram(FILE *f, const metrics_t *m, const char *family,
                           const char *key, const histogram *h)
 {
@@ -357,19 +370,19 @@ static void put_histogram(FILE *f, const metrics_t *m, const char *family,
     for (size_t i = 0; i < METRICS_BUCKETS; i++) {
         cumulative += h->buckets[i];
         fprintf(f, "%s_bucket", family);
-        put_labels_open(f, m, key, h->label);
+        put_histogram_labels(f, m, key, h);
         fprintf(f, ",le=\"%g\"} %llu\n", bucket_bounds[i],
                 (unsigned long long)cumulative);
     }
     fprintf(f, "%s_bucket", family);
-    put_labels_open(f, m, key, h->label);
+    put_histogram_labels(f, m, key, h);
     fprintf(f, ",le=\"+Inf\"} %llu\n", (unsigned long long)h->count);
     fprintf(f, "%s_sum", family);
-    put_labels_open(f, m, key, h->label);
+    put_histogram_labels(f, m, key, h);
     fputs("} ", f);
     put_double(f, h->sum);
     fprintf(f, "\n%s_count", family);
-    put_labels_open(f, m, key, h->label);
+    put_histogram_labels(f, m, key, h);
     fprintf(f, "} %llu\n", (unsigned long long)h->count);
 }
 
@@ -423,8 +436,8 @@ static void put_all(FILE *f, const metrics_t *m)
 {
     put_requests(f, m);
     put_histogram_family(f, m, "http_request_duration_seconds",
-                         "HTTP request latency, by route.", "route", m->routes,
-                         m->nroutes);
+                         "HTTP request latency, by route and status.", "route",
+                         m->routes, m->nroutes);
     put_histogram_family(f, m, "dependency_duration_seconds",
                          "Latency of calls to dependencies.", "dependency",
                          m->deps, m->ndeps);

@@ -187,6 +187,9 @@ def test_request_counters_and_latency_move_by_route_and_status(api):
     check(got == 1, "gateways counted %r sends with 400, sent 1" % got)
     got = delta(before_gw, after_gw, "http_request_duration_seconds_count", route="send")
     check(got == sends + 1, "send latency histogram counted %r, expected %d" % (got, sends + 1))
+    got = delta(before_gw, after_gw, "http_request_duration_seconds_count", route="send",
+                status="400")
+    check(got == 1, "send latency histogram counted %r answers of 400, expected 1" % got)
     inf = delta(before_gw, after_gw, "http_request_duration_seconds_bucket", route="send", le="+Inf")
     check(inf == sends + 1, "+Inf bucket moved by %r" % inf)
     check(delta(before_gw, after_gw, "http_request_duration_seconds_sum", route="send") > 0,

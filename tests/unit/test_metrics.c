@@ -57,31 +57,33 @@ START_TEST(test_request_counters_and_buckets)
     assert_line(t, "http_requests_total{service=\"svc\",route=\"unknown\","
                    "status=\"404\"} 1");
 
-#define SEND_BUCKET(le, n)                                                     \
+    /* One histogram per (route, status), as the counters. */
+#define SEND_BUCKET(status, le, n)                                             \
     "http_request_duration_seconds_bucket{service=\"svc\",route=\"send\","     \
-    "le=\"" le "\"} " #n
+    "status=\"" status "\",le=\"" le "\"} " #n
     assert_line(t, "# TYPE http_request_duration_seconds histogram");
-    assert_line(t, SEND_BUCKET("0.0005", 0));
-    assert_line(t, SEND_BUCKET("0.0025", 0));
-    assert_line(t, SEND_BUCKET("0.005", 2));
-    assert_line(t, SEND_BUCKET("0.1", 2));
-    assert_line(t, SEND_BUCKET("0.25", 3));
-    assert_line(t, SEND_BUCKET("10", 3));
-    assert_line(t, SEND_BUCKET("+Inf", 4));
+    assert_line(t, SEND_BUCKET("201", "0.0005", 0));
+    assert_line(t, SEND_BUCKET("201", "0.0025", 0));
+    assert_line(t, SEND_BUCKET("201", "0.005", 2));
+    assert_line(t, SEND_BUCKET("201", "+Inf", 2));
+    assert_line(t, SEND_BUCKET("200", "0.1", 0));
+    assert_line(t, SEND_BUCKET("200", "0.25", 1));
+    assert_line(t, SEND_BUCKET("500", "10", 0));
+    assert_line(t, SEND_BUCKET("500", "+Inf", 1));
 #undef SEND_BUCKET
     assert_line(t, "http_request_duration_seconds_count{service=\"svc\","
-                   "route=\"send\"} 4");
+                   "route=\"send\",status=\"201\"} 2");
     assert_line(t, "http_request_duration_seconds_bucket{service=\"svc\","
-                   "route=\"list\",le=\"0.0005\"} 1");
+                   "route=\"list\",status=\"200\",le=\"0.0005\"} 1");
     assert_line(t, "http_request_duration_seconds_bucket{service=\"svc\","
-                   "route=\"list\",le=\"+Inf\"} 1");
+                   "route=\"list\",status=\"200\",le=\"+Inf\"} 1");
 
-    /* _sum is 20.206 within float error. */
-    const char *key =
-        "http_request_duration_seconds_sum{service=\"svc\",route=\"send\"} ";
+    /* _sum is 20.0 within float error. */
+    const char *key = "http_request_duration_seconds_sum{service=\"svc\","
+                      "route=\"send\",status=\"500\"} ";
     const char *sum = strstr(t, key);
     ck_assert_ptr_nonnull(sum);
-    ck_assert_double_eq_tol(strtod(sum + strlen(key), NULL), 20.206, 1e-9);
+    ck_assert_double_eq_tol(strtod(sum + strlen(key), NULL), 20.0, 1e-9);
 
     /* Every family is introduced exactly once. */
     ck_assert_int_eq(count_occurrences(t, "# TYPE http_requests_total "), 1);
@@ -201,9 +203,10 @@ START_TEST(test_overflow_is_counted)
     }
     char *t = metrics_render(m);
     ck_assert_ptr_nonnull(t);
-    /* Tables: 64 (route,status), 32 route histograms, 32 named series,
-     * 16 dependencies. Everything else is dropped and counted. */
-    int dropped = (200 - 64) + (200 - 32) + (200 - 32) + (200 - 16);
+    /* Tables: 64 (route,status) counters, 64 (route,status) histograms,
+     * 32 named series, 16 dependencies. Everything else is dropped and
+     * counted. */
+    int dropped = (200 - 64) + (200 - 64) + (200 - 32) + (200 - 16);
     char line[96];
     snprintf(line, sizeof(line), "metrics_dropped_total{service=\"svc\"} %d",
              dropped);
@@ -278,7 +281,7 @@ START_TEST(test_concurrent_observations)
     assert_line(t, "http_requests_total{service=\"svc\",route=\"send\","
                    "status=\"201\"} 40000");
     assert_line(t, "http_request_duration_seconds_bucket{service=\"svc\","
-                   "route=\"send\",le=\"+Inf\"} 40000");
+                   "route=\"send\",status=\"201\",le=\"+Inf\"} 40000");
     assert_line(t, "ops_total{service=\"svc\"} 40000");
     free(t);
     metrics_free(m);
