@@ -79,18 +79,28 @@
 /* Service-to-service calls. */
 #define HOP_CONNECT_TIMEOUT_MS 500
 #define HOP_TIMEOUT_MS 5000
-/* Gateway to cache node: a send there makes up to three sequential hops
- * of HOP_TIMEOUT_MS (storage write, delivery to the recipient's node,
- * outbox acknowledgement), so the gateway waits longer than all three:
- * giving up first would turn a slow success into a client retry. */
-#define GATEWAY_HOP_TIMEOUT_MS (3 * HOP_TIMEOUT_MS + 2000)
+/* How long a send keeps trying to land the recipient's copy while the
+ * recipient's node answers but cannot write it now (a planned move
+ * gating the user, its storage instance restarting, its lease being
+ * renewed), so that a 201 means both copies are durable whenever the two
+ * nodes are up (SPEC 4). A node that does not answer is down: the copy
+ * stays in the outbox at once, as SPEC allows then. Past the wait too. */
+#define SEND_DELIVER_WAIT_MS 6000
+/* Gateway to cache node: a send there makes a storage write and then
+ * delivers the recipient's copy, for up to SEND_DELIVER_WAIT_MS plus one
+ * last hop, so the gateway waits longer than all of it: giving up first
+ * would turn a slow success into a client retry. */
+#define GATEWAY_HOP_TIMEOUT_MS                                                 \
+    (2 * HOP_TIMEOUT_MS + SEND_DELIVER_WAIT_MS + 2000)
 /* How many times the gateway refreshes the ring and retries a call that a
  * cache node refused as misdirected (stale epoch or not the owner). */
 #define GATEWAY_RING_RETRIES 3
 
 /* Outbox: a recipient copy queued at send time is first retried by the
  * background worker this long after it was written, so the inline
- * delivery normally removes it first. Then at this interval. */
+ * delivery normally removes it first (one still waiting on a refusing
+ * node may meet the worker's attempt: both are idempotent). Then at this
+ * interval. */
 #define OUTBOX_FIRST_RETRY_MS 3000
 #define OUTBOX_RETRY_MS 1000
 #define OUTBOX_CLAIM_BATCH 100

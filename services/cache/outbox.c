@@ -43,7 +43,8 @@ static int run_batch(outbox_worker *w)
             log_msg("error", "outbox entry does not parse; left for later");
             continue;
         }
-        if (send_deliver(w->node, &m, NULL) == 0)
+        /* No wait: the worker comes back to what is left. */
+        if (send_deliver(w->node, &m, NULL, 0) == 0)
             delivered++;
         msg_clear(&m);
     }

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "clockms.h"
+#include "constants.h"
 #include "events.h"
 #include "fill.h"
 #include "log.h"
@@ -128,9 +130,13 @@ void send_message(cache_node *n, const msg_send_req *req, const char *rid,
     store_send_result res;
     store_err err = write_sender_copy(n, req, rid, &m, &res);
     if (err) {
+        /* Not "not stored": a write whose answer was lost may have
+         * committed, and lands in both mailboxes. The same key is what
+         * keeps a retry from storing it twice. */
         hs_reply_problem(rep, 503, "Storage unavailable",
-                         "the message was not stored; retry with the same "
-                         "client_message_id");
+                         "the message may or may not have been stored; retry "
+                         "with the same client_message_id, which never "
+                         "stores it twice");
         rep->retry_after_s = 1;
         return;
     }
@@ -143,13 +149,13 @@ void send_message(cache_node *n, const msg_send_req *req, const char *rid,
             /* The recipient copy has landed or is queued in the outbox;
              * a pending one gets another try now. */
             if (res.outbox_pending)
-                send_deliver(n, &res.stored, rid);
+                send_deliver(n, &res.stored, rid, SEND_DELIVER_WAIT_MS);
             reply_message(rep, 200, &res.stored);
         }
         msg_clear(&res.stored);
         return;
     }
-    send_deliver(n, &m, rid);
+    send_deliver(n, &m, rid, SEND_DELIVER_WAIT_MS);
     reply_message(rep, 201, &m);
 }
 
@@ -185,14 +191,21 @@ static char *message_body(const msg *m)
     return body;
 }
 
-/* POSTs the copy to a peer node; 0 when it answered 200. *misdirected is
- * set when the peer refused our epoch. */
-static int post_to_peer(cache_node *n, const ring_node *peer, int64_t epoch,
-                        const msg *m, const char *rid, bool *misdirected)
+/* The outcome of one delivery attempt. */
+typedef enum {
+    DELIVERED,
+    REFUSED,     /* the owner answered but did not land it: try again */
+    MISDIRECTED, /* the owner refused our epoch: refresh the ring */
+    UNREACHABLE, /* no answer: the owner is down, the outbox delivers */
+} deliver_rc;
+
+/* POSTs the copy to a peer node. */
+static deliver_rc post_to_peer(cache_node *n, const ring_node *peer,
+                               int64_t epoch, const msg *m, const char *rid)
 {
     char *text = message_body(m);
     if (!text)
-        return -1;
+        return UNREACHABLE;
     char url[256], eh[48], rh[96];
     snprintf(url, sizeof(url), "%s/internal/deliver", peer->url);
     snprintf(eh, sizeof(eh), "X-Ring-Epoch: %" PRId64, epoch);
@@ -202,9 +215,11 @@ static int post_to_peer(cache_node *n, const ring_node *peer, int64_t epoch,
     hc_err err =
         hc_request(n->hops, "POST", url, &h, text, strlen(text), &resp);
     free(text);
-    *misdirected = !err && resp.status == 421;
-    int rc = !err && resp.status == 200 ? 0 : -1;
-    if (rc)
+    deliver_rc rc = err                  ? UNREACHABLE
+                    : resp.status == 200 ? DELIVERED
+                    : resp.status == 421 ? MISDIRECTED
+                                         : REFUSED;
+    if (rc != DELIVERED)
         log_msg("warn", "delivery of %" PRId64 " to %s failed: %s %ld",
                 m->message_id, peer->name, hc_strerror(err), resp.status);
     hc_response_free(&resp);
@@ -212,34 +227,55 @@ static int post_to_peer(cache_node *n, const ring_node *peer, int64_t epoch,
 }
 
 /* One attempt against the owner in the current ring. */
-static int deliver_once(cache_node *n, const msg *m, const char *rid,
-                        bool *misdirected)
+static deliver_rc deliver_once(cache_node *n, const msg *m, const char *rid)
 {
-    *misdirected = false;
     const ring_t *r = ringview_acquire(n->ring);
     if (!r)
-        return -1;
-    int rc;
+        return UNREACHABLE;
+    deliver_rc rc;
     if (owner_is_self(n, r, m->recipient_id))
-        rc = send_land_copy(n, m, rid);
+        /* This node is up: its storage (or its lease) failed the write. */
+        rc = send_land_copy(n, m, rid) == 0 ? DELIVERED : REFUSED;
     else
         rc = post_to_peer(n, &r->nodes[ring_owner(r, m->recipient_id)],
-                          r->epoch, m, rid, misdirected);
+                          r->epoch, m, rid);
     ringview_release(n->ring, r);
     return rc;
 }
 
-int send_deliver(cache_node *n, const msg *m, const char *rid)
+/* Pauses between attempts against an owner that refuses: short first (a
+ * planned move gates a user for about a second), then longer. */
+#define DELIVER_PAUSE_FIRST_MS 50
+#define DELIVER_PAUSE_MAX_MS 400
+/* Ring refreshes one delivery may ask for. */
+#define DELIVER_REFRESHES_MAX 2
+
+int send_deliver(cache_node *n, const msg *m, const char *rid, int wait_ms)
 {
-    bool misdirected;
-    int rc = deliver_once(n, m, rid, &misdirected);
-    if (rc && misdirected) {
-        ringview_refresh(n->ring);
-        rc = deliver_once(n, m, rid, &misdirected);
+    int64_t deadline = clockms_monotonic() + wait_ms;
+    int pause_ms = DELIVER_PAUSE_FIRST_MS;
+    int refreshes = 0;
+    for (;;) {
+        deliver_rc rc = deliver_once(n, m, rid);
+        /* Landed: storage removed the outbox entry when it wrote the
+         * copy (mbox_deliver), so no separate ack costs another hop and
+         * another transaction. If that removal failed, the worker
+         * delivers again later, which is a harmless duplicate. */
+        if (rc == DELIVERED)
+            return 0;
+        if (rc == UNREACHABLE)
+            return -1;
+        if (rc == MISDIRECTED && refreshes < DELIVER_REFRESHES_MAX) {
+            refreshes++;
+            ringview_refresh(n->ring);
+            continue;
+        }
+        if (clockms_monotonic() + pause_ms > deadline)
+            return -1;
+        struct timespec ts = {.tv_sec = pause_ms / 1000,
+                              .tv_nsec = (long)(pause_ms % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+        pause_ms = pause_ms * 2 < DELIVER_PAUSE_MAX_MS ? pause_ms * 2
+                                                       : DELIVER_PAUSE_MAX_MS;
     }
-    /* Landed: storage removed the outbox entry when it wrote the copy
-     * (mbox_deliver), so no separate ack costs another hop and another
-     * transaction. If that removal failed, the worker delivers again
-     * later, which is a harmless duplicate. */
-    return rc ? -1 : 0;
 }
