@@ -96,10 +96,15 @@ static void drain_polls(void *ctx)
     events_drain(n->events);
 }
 
+/* Ready: a fresh ring, its Redis, and a lease from the leading router
+ * (without one it answers every user's call 503 No lease). Storage is
+ * not part of it: hot reads are served without storage, and an outage
+ * there shows in storage's own /readyz. */
 static bool is_ready(void *ctx)
 {
     cache_node *n = ctx;
-    return ringview_is_fresh(n->ring, 5000) && hot_ping(n->hot);
+    return ringview_is_fresh(n->ring, 5000) && hot_ping(n->hot) &&
+           n->lease != NULL && lease_is_valid(n->lease);
 }
 
 static void node_destroy(cache_node *n)
