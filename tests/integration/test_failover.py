@@ -17,6 +17,8 @@ MESSENGER_VAR, its own ports) and proves, in order:
   (reads of moved users are hits on the new node, not misses);
 - remove-node drains a node: its users keep every message and are read
   from their new owners' memory;
+- a send acknowledged while a planned move gates its recipient has the
+  recipient's copy stored (201 means both copies durable, SPEC 4);
 - a node that holds no lease refuses to serve (SIGSTOP past the lease:
   503 or 421 after it resumes, never a stale answer).
 
@@ -189,6 +191,7 @@ def history(api, user, peer):
             time.sleep(0.2)
 
 
+
 # ------------------------------------------------------------ the tests
 
 
@@ -330,6 +333,72 @@ def test_remove_node_drains_with_hot_mailboxes(api):
     check(hits >= len(users), "drained users' reads were not hits: %d" % hits)
 
 
+def stored_ids(user, peer):
+    """The message ids of the pair's conversation as storage holds them in
+    user's mailbox (durable, whatever the cache nodes say)."""
+    cid = e2e_lib.conversation_id(user, peer)
+    status, doc = http_json("GET", ENV["STORAGE_URL"] +
+                            "/internal/users/%d/conversations/%s/messages?page_size=100"
+                            % (user, cid))
+    if status != 200:
+        return None
+    return {m["message_id"] for m in doc["messages"]}
+
+
+@test
+def test_a_201_during_a_move_means_both_copies_are_durable(api):
+    """SPEC 4: with both nodes up, 201 means both copies are durable. A
+    planned move gates the users it moves (503 User moving) for about a
+    second; a send to one of them must not answer 201 with the copy left
+    in the outbox, but wait for the move to end."""
+    import threading
+    pairs = [(new_user(), new_user()) for _ in range(40)]
+    for sender, recipient in pairs:
+        send_until_ok(api, sender, recipient, "before the move", FAILOVER_LIMIT_S)
+    stop = threading.Event()
+    acked, late, errors, bad = [], [], [], []
+
+    def pump():
+        for round_no in range(200):
+            if stop.is_set():
+                return
+            for sender, recipient in pairs:
+                try:
+                    r = api.send(sender, recipient, "during the move %d" % round_no, fresh=True)
+                except e2e_lib.TestFailure as e:
+                    errors.append(str(e))
+                    continue
+                if r.status != 201:
+                    if r.status != 503:
+                        bad.append(r.describe())
+                    continue
+                mid = r.json["message_id"]
+                acked.append(mid)
+                ids = stored_ids(recipient, sender)
+                if ids is None:
+                    bad.append("storage did not answer a read of %d" % recipient)
+                elif mid not in ids:
+                    late.append((sender, recipient, mid))
+
+    before = ring()
+    t = threading.Thread(target=pump)
+    t.start()
+    try:
+        out = cluster("add-node").stdout.decode().strip().splitlines()
+        name = out[-1].strip()
+        after = wait_ring(lambda r: name in r.names(), "with %s" % name)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        t.join(120)
+    moved = sum(1 for _, recipient in pairs if before.owner(recipient) != after.owner(recipient))
+    print("    %d sends acknowledged during add-node, %d of 40 recipients moved, "
+          "%d transport errors" % (len(acked), moved, len(errors)))
+    check(not bad, "unexpected answers during the move: %r" % bad[:5])
+    check(acked, "no send was acknowledged during the move")
+    check(not late, "acknowledged with the recipient's copy not stored: %r" % late[:5])
+
+
 @test
 def test_a_node_without_lease_does_not_serve(api):
     r = ring()
@@ -356,6 +425,37 @@ def test_a_node_without_lease_does_not_serve(api):
     check(status in (421, 503), "a replaced node served a moved user: %d" % status)
     got = sorted(history(api, user, peer))
     check(got == ["before pause", "while paused"], "history across the pause: %r" % got)
+
+@test
+def test_a_node_without_lease_is_not_ready(api):
+    """SPEC 7: /readyz says whether the dependencies answer. With the
+    routers' database (pg-1) down no router can lead, so no cache node
+    holds a lease and each refuses every user: none is ready, although
+    the routers still hand out the ring. All are ready again once it is
+    back."""
+    import urllib.request
+
+    def ready(url):
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def wait_all(want, limit_s, what):
+        deadline = time.time() + limit_s
+        while any(ready(u) != want for u in nodes):
+            check(time.time() < deadline, what)
+            time.sleep(0.2)
+
+    nodes = [cache_url(name) for name in ring().names()]
+    wait_all(True, 15, "the ring's nodes are not all ready: %r" % nodes)
+    cluster("kill", "pg-1")
+    try:
+        wait_all(False, 15, "cache nodes still ready 15 s after the routers' database died")
+    finally:
+        cluster("restart", "pg-1")
+    wait_all(True, 30, "cache nodes not ready 30 s after the routers' database came back")
 
 
 def start(var, what, check_rc=True):
