@@ -29,6 +29,13 @@
  * control characters), plus room. */
 #define HTTP_CLIENT_BODY_MAX (48 * 1024 * 1024)
 
+/* Batched list reads (POST /internal/reads): at most this many reads a
+ * call, and a node stops adding answers once they passed this many
+ * bytes (the caller sends the rest one by one), so a batch of large
+ * pages stays far below HTTP_CLIENT_BODY_MAX. */
+#define READS_BATCH_MAX 16
+#define READS_ANSWER_BUDGET (4 * 1024 * 1024)
+
 /* List paging (SPEC 4). */
 #define LIST_PAGE_SIZE_DEFAULT 20
 #define LIST_PAGE_SIZE_MAX 100

@@ -151,7 +151,7 @@ typedef struct request_ctx {
 
 /* Drops whatever body the reply held, so reply helpers can be called
  * again on the same reply without leaking. */
-static void reply_clear(hs_reply *rep)
+void hs_reply_clear(hs_reply *rep)
 {
     json_decref(rep->json);
     free(rep->text);
@@ -160,7 +160,7 @@ static void reply_clear(hs_reply *rep)
 
 void hs_reply_json(hs_reply *rep, int status, json_t *body)
 {
-    reply_clear(rep);
+    hs_reply_clear(rep);
     rep->status = status;
     rep->json = body;
     rep->content_type = CONTENT_TYPE_JSON;
@@ -192,7 +192,7 @@ int hs_reply_header(hs_reply *rep, const char *name, const char *value)
 void hs_reply_raw(hs_reply *rep, int status, const char *content_type,
                   const char *body, size_t len)
 {
-    reply_clear(rep);
+    hs_reply_clear(rep);
     char *copy = malloc(len + 1);
     if (copy == NULL)
         return; /* status 0: the server answers 500 */
@@ -207,7 +207,7 @@ void hs_reply_raw(hs_reply *rep, int status, const char *content_type,
 
 /* Serialises the reply body into a malloc'd buffer that the MHD response
  * will own; a reply that cannot be serialised becomes a 500 problem. */
-static void reply_take_body(hs_reply *rep, char **buf, size_t *len)
+void hs_reply_take_body(hs_reply *rep, char **buf, size_t *len)
 {
     *buf = NULL;
     *len = 0;
@@ -303,7 +303,7 @@ static enum MHD_Result send_reply(hs_server *s, struct MHD_Connection *conn,
 {
     char *buf;
     size_t len;
-    reply_take_body(rep, &buf, &len);
+    hs_reply_take_body(rep, &buf, &len);
     int status = rep->status;
 
     struct MHD_Response *resp = MHD_create_response_from_buffer(
@@ -311,14 +311,14 @@ static enum MHD_Result send_reply(hs_server *s, struct MHD_Connection *conn,
         buf ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (resp == NULL) {
         free(buf);
-        reply_clear(rep);
+        hs_reply_clear(rep);
         return MHD_NO;
     }
     enum MHD_Result ret = MHD_NO;
     if (add_headers(resp, s, rc, rep, len, allow, must_close))
         ret = MHD_queue_response(conn, (unsigned int)status, resp);
     MHD_destroy_response(resp);
-    reply_clear(rep);
+    hs_reply_clear(rep);
     rc->answered = true;
     record_request(s, rc, method, status);
     return ret;
@@ -468,7 +468,7 @@ static void serve_metrics(hs_request *req, hs_reply *rep)
         hs_reply_problem(rep, 500, NULL, "metrics could not be rendered");
         return;
     }
-    reply_clear(rep);
+    hs_reply_clear(rep);
     rep->status = 200;
     rep->text = text;
     rep->text_len = strlen(text);
@@ -841,7 +841,7 @@ static enum MHD_Result dispatch(hs_server *s, struct MHD_Connection *conn,
     hs_reply rep = {0};
     rc->route->handler(&req, &rep);
     if (rc->deferred != NULL) {
-        reply_clear(&rep); /* the resume function answers */
+        hs_reply_clear(&rep); /* the resume function answers */
         if (!rc->deferred->blocking)
             return suspend_deferred(conn, rc);
         hs_deferred *d = rc->deferred;

@@ -194,6 +194,15 @@ void hs_reply_problem(hs_reply *rep, int status, const char *title,
 void hs_reply_raw(hs_reply *rep, int status, const char *content_type,
                   const char *body, size_t len);
 
+/* Frees rep's body and extra headers and zeroes it. */
+void hs_reply_clear(hs_reply *rep);
+/* Hands over rep's body as the server would send it: a malloc'd buffer
+ * the caller frees (*buf NULL and *len 0 when there is no body). A reply
+ * without a valid status, or whose JSON cannot be serialised, becomes a
+ * 500 problem first, as it would on the wire. rep keeps its status; its
+ * body may be left for hs_reply_clear. */
+void hs_reply_take_body(hs_reply *rep, char **buf, size_t *len);
+
 /* Adds a header to rep (after its body is set: the body helpers clear
  * headers). name and value are borrowed until the reply is sent. Returns
  * 0, or -1 when HS_REPLY_HEADERS_MAX are already there. */

@@ -198,3 +198,41 @@ int query_format(const list_query *q, char *out, size_t cap)
         return -1;
     return (int)pos;
 }
+
+/* The slot of raw that name fills; NULL for an unknown name. */
+static const char **split_slot(query_raw *raw, const char *name)
+{
+    if (strcmp(name, "page_size") == 0)
+        return &raw->page_size;
+    if (strcmp(name, "page") == 0)
+        return &raw->page;
+    if (strcmp(name, "before") == 0)
+        return &raw->before;
+    if (strcmp(name, "since") == 0)
+        return &raw->since;
+    if (strcmp(name, "last_updated_timestamp") == 0)
+        return &raw->last_updated_timestamp;
+    return NULL;
+}
+
+int query_split(char *text, query_raw *raw)
+{
+    memset(raw, 0, sizeof(*raw));
+    if (strpbrk(text, "%+") != NULL)
+        return -1;
+    for (char *pair = text; *pair != '\0';) {
+        char *end = pair + strcspn(pair, "&");
+        bool last = *end == '\0';
+        *end = '\0';
+        char *eq = strchr(pair, '=');
+        if (eq == NULL)
+            return -1;
+        *eq = '\0';
+        const char **slot = split_slot(raw, pair);
+        if (slot == NULL || *slot != NULL)
+            return -1;
+        *slot = eq + 1;
+        pair = last ? end : end + 1;
+    }
+    return 0;
+}

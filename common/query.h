@@ -50,4 +50,12 @@ int query_check_token(const list_query *q, int64_t user_id,
  * -1 if cap is too small. */
 int query_format(const list_query *q, char *out, size_t cap);
 
+/* Reads back, in place, a query string in the form query_format writes:
+ * text is cut at each '&' and '=' and raw points into it (absent names
+ * stay NULL). Only the five names, each at most once with an '=', and no
+ * escapes ('%' or '+'): a batch of internal reads (POST /internal/reads)
+ * carries the canonical form and nothing else, so anything more is a
+ * caller's bug, refused rather than guessed at. Returns 0, or -1. */
+int query_split(char *text, query_raw *raw);
+
 #endif

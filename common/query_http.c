@@ -20,9 +20,15 @@ int query_http_parse(const hs_request *req, sync_kind kind, int64_t user_id,
                      const char *conversation_id, list_query *q, hs_reply *rep)
 {
     query_raw raw = raw_from_request(req);
+    return query_http_check(&raw, kind, user_id, conversation_id, q, rep);
+}
+
+int query_http_check(const query_raw *raw, sync_kind kind, int64_t user_id,
+                     const char *conversation_id, list_query *q, hs_reply *rep)
+{
     char why[256];
 
-    if (query_parse(&raw, kind, q, why, sizeof(why))) {
+    if (query_parse(raw, kind, q, why, sizeof(why))) {
         hs_reply_problem(rep, 400, "Bad Request", why);
         return -1;
     }

@@ -22,4 +22,9 @@
 int query_http_parse(const hs_request *req, sync_kind kind, int64_t user_id,
                      const char *conversation_id, list_query *q, hs_reply *rep);
 
+/* The same for raw values read elsewhere (a batched read's query,
+ * query_split). */
+int query_http_check(const query_raw *raw, sync_kind kind, int64_t user_id,
+                     const char *conversation_id, list_query *q, hs_reply *rep);
+
 #endif

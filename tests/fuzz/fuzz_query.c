@@ -3,7 +3,9 @@
  * '\n' into page_size, page, before, since and last_updated_timestamp,
  * in that order; an empty or missing line is an absent parameter. Both
  * lists are tried. A query that parses must satisfy every documented
- * bound and its canonical form must parse back to the same query.
+ * bound and its canonical form must split (query_split) and parse back
+ * to the same query. The whole input is also read as a query string by
+ * query_split, whose pieces go through query_parse the same way.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,31 +15,6 @@
 #include "query.h"
 
 #define FIELDS 5
-
-/* Fills raw from the canonical "k=v&k=v" form in s (modified). */
-static void split_canonical(char *s, query_raw *raw)
-{
-    memset(raw, 0, sizeof *raw);
-    for (char *save = NULL, *kv = strtok_r(s, "&", &save); kv != NULL;
-         kv = strtok_r(NULL, "&", &save)) {
-        char *eq = strchr(kv, '=');
-        if (eq == NULL)
-            abort();
-        *eq = '\0';
-        if (strcmp(kv, "page_size") == 0)
-            raw->page_size = eq + 1;
-        else if (strcmp(kv, "page") == 0)
-            raw->page = eq + 1;
-        else if (strcmp(kv, "before") == 0)
-            raw->before = eq + 1;
-        else if (strcmp(kv, "since") == 0)
-            raw->since = eq + 1;
-        else if (strcmp(kv, "last_updated_timestamp") == 0)
-            raw->last_updated_timestamp = eq + 1;
-        else
-            abort();
-    }
-}
 
 static void check(const query_raw *raw, sync_kind kind)
 {
@@ -54,8 +31,8 @@ static void check(const query_raw *raw, sync_kind kind)
         abort();
     if (query_format(&q, text, sizeof text) < 0)
         abort();
-    split_canonical(text, &raw2);
-    if (query_parse(&raw2, kind, &again, err, sizeof err) != 0 ||
+    if (query_split(text, &raw2) != 0 ||
+        query_parse(&raw2, kind, &again, err, sizeof err) != 0 ||
         again.page_size != q.page_size || again.page != q.page ||
         again.has_before != q.has_before || again.before != q.before ||
         again.has_since != q.has_since ||
@@ -63,6 +40,21 @@ static void check(const query_raw *raw, sync_kind kind)
         again.updated_after != q.updated_after)
         abort();
     (void)query_check_token(&q, 42, kind == SYNC_MESSAGES ? "7_42" : NULL);
+}
+
+/* The input as an internal read's query string (query_split). */
+static void check_split(const char *buf)
+{
+    char *text = strdup(buf);
+    query_raw raw;
+
+    if (text == NULL)
+        return;
+    if (query_split(text, &raw) == 0) {
+        check(&raw, SYNC_MESSAGES);
+        check(&raw, SYNC_CONVERSATIONS);
+    }
+    free(text);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -74,6 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(buf, data, size);
     buf[size] = '\0';
+    check_split(buf);
     char *p = buf;
     for (int i = 0; i < FIELDS && p != NULL; i++) {
         char *nl = strchr(p, '\n');

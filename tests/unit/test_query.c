@@ -269,32 +269,6 @@ START_TEST(test_check_token)
 }
 END_TEST
 
-/* Splits a canonical query string into raw values (percent-decoding is
- * not needed: every value query_format writes is URL-safe). */
-static void split_query(char *s, query_raw *raw)
-{
-    memset(raw, 0, sizeof *raw);
-    for (char *save = NULL, *kv = strtok_r(s, "&", &save); kv != NULL;
-         kv = strtok_r(NULL, "&", &save)) {
-        char *eq = strchr(kv, '=');
-        ck_assert_ptr_nonnull(eq);
-        *eq = '\0';
-        const char *v = eq + 1;
-        if (strcmp(kv, "page_size") == 0)
-            raw->page_size = v;
-        else if (strcmp(kv, "page") == 0)
-            raw->page = v;
-        else if (strcmp(kv, "before") == 0)
-            raw->before = v;
-        else if (strcmp(kv, "since") == 0)
-            raw->since = v;
-        else if (strcmp(kv, "last_updated_timestamp") == 0)
-            raw->last_updated_timestamp = v;
-        else
-            ck_abort_msg("unknown parameter %s", kv);
-    }
-}
-
 /* parse(format(parse(raw))) gives the same query. */
 static void round_trip(query_raw raw, sync_kind kind, const char *want)
 {
@@ -306,7 +280,7 @@ static void round_trip(query_raw raw, sync_kind kind, const char *want)
     int n = query_format(&a, text, sizeof text);
     ck_assert_int_gt(n, 0);
     ck_assert_str_eq(text, want);
-    split_query(text, &again);
+    ck_assert_int_eq(query_split(text, &again), 0);
     ck_assert_int_eq(parse(&again, kind, &b), 0);
     ck_assert_int_eq(b.page_size, a.page_size);
     ck_assert_int_eq(b.page, a.page);
@@ -363,6 +337,46 @@ START_TEST(test_format_checks_cap)
 }
 END_TEST
 
+/* query_split reads back what query_format writes, and refuses
+ * anything else a caller could put in an internal read. */
+START_TEST(test_split)
+{
+    char text[128] = "page_size=7&before=15&page=2";
+    query_raw raw;
+
+    ck_assert_int_eq(query_split(text, &raw), 0);
+    ck_assert_str_eq(raw.page_size, "7");
+    ck_assert_str_eq(raw.before, "15");
+    ck_assert_str_eq(raw.page, "2");
+    ck_assert_ptr_null(raw.since);
+    ck_assert_ptr_null(raw.last_updated_timestamp);
+
+    strcpy(text, "");
+    ck_assert_int_eq(query_split(text, &raw), 0);
+    ck_assert_ptr_null(raw.page_size);
+    strcpy(text, "since=&last_updated_timestamp=9");
+    ck_assert_int_eq(query_split(text, &raw), 0);
+    ck_assert_str_eq(raw.since, "");
+    ck_assert_str_eq(raw.last_updated_timestamp, "9");
+
+    const char *refused[] = {
+        "page_size",        /* no '=' */
+        "page_size=1&page", /* the second has none */
+        "page_size=1&page_size=2",
+        "size=1",
+        "Page=1",
+        "page_size=%31",
+        "page_size=1+1",
+        "&page=1",
+        "page=1&&page_size=2",
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        strcpy(text, refused[i]);
+        ck_assert_msg(query_split(text, &raw) == -1, "accepted %s", refused[i]);
+    }
+}
+END_TEST
+
 static Suite *query_suite(void)
 {
     Suite *s = suite_create("query");
@@ -381,6 +395,7 @@ static Suite *query_suite(void)
     tcase_add_test(tc, test_check_token);
     tcase_add_test(tc, test_format_is_canonical_and_parses_back);
     tcase_add_test(tc, test_format_checks_cap);
+    tcase_add_test(tc, test_split);
     suite_add_tcase(s, tc);
     return s;
 }
