@@ -12,6 +12,7 @@
 #include "message.h"
 #include "owner.h"
 #include "query_http.h"
+#include "reads.h"
 #include "send.h"
 
 static const char *epoch_of(const hs_request *req)
@@ -19,16 +20,23 @@ static const char *epoch_of(const hs_request *req)
     return hs_header(req, "X-Ring-Epoch");
 }
 
-/* Fencing before any work on uid. Returns 0 with *ring held (give it
- * back with owner_release), or answers the refusal and returns -1. */
-static int claim_owner(cache_node *n, const hs_request *req, int64_t uid,
-                       const ring_t **ring, hs_reply *rep)
+/* Fencing before any work on uid, at the caller's epoch (the text of
+ * X-Ring-Epoch). Returns 0 with *ring held (give it back with
+ * owner_release), or answers the refusal and returns -1. */
+static int claim_owner_at(cache_node *n, const char *epoch, int64_t uid,
+                          const ring_t **ring, hs_reply *rep)
 {
-    own_result own = owner_check(n, epoch_of(req), uid, ring);
+    own_result own = owner_check(n, epoch, uid, ring);
     if (own == OWN_OK)
         return 0;
     owner_reply_refusal(n, own, rep);
     return -1;
+}
+
+static int claim_owner(cache_node *n, const hs_request *req, int64_t uid,
+                       const ring_t **ring, hs_reply *rep)
+{
+    return claim_owner_at(n, epoch_of(req), uid, ring, rep);
 }
 
 static void handle_send(hs_request *req, hs_reply *rep)
@@ -97,20 +105,6 @@ static int parse_list(hs_request *req, sync_kind kind, int64_t *uid,
     return query_http_parse(req, kind, *uid, cid, q, rep);
 }
 
-static void handle_conversations(hs_request *req, hs_reply *rep)
-{
-    cache_node *n = req->ctx;
-    int64_t uid;
-    list_query q;
-    if (parse_list(req, SYNC_CONVERSATIONS, &uid, &q, rep))
-        return;
-    const ring_t *ring;
-    if (claim_owner(n, req, uid, &ring, rep))
-        return;
-    lists_conversations(n, uid, &q, req->request_id, rep);
-    owner_release(n, ring);
-}
-
 static bool in_conversation(const char *cid, int64_t uid)
 {
     int64_t lo, hi;
@@ -118,24 +112,41 @@ static bool in_conversation(const char *cid, int64_t uid)
            (lo == uid || hi == uid);
 }
 
-static void handle_messages(hs_request *req, hs_reply *rep)
+void routes_read_list(cache_node *n, const char *epoch, int64_t uid,
+                      const char *cid, const list_query *q, const char *rid,
+                      hs_reply *rep)
 {
-    cache_node *n = req->ctx;
-    int64_t uid;
-    list_query q;
-    if (parse_list(req, SYNC_MESSAGES, &uid, &q, rep))
-        return;
-    const char *cid = req->params[1];
-    if (!in_conversation(cid, uid)) {
+    if (cid != NULL && !in_conversation(cid, uid)) {
         hs_reply_problem(rep, 404, "Not found",
                          "no such conversation for this user");
         return;
     }
     const ring_t *ring;
-    if (claim_owner(n, req, uid, &ring, rep))
+    if (claim_owner_at(n, epoch, uid, &ring, rep))
         return;
-    lists_messages(n, uid, cid, &q, req->request_id, rep);
+    if (cid != NULL)
+        lists_messages(n, uid, cid, q, rid, rep);
+    else
+        lists_conversations(n, uid, q, rid, rep);
     owner_release(n, ring);
+}
+
+static void handle_conversations(hs_request *req, hs_reply *rep)
+{
+    int64_t uid;
+    list_query q;
+    if (parse_list(req, SYNC_CONVERSATIONS, &uid, &q, rep) == 0)
+        routes_read_list(req->ctx, epoch_of(req), uid, NULL, &q,
+                         req->request_id, rep);
+}
+
+static void handle_messages(hs_request *req, hs_reply *rep)
+{
+    int64_t uid;
+    list_query q;
+    if (parse_list(req, SYNC_MESSAGES, &uid, &q, rep) == 0)
+        routes_read_list(req->ctx, epoch_of(req), uid, req->params[1], &q,
+                         req->request_id, rep);
 }
 
 /* Long polls go to the node's long-poll listener when it has one
@@ -173,6 +184,7 @@ const hs_route cache_routes[] = {
     {"GET", "/internal/users/{}/conversations/{}/messages", handle_messages,
      "messages"},
     {"GET", "/internal/users/{}/events", handle_events, "events"},
+    {"POST", "/internal/reads", reads_handle, "reads"},
     {"POST", "/internal/handoff", handoff_handle_export, "handoff"},
     {"POST", "/internal/handoff/import", handoff_handle_import,
      "handoff_import"},

@@ -9,6 +9,17 @@
 #include <stddef.h>
 
 #include "http_server.h"
+#include "node.h"
+#include "query.h"
+
+/* One list read whose query is parsed: the conversation list (cid
+ * NULL) or a conversation's messages of user uid, fenced at epoch (the
+ * text of an X-Ring-Epoch header), answered in rep as GET
+ * /internal/users/{uid}/conversations[/{cid}/messages] answers. rid is
+ * the request id for the logs. */
+void routes_read_list(cache_node *n, const char *epoch, int64_t uid,
+                      const char *cid, const list_query *q, const char *rid,
+                      hs_reply *rep);
 
 extern const hs_route cache_routes[];
 extern const size_t cache_nroutes;
