@@ -6,6 +6,7 @@
  * and epoch are copied out, so a slow node call never pins an old ring.
  */
 #include "forward.h"
+#include "forward_int.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -23,13 +24,6 @@
  * and an immediate retry would meet the same refusal. Short enough to
  * stay far below the client's patience, three of them included. */
 #define FORWARD_RETRY_PAUSE_MS 50
-
-/* Where one attempt goes and at which epoch. A ring node URL (< 128
- * bytes) plus a path built by routes.c (< 512) always fits. */
-typedef struct target {
-    char url[1024];
-    int64_t epoch;
-} target;
 
 static double seconds_since(const struct timespec *start)
 {
@@ -52,6 +46,7 @@ static int pick_target(gateway *g, const forward_call *c, target *t)
         return -1;
     const ring_node *owner = &r->nodes[ring_owner(r, c->user_id)];
     int len = snprintf(t->url, sizeof(t->url), "%s%s", owner->url, c->path);
+    t->node_len = strlen(owner->url);
     t->epoch = r->epoch;
     ringview_release(g->ring, r);
     return len < 0 || (size_t)len >= sizeof(t->url) ? -1 : 0;
@@ -77,13 +72,13 @@ static hc_err call_node(gateway *g, const forward_call *c, const target *t,
 /* The node's answer is the public one. Its Content-Type is not kept by
  * the HTTP client, but the contract fixes it: errors are problem+json,
  * everything else JSON. */
-static void pass_through(hs_reply *rep, const hc_response *resp)
+static void pass_through(hs_reply *rep, long status, const char *body,
+                         size_t len)
 {
     const char *type =
-        resp->status >= 400 ? "application/problem+json" : "application/json";
-    hs_reply_raw(rep, (int)resp->status, type, resp->body ? resp->body : "",
-                 resp->len);
-    if (resp->status == 503)
+        status >= 400 ? "application/problem+json" : "application/json";
+    hs_reply_raw(rep, (int)status, type, body ? body : "", len);
+    if (status == 503)
         rep->retry_after_s = 1;
 }
 
@@ -153,7 +148,7 @@ static void forward_blocking(gateway *g, const forward_call *c, hs_reply *rep)
         hc_response resp = {0};
         hc_err err = call_node(g, c, &t, &resp);
         if (err == HC_OK && resp.status != 421) {
-            pass_through(rep, &resp);
+            pass_through(rep, resp.status, resp.body, resp.len);
             hc_response_free(&resp);
             return;
         }
@@ -181,49 +176,6 @@ static void forward_blocking(gateway *g, const forward_call *c, hs_reply *rep)
 /* How often the timer looks at parked calls for a newer ring. */
 #define RELAY_TICK_MS 5
 
-/* One loop thread's calls (hs_loop_ops): an hc_async driven by that
- * thread. async goes NULL, under the relay's submit lock, when the loop
- * closed; the struct lives as long as the relay. */
-typedef struct forward_loop {
-    forward_relay *r;
-    hc_async *async;
-} forward_loop;
-
-/* Most loops a relay serves: GATEWAY_HTTP_THREADS' bound. */
-#define RELAY_LOOPS_MAX 64
-
-typedef struct relay_call {
-    struct relay_call *next; /* in the retry list */
-    forward_relay *r;
-    forward_loop *loop; /* whose hc_async runs the call; NULL: the relay's */
-    forward_call c;     /* points into the copies below */
-    char *path, *body;
-    char request_id[HS_REQUEST_ID_MAX];
-    hs_deferred *d;
-    target t;
-    struct timespec start;
-    int misdirected, unreachable;
-    const char *why;
-    int64_t retry_at_ms; /* monotonic */
-    hs_reply answer;     /* what the resume function sends */
-} relay_call;
-
-struct forward_relay {
-    gateway *g;
-    hc_async *async;
-    pthread_rwlock_t submit; /* write-held while async is torn down */
-    pthread_mutex_t mu;      /* guards the fields below */
-    pthread_cond_t cv;
-    relay_call *parked;
-    bool abandoned; /* answer at once, never park */
-    bool closed;    /* the servers are gone: wake nobody */
-    bool stopping;  /* the timer thread ends */
-    pthread_t timer;
-    bool has_timer;
-    forward_loop *loops[RELAY_LOOPS_MAX]; /* under mu */
-    int nloops;
-};
-
 static void relay_call_free(relay_call *rc)
 {
     free(rc->path);
@@ -248,7 +200,7 @@ static void relay_finish(relay_call *rc)
     hs_wake(rc->d);
 }
 
-static void relay_fail(relay_call *rc, const char *why)
+void relay_fail(relay_call *rc, const char *why)
 {
     reply_unavailable(&rc->answer, why);
     relay_finish(rc);
@@ -256,15 +208,38 @@ static void relay_fail(relay_call *rc, const char *why)
 
 static void on_answer(void *arg, hc_err err, hc_response *resp);
 
+int relay_pick(relay_call *rc)
+{
+    return pick_target(rc->r->g, &rc->c, &rc->t);
+}
+
 /* One attempt on the current ring; answers the call when it cannot
  * start. */
 static void relay_attempt(relay_call *rc)
 {
-    forward_relay *r = rc->r;
-    if (pick_target(r->g, &rc->c, &rc->t)) {
+    if (relay_pick(rc)) {
         relay_fail(rc, rc->why);
         return;
     }
+    relay_send(rc);
+}
+
+int relay_request(relay_call *rc, const char *method, const char *url,
+                  const hc_headers *headers, const char *body, size_t len,
+                  hc_async_done done, void *arg)
+{
+    forward_relay *r = rc->r;
+    pthread_rwlock_rdlock(&r->submit);
+    hc_async *a = rc->loop ? rc->loop->async : r->async;
+    int queued =
+        a ? hc_async_request(a, method, url, headers, body, len, done, arg)
+          : -1;
+    pthread_rwlock_unlock(&r->submit);
+    return queued;
+}
+
+int relay_send(relay_call *rc)
+{
     char epoch_line[48];
     char id_line[32 + HS_REQUEST_ID_MAX];
     snprintf(epoch_line, sizeof(epoch_line), "X-Ring-Epoch: %lld",
@@ -272,15 +247,11 @@ static void relay_attempt(relay_call *rc)
     snprintf(id_line, sizeof(id_line), "X-Request-Id: %s", rc->request_id);
     hc_headers headers = {.lines = {epoch_line, id_line}, .n = 2};
     clock_gettime(CLOCK_MONOTONIC, &rc->start);
-    pthread_rwlock_rdlock(&r->submit);
-    hc_async *a = rc->loop ? rc->loop->async : r->async;
-    int rc_queued =
-        a ? hc_async_request(a, rc->c.method, rc->t.url, &headers, rc->body,
-                             rc->c.body_len, on_answer, rc)
-          : -1;
-    pthread_rwlock_unlock(&r->submit);
-    if (rc_queued != 0)
-        relay_fail(rc, "the gateway is stopping");
+    if (relay_request(rc, rc->c.method, rc->t.url, &headers, rc->body,
+                      rc->c.body_len, on_answer, rc) == 0)
+        return 0;
+    relay_fail(rc, "the gateway is stopping");
+    return -1;
 }
 
 /* Parks a failed call for its retry; false when the relay no longer
@@ -303,15 +274,23 @@ static bool relay_park(relay_call *rc)
 static void on_answer(void *arg, hc_err err, hc_response *resp)
 {
     relay_call *rc = arg;
+    metrics_observe_dependency(rc->r->g->metrics, "cache",
+                               seconds_since(&rc->start));
+    if (rc->lane != NULL)
+        batch_call_ended(rc);
+    relay_answered(rc, err, resp->status, resp->body, resp->len);
+    hc_response_free(resp);
+}
+
+void relay_answered(relay_call *rc, hc_err err, long status, const char *body,
+                    size_t len)
+{
     gateway *g = rc->r->g;
-    metrics_observe_dependency(g->metrics, "cache", seconds_since(&rc->start));
-    if (err == HC_OK && resp->status != 421) {
-        pass_through(&rc->answer, resp);
-        hc_response_free(resp);
+    if (err == HC_OK && status != 421) {
+        pass_through(&rc->answer, status, body, len);
         relay_finish(rc);
         return;
     }
-    hc_response_free(resp);
     if (!may_retry(err, &rc->misdirected, &rc->unreachable, &rc->why)) {
         relay_fail(rc, rc->why);
         return;
@@ -496,6 +475,14 @@ static bool forward_async(gateway *g, hs_request *req, const forward_call *c)
     rc->c.path = rc->path;
     rc->c.body = rc->body;
     rc->c.request_id = rc->request_id;
+    rc->c.conversation = NULL;
+    rc->query = rc->path ? strchr(rc->path, '?') : NULL;
+    rc->read = c->read && rc->loop != NULL && rc->query != NULL &&
+               snprintf(rc->conversation, sizeof(rc->conversation), "%s",
+                        c->conversation ? c->conversation : "") <
+                   (int)sizeof(rc->conversation);
+    if (rc->query)
+        rc->query++;
     /* Without a ring yet, the blocking way fetches one first. */
     const ring_t *ring = ringview_acquire(g->ring);
     ringview_release(g->ring, ring);
@@ -504,7 +491,10 @@ static bool forward_async(gateway *g, hs_request *req, const forward_call *c)
         relay_call_free(rc);
         return false;
     }
-    relay_attempt(rc);
+    if (rc->read)
+        batch_submit(rc);
+    else
+        relay_attempt(rc);
     return true;
 }
 
@@ -543,6 +533,7 @@ static void *loop_open(void *ctx)
 static void loop_wait(void *state, int fd, int timeout_ms)
 {
     forward_loop *l = state;
+    batch_turn(l, &timeout_ms);
     hc_async_step(l->async, fd, timeout_ms);
 }
 

@@ -14,6 +14,7 @@
 #ifndef GATEWAY_FORWARD_H
 #define GATEWAY_FORWARD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +28,12 @@ typedef struct forward_call {
     const char *body;   /* POST body, sent unchanged; NULL for GET */
     size_t body_len;
     const char *request_id; /* passed along as X-Request-Id */
+    /* A list read: a GET of a list of user_id whose path ends in its
+     * canonical query ("?page_size=..."), of conversation (NULL: the
+     * conversation list). A read may wait for a busy hop and go to the
+     * node together with others (POST /internal/reads). */
+    bool read;
+    const char *conversation;
 } forward_call;
 
 /* Runs the call and answers req with the node's answer, or with a 503

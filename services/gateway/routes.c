@@ -169,12 +169,14 @@ static int list_path(char *out, size_t cap, int64_t user, const char *cid,
 }
 
 static void forward_list(gateway *g, hs_request *req, int64_t user,
-                         const char *path, hs_reply *rep)
+                         const char *cid, const char *path, hs_reply *rep)
 {
     forward_call c = {.method = "GET",
                       .user_id = user,
                       .path = path,
-                      .request_id = req->request_id};
+                      .request_id = req->request_id,
+                      .read = true,
+                      .conversation = cid};
     forward_call_owner(g, req, &c, rep);
 }
 
@@ -188,7 +190,7 @@ static void handle_conversations(hs_request *req, hs_reply *rep)
         query_http_parse(req, SYNC_CONVERSATIONS, user, NULL, &q, rep) ||
         list_path(path, sizeof(path), user, NULL, &q, rep))
         return;
-    forward_list(g, req, user, path, rep);
+    forward_list(g, req, user, NULL, path, rep);
 }
 
 /* The conversation of the path, in canonical form, when user is one of
@@ -222,7 +224,7 @@ static void handle_messages(hs_request *req, hs_reply *rep)
         query_http_parse(req, SYNC_MESSAGES, user, req->params[1], &q, rep) ||
         list_path(path, sizeof(path), user, cid, &q, rep))
         return;
-    forward_list(g, req, user, path, rep);
+    forward_list(g, req, user, cid, path, rep);
 }
 
 /* The long poll: validated here like a list read, then held by the
