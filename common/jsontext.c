@@ -133,7 +133,8 @@ void jt_string(jt_buf *b, const char *s, size_t n)
 void jt_int(jt_buf *b, long long v)
 {
     char text[JT_INT_MAX];
-    jt_raw(b, text, jt_format_int(text, v));
+    size_t n = jt_format_int(text, v);
+    jt_raw(b, text, n);
 }
 
 char *jt_finish(jt_buf *b, size_t *len)

@@ -65,10 +65,16 @@ static bool take_number(rw_reader *r, int64_t *v)
 
 int rw_open(rw_reader *r, const char *text, size_t len)
 {
+    r->p = NULL;
+    r->count = 0;
+    if (text == NULL)
+        return -1;
     r->p = text;
     r->end = text + len;
-    r->count = 0;
-    return text != NULL && take(r, RW_OPEN) ? 0 : -1;
+    if (take(r, RW_OPEN))
+        return 0;
+    r->p = NULL;
+    return -1;
 }
 
 int rw_next(rw_reader *r, int *status, const char **body, size_t *len)
