@@ -10,6 +10,14 @@ int64_t clockms_monotonic(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+double clockms_seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) +
+           (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
 static struct timespec deadline_on(clockid_t clock, int64_t ms)
 {
     struct timespec t;

@@ -14,6 +14,10 @@
 /* Milliseconds of CLOCK_MONOTONIC. */
 int64_t clockms_monotonic(void);
 
+/* Seconds of CLOCK_MONOTONIC since start (taken with clock_gettime on
+ * that clock), for latency histograms. */
+double clockms_seconds_since(const struct timespec *start);
+
 /* The CLOCK_REALTIME instant ms milliseconds from now, for
  * pthread_cond_timedwait. */
 struct timespec clockms_deadline_in(int64_t ms);

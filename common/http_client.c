@@ -34,6 +34,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clockms.h"
 #include "constants.h"
 #include "iauth.h"
 
@@ -252,14 +253,6 @@ static const char *dependency_of(const hc_pool *p, const char *url)
         if (strncmp(url, p->deps[i].prefix, strlen(p->deps[i].prefix)) == 0)
             return p->deps[i].dep;
     return p->default_dep;
-}
-
-static double seconds_since(const struct timespec *start)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - start->tv_sec) +
-           (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 }
 
 /* A free handle, waiting up to the call timeout; NULL when none came
@@ -500,7 +493,8 @@ void hc_call_observe(const hc_pool *p, const char *url,
 {
     const char *dep = dependency_of(p, url);
     if (dep != NULL)
-        metrics_observe_dependency(p->metrics, dep, seconds_since(start));
+        metrics_observe_dependency(p->metrics, dep,
+                                   clockms_seconds_since(start));
 }
 
 hc_err hc_request(hc_pool *p, const char *method, const char *url,

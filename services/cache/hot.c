@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clockms.h"
 #include "hot_scripts.h"
 #include "constants.h"
 #include "log.h"
@@ -152,14 +153,6 @@ static redisContext *borrow(hot_t *h)
     return c;
 }
 
-static double seconds_since(const struct timespec *t0)
-{
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    return (double)(t1.tv_sec - t0->tv_sec) +
-           (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
 /* Runs a script with argv = keys then args. Returns the reply (caller
  * frees) or NULL when Redis failed. */
 static redisReply *run_script(hot_t *h, int script, int nkeys, int argc,
@@ -194,7 +187,8 @@ static redisReply *run_script(hot_t *h, int script, int nkeys, int argc,
         r = redisCommandArgv(c, argc + 3, full, full_len);
     }
     if (h->metrics)
-        metrics_observe_dependency(h->metrics, "redis", seconds_since(&t0));
+        metrics_observe_dependency(h->metrics, "redis",
+                                   clockms_seconds_since(&t0));
     if (r && r->type == REDIS_REPLY_ERROR) {
         log_msg("error", "redis script failed: %s", r->str);
         freeReplyObject(r);
@@ -379,7 +373,8 @@ static redisReply *read_atomic(hot_t *h, read_cmd *cmds)
             freeReplyObject(r);
     }
     if (h->metrics)
-        metrics_observe_dependency(h->metrics, "redis", seconds_since(&t0));
+        metrics_observe_dependency(h->metrics, "redis",
+                                   clockms_seconds_since(&t0));
     give_back(h, c);
     if (ok && exec_reply_ok(exec))
         return exec;

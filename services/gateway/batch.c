@@ -241,12 +241,8 @@ static void on_batch_answer(void *arg, hc_err err, hc_response *resp)
 {
     batch_call *b = arg;
     gateway *g = b->calls[0]->r->g;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
     metrics_observe_dependency(g->metrics, "cache",
-                               (double)(now.tv_sec - b->start.tv_sec) +
-                                   (double)(now.tv_nsec - b->start.tv_nsec) /
-                                       1e9);
+                               clockms_seconds_since(&b->start));
     lane_ended(b->loop, b->lane);
     /* The answers the node gave, in order; none unless it answered the
      * batch as a whole. */

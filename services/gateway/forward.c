@@ -25,14 +25,6 @@
  * stay far below the client's patience, three of them included. */
 #define FORWARD_RETRY_PAUSE_MS 50
 
-static double seconds_since(const struct timespec *start)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - start->tv_sec) +
-           (double)(now.tv_nsec - start->tv_nsec) / 1e9;
-}
-
 /* Picks the owner of the user on the current ring, fetching a ring
  * first if none is held yet. Returns 0, or -1 when there is no ring. */
 static int pick_target(gateway *g, const forward_call *c, target *t)
@@ -65,7 +57,8 @@ static hc_err call_node(gateway *g, const forward_call *c, const target *t,
     clock_gettime(CLOCK_MONOTONIC, &start);
     hc_err err = hc_request(g->hops, c->method, t->url, &headers, c->body,
                             c->body_len, resp);
-    metrics_observe_dependency(g->metrics, "cache", seconds_since(&start));
+    metrics_observe_dependency(g->metrics, "cache",
+                               clockms_seconds_since(&start));
     return err;
 }
 
@@ -275,7 +268,7 @@ static void on_answer(void *arg, hc_err err, hc_response *resp)
 {
     relay_call *rc = arg;
     metrics_observe_dependency(rc->r->g->metrics, "cache",
-                               seconds_since(&rc->start));
+                               clockms_seconds_since(&rc->start));
     if (rc->lane != NULL)
         batch_call_ended(rc);
     relay_answered(rc, err, resp->status, resp->body, resp->len);
