@@ -260,6 +260,44 @@ def conversation_id(a, b):
     return "%d_%d" % (min(a, b), max(a, b))
 
 
+# ---------------------------------------------------------- one process
+
+SERVICE_ENV_PREFIXES = ("MESSENGER_", "GATEWAY_", "STORAGE_", "ROUTER_", "CACHE_")
+
+
+def start_binary(build, name, env, asan_options="detect_leaks=0:abort_on_error=1"):
+    """Starts build/bin/name alone, with env's service variables and none
+    of ours (MESSENGER_*, GATEWAY_*, ...); returns the process and the
+    temporary file that takes its output (stop_binary reads it)."""
+    import subprocess
+    import tempfile
+    log = tempfile.TemporaryFile()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(SERVICE_ENV_PREFIXES)}
+    full_env.update(env)
+    full_env.setdefault("ASAN_OPTIONS", asan_options)
+    proc = subprocess.Popen([os.path.join(build, "bin", name)], env=full_env, stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return proc, log
+
+
+def stop_binary(proc, log, grace_s=15):
+    """SIGTERM by PID, SIGKILL after grace_s; returns the process's output.
+    proc.returncode then says how it ended."""
+    import signal
+    import subprocess
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    log.seek(0)
+    out = log.read().decode("utf-8", "replace")
+    log.close()
+    return out
+
+
 # ------------------------------------------------------------------ HTTP
 
 

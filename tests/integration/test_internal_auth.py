@@ -28,10 +28,7 @@ Run: python3 tests/integration/test_internal_auth.py
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -258,31 +255,8 @@ def test_health_readiness_and_metrics_stay_open(api):
 
 
 def start_service(name, env):
-    """Starts binary name with only env's service variables (none from
-    our own environment); returns the process and its log file."""
-    log = tempfile.TemporaryFile()
-    prefixes = ("MESSENGER_", "GATEWAY_", "STORAGE_", "ROUTER_", "CACHE_")
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    full_env.update(env)
-    full_env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1")
-    proc = subprocess.Popen([os.path.join(BUILD, "bin", name)], env=full_env, stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    return proc, log
-
-
-def stop_service(proc, log):
-    """SIGTERM by PID (SIGKILL after 15 s); returns the process's output."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    log.seek(0)
-    out = log.read().decode("utf-8", "replace")
-    log.close()
-    return out
+    """Starts binary name with only env's service variables."""
+    return e2e_lib.start_binary(BUILD, name, env)
 
 
 def wait_serving(proc, port, path="/healthz"):
@@ -307,7 +281,7 @@ def run_until_healthy_or_exit(name, env, port):
     try:
         serving = wait_serving(proc, port)
     finally:
-        out = stop_service(proc, log)
+        out = e2e_lib.stop_binary(proc, log)
     return (None if serving else proc.returncode), out
 
 
@@ -388,7 +362,7 @@ def test_gateway_honours_its_leeway(api):
         expect_status(strict.call("GET", path, token=late), 401)
         expect_status(strict.call("GET", path, token=mint(secret, user)), 200)
     finally:
-        stop_service(proc, log)
+        e2e_lib.stop_binary(proc, log)
 
 
 @test

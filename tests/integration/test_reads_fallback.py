@@ -32,10 +32,7 @@ import concurrent.futures
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -45,7 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 
-from e2e_lib import TestFailure, check, mint  # noqa: E402
+from e2e_lib import TestFailure, check, mint, start_binary, stop_binary  # noqa: E402
 
 BASE_PORT = int(os.environ.get("MESSENGER_READS_TEST_BASE_PORT", "26500"))
 BUILD = os.environ.get("MESSENGER_BUILD", os.path.join(ROOT, "build", "asan"))
@@ -164,19 +161,15 @@ def serve(handler, port):
 
 
 def start_gateway():
-    log = tempfile.TemporaryFile()
-    prefixes = ("MESSENGER_", "GATEWAY_", "STORAGE_", "ROUTER_", "CACHE_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    env.update({"MESSENGER_BIND": "127.0.0.1", "GATEWAY_PORT": str(GATEWAY_PORT),
-                "ROUTER_URL": "http://127.0.0.1:%d" % ROUTER_PORT,
-                "MESSENGER_JWT_SECRET": JWT_SECRET, "MESSENGER_INTERNAL_SECRET": INTERNAL_SECRET,
-                "GATEWAY_HTTP_THREADS": "1"})
-    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
-    proc = subprocess.Popen([os.path.join(BUILD, "bin", "gateway")], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    env = {"MESSENGER_BIND": "127.0.0.1", "GATEWAY_PORT": str(GATEWAY_PORT),
+           "ROUTER_URL": "http://127.0.0.1:%d" % ROUTER_PORT,
+           "MESSENGER_JWT_SECRET": JWT_SECRET, "MESSENGER_INTERNAL_SECRET": INTERNAL_SECRET,
+           "GATEWAY_HTTP_THREADS": "1"}
+    proc, log = start_binary(BUILD, "gateway", env, "detect_leaks=1:abort_on_error=1")
     deadline = time.monotonic() + START_WAIT_S
     while time.monotonic() < deadline:
-        check(proc.poll() is None, "the gateway exited: %s" % output_of(log))
+        if proc.poll() is not None:
+            raise TestFailure("the gateway exited: %s" % stop_binary(proc, log)[-3000:])
         try:
             with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % GATEWAY_PORT,
                                         timeout=2) as r:
@@ -185,25 +178,8 @@ def start_gateway():
         except OSError:
             pass
         time.sleep(0.1)
+    stop_binary(proc, log)
     raise TestFailure("the gateway did not serve in %d s" % START_WAIT_S)
-
-
-def output_of(log):
-    log.seek(0)
-    return log.read().decode("utf-8", "replace")[-3000:]
-
-
-def stop_gateway(proc, log):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    out = output_of(log)
-    log.close()
-    return proc.returncode, out
 
 
 def read_as(user):
@@ -302,10 +278,11 @@ def main():
         print("FAIL setup: %s" % e)
     finally:
         if proc is not None:
-            code, out = stop_gateway(proc, log)
-            if code != 0:
+            out = stop_binary(proc, log)
+            if proc.returncode != 0:
                 failed += 1
-                print("FAIL the gateway exited %s on SIGTERM:\n%s" % (code, out))
+                print("FAIL the gateway exited %s on SIGTERM:\n%s" % (proc.returncode,
+                                                                     out[-3000:]))
         for s in servers:
             s.shutdown()
             s.server_close()
