@@ -15,6 +15,8 @@
 //    gateway is a Deployment, cache and postgres are StatefulSets; every
 //    workload has a Service and a PodDisruptionBudget selecting its pods;
 //    the ConfigMap and Secret it reads exist with the keys it reads;
+//    every redis-server is bounded (--maxmemory below the container's
+//    memory limit, --maxmemory-policy allkeys-lru);
 // 3. with DESCRIBE (the output of `scripts/cluster describe`), that every
 //    messenger container gets every variable scripts/cluster gives the
 //    same program (from env, or the ConfigMap or Secret it reads).
@@ -111,6 +113,33 @@ function probePath(probe) {
   return probe && probe.httpGet && probe.httpGet.path;
 }
 
+// Quantities as Kubernetes and Redis write them ("2Gi", "1536mb"), in bytes.
+function bytesOf(q) {
+  const m = /^([0-9]+)([A-Za-z]*)$/.exec(String(q || ''));
+  const unit = { '': 1, k: 1e3, kb: 1024, m: 1e6, mb: 1024 ** 2, g: 1e9, gb: 1024 ** 3,
+    Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, K: 1e3, M: 1e6, G: 1e9 };
+  if (!m) return NaN;
+  const u = m[2] in unit ? m[2] : m[2].toLowerCase();
+  return u in unit ? Number(m[1]) * unit[u] : NaN;
+}
+
+// A cache node's Redis holds a cache that grows with the users it owns:
+// without maxmemory below the container's limit the kernel kills it,
+// and only allkeys-lru evicts keys the hot mailbox may lose (it reads
+// them as misses; volatile policies evict nothing here, no key has a TTL).
+function checkRedis(c, where) {
+  const args = [].concat(c.command || [], c.args || []);
+  if (!args.includes('redis-server')) return;
+  const opt = (name) => {
+    const i = args.indexOf('--' + name);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const limit = bytesOf(c.resources && c.resources.limits && c.resources.limits.memory);
+  const max = bytesOf(opt('maxmemory'));
+  if (!(max > 0 && max < limit)) problem(where + ': --maxmemory is not set below the memory limit');
+  if (opt('maxmemory-policy') !== 'allkeys-lru') problem(where + ': --maxmemory-policy is not allkeys-lru');
+}
+
 function checkContainers(doc) {
   const spec = podSpec(doc);
   const init = new Set((spec.initContainers || []).map((c) => c.name));
@@ -122,6 +151,7 @@ function checkContainers(doc) {
         if (!r[part] || !r[part][res]) problem(where + ': no resources.' + part + '.' + res);
       }
     }
+    checkRedis(c, where);
     if (isMessenger(c) && !init.has(c.name)) {
       if (probePath(c.livenessProbe) !== '/healthz') problem(where + ': liveness probe is not GET /healthz');
       if (probePath(c.readinessProbe) !== '/readyz') problem(where + ': readiness probe is not GET /readyz');

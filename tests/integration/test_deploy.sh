@@ -94,6 +94,8 @@ mutate catches-unknown-field cache.yaml 's/containerPort: 8301/containerPrt: 830
 mutate catches-wrong-probe storage.yaml 's|path: /readyz|path: /ready|'
 mutate catches-missing-pdb kustomization.yaml '/pdb.yaml/d'
 mutate catches-missing-variable config.yaml '/STORAGE_SHARDS/d'
+mutate catches-unbounded-redis cache.yaml 's/"--maxmemory", "1536mb", //'
+mutate catches-redis-over-limit cache.yaml 's/"1536mb"/"3gb"/'
 
 # ---- OpenAPI
 expect_ok openapi/lint "$BIN/redocly" lint --config deploy/redocly.yaml docs/openapi.yaml
