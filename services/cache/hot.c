@@ -331,6 +331,37 @@ typedef struct read_cmd {
  * page. */
 #define READ_CMDS 3
 
+/* One page read with the strings its commands point into: set up in
+ * place by page_read_init, never copied. */
+typedef struct page_read {
+    user_keys k;
+    char field[8 + 64], first[24], last[24];
+    read_cmd cmds[READ_CMDS];
+} page_read;
+
+/* The window's ZREVRANGE bounds for count entries from off. */
+static void range_args(size_t off, size_t count, char first[24], char last[24])
+{
+    snprintf(first, 24, "%zu", off);
+    snprintf(last, 24, "%zu", off + (count ? count : 1) - 1);
+}
+
+static void page_read_init(page_read *r, const hot_page_ask *a)
+{
+    make_keys(&r->k, a->uid, a->cid);
+    range_args(a->off, a->count, r->first, r->last);
+    if (a->cid) {
+        snprintf(r->field, sizeof(r->field), "m:%s", a->cid);
+        r->cmds[0] = (read_cmd){4, {"HMGET", r->k.u, "seq", r->field}};
+        r->cmds[1] = (read_cmd){2, {"ZCARD", r->k.m}};
+        r->cmds[2] = (read_cmd){4, {"ZREVRANGE", r->k.m, r->first, r->last}};
+    } else {
+        r->cmds[0] = (read_cmd){5, {"HMGET", r->k.u, "seq", "cn", "cc"}};
+        r->cmds[1] = (read_cmd){2, {"ZCARD", r->k.c}};
+        r->cmds[2] = (read_cmd){4, {"ZREVRANGE", r->k.c, r->first, r->last}};
+    }
+}
+
 static bool exec_reply_ok(const redisReply *r)
 {
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != READ_CMDS)
@@ -343,44 +374,51 @@ static bool exec_reply_ok(const redisReply *r)
     return true;
 }
 
-/* Runs MULTI, the commands and EXEC in one round trip: Redis runs them as
- * one, so a page and the change counter beside it come from the same
- * snapshot, as a script would give, without Lua's cost (a read script
- * took about 26 us of Redis's one thread, its three commands about 3).
- * Returns EXEC's array, one reply per command (the caller frees it), or
- * NULL when Redis failed. */
-static redisReply *read_atomic(hot_t *h, read_cmd *cmds)
+/* Runs MULTI, the commands and EXEC of each of the n reads, all in one
+ * round trip: Redis runs each read as one, so a page and the change
+ * counter beside it come from the same snapshot, as a script would give,
+ * without Lua's cost (a read script took about 26 us of Redis's one
+ * thread, its three commands about 3). execs[i] is EXEC's array of read
+ * i, one reply per command (the caller frees it), or NULL when Redis
+ * failed it. */
+static void read_atomic(hot_t *h, page_read *reads, size_t n,
+                        redisReply **execs)
 {
+    memset(execs, 0, n * sizeof(*execs));
     redisContext *c = borrow(h);
     if (!c)
-        return NULL;
+        return;
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    bool ok = redisAppendCommand(c, "MULTI") == REDIS_OK;
-    for (int i = 0; ok && i < READ_CMDS; i++)
-        ok = redisAppendCommandArgv(c, cmds[i].argc, cmds[i].argv, NULL) ==
-             REDIS_OK;
-    ok = ok && redisAppendCommand(c, "EXEC") == REDIS_OK;
+    bool ok = true;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = redisAppendCommand(c, "MULTI") == REDIS_OK;
+        for (int j = 0; ok && j < READ_CMDS; j++)
+            ok =
+                redisAppendCommandArgv(c, reads[i].cmds[j].argc,
+                                       reads[i].cmds[j].argv, NULL) == REDIS_OK;
+        ok = ok && redisAppendCommand(c, "EXEC") == REDIS_OK;
+    }
     /* Every reply is read, whatever it says, so the connection goes back
      * in step; a failed read leaves c->err set and give_back drops it. */
-    redisReply *exec = NULL;
-    for (int i = 0; ok && i < READ_CMDS + 2; i++) {
-        void *r = NULL;
-        ok = redisGetReply(c, &r) == REDIS_OK;
-        if (ok && i == READ_CMDS + 1)
-            exec = r;
-        else if (r)
-            freeReplyObject(r);
-    }
+    for (size_t i = 0; ok && i < n; i++)
+        for (int j = 0; ok && j < READ_CMDS + 2; j++) {
+            void *r = NULL;
+            ok = redisGetReply(c, &r) == REDIS_OK;
+            if (ok && j == READ_CMDS + 1)
+                execs[i] = r;
+            else if (r)
+                freeReplyObject(r);
+        }
     if (h->metrics)
         metrics_observe_dependency(h->metrics, "redis",
                                    clockms_seconds_since(&t0));
     give_back(h, c);
-    if (ok && exec_reply_ok(exec))
-        return exec;
-    if (exec)
-        freeReplyObject(exec);
-    return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (execs[i] && !exec_reply_ok(execs[i])) {
+            freeReplyObject(execs[i]);
+            execs[i] = NULL;
+        }
 }
 
 /* A window's recorded size, from the meta: the conversation window's
@@ -434,60 +472,42 @@ static hot_result page_of(const redisReply *exec, hot_page *out)
     return HOT_HIT;
 }
 
-static hot_result read_page(hot_t *h, int64_t uid, read_cmd *cmds,
-                            hot_page *out)
+/* Reads of one round trip at most: their commands live on the stack. */
+#define READ_PAGES_CHUNK 16
+
+static void read_chunk(hot_t *h, const hot_page_ask *asks, size_t n,
+                       hot_page *out, hot_result *res)
 {
-    memset(out, 0, sizeof(*out));
+    page_read reads[READ_PAGES_CHUNK];
+    redisReply *execs[READ_PAGES_CHUNK];
+    for (size_t i = 0; i < n; i++)
+        page_read_init(&reads[i], &asks[i]);
+    read_atomic(h, reads, n, execs);
+    for (size_t i = 0; i < n; i++) {
+        if (!execs[i])
+            continue;
+        res[i] = page_of(execs[i], &out[i]);
+        freeReplyObject(execs[i]);
+        /* The user (or a window) is gone from Redis, evicted or never
+         * loaded: a memo hit would keep the reload in fill.c from
+         * running. */
+        if (res[i] == HOT_MISS)
+            memo_forget(h->memo, asks[i].uid);
+    }
+}
+
+void hot_read_pages(hot_t *h, const hot_page_ask *asks, size_t n, hot_page *out,
+                    hot_result *res)
+{
+    memset(out, 0, n * sizeof(*out));
+    for (size_t i = 0; i < n; i++)
+        res[i] = HOT_DOWN;
     if (!usable(h))
-        return HOT_DOWN;
-    redisReply *exec = read_atomic(h, cmds);
-    if (!exec)
-        return HOT_DOWN;
-    hot_result res = page_of(exec, out);
-    freeReplyObject(exec);
-    /* The user (or a window) is gone from Redis, evicted or never
-     * loaded: a memo hit would keep the reload in fill.c from running. */
-    if (res == HOT_MISS)
-        memo_forget(h->memo, uid);
-    return res;
-}
-
-/* The window's ZREVRANGE bounds for count entries from off. */
-static void range_args(size_t off, size_t count, char first[24], char last[24])
-{
-    snprintf(first, 24, "%zu", off);
-    snprintf(last, 24, "%zu", off + (count ? count : 1) - 1);
-}
-
-hot_result hot_read_convs(hot_t *h, int64_t uid, size_t off, size_t count,
-                          hot_page *out)
-{
-    user_keys k;
-    make_keys(&k, uid, NULL);
-    char first[24], last[24];
-    range_args(off, count, first, last);
-    read_cmd cmds[READ_CMDS] = {
-        {5, {"HMGET", k.u, "seq", "cn", "cc"}},
-        {2, {"ZCARD", k.c}},
-        {4, {"ZREVRANGE", k.c, first, last}},
-    };
-    return read_page(h, uid, cmds, out);
-}
-
-hot_result hot_read_msgs(hot_t *h, int64_t uid, const char *cid, size_t off,
-                         size_t count, hot_page *out)
-{
-    user_keys k;
-    make_keys(&k, uid, cid);
-    char field[8 + 64], first[24], last[24];
-    snprintf(field, sizeof(field), "m:%s", cid);
-    range_args(off, count, first, last);
-    read_cmd cmds[READ_CMDS] = {
-        {4, {"HMGET", k.u, "seq", field}},
-        {2, {"ZCARD", k.m}},
-        {4, {"ZREVRANGE", k.m, first, last}},
-    };
-    return read_page(h, uid, cmds, out);
+        return;
+    for (size_t at = 0; at < n; at += READ_PAGES_CHUNK) {
+        size_t k = n - at < READ_PAGES_CHUNK ? n - at : READ_PAGES_CHUNK;
+        read_chunk(h, asks + at, k, out + at, res + at);
+    }
 }
 
 void hot_page_free(hot_page *p)

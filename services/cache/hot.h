@@ -59,10 +59,21 @@ int hot_flush(hot_t *h);
 bool hot_ping(hot_t *h);
 
 hot_result hot_get_meta(hot_t *h, int64_t uid, hot_meta *out);
-hot_result hot_read_convs(hot_t *h, int64_t uid, size_t off, size_t count,
-                          hot_page *out);
-hot_result hot_read_msgs(hot_t *h, int64_t uid, const char *cid, size_t off,
-                         size_t count, hot_page *out);
+
+/* A page of a window: count entries from off of uid's conversation
+ * window (cid NULL) or of its message window of cid (borrowed). */
+typedef struct hot_page_ask {
+    int64_t uid;
+    const char *cid;
+    size_t off, count;
+} hot_page_ask;
+
+/* Reads the n pages asked, in one round trip to Redis, each page with
+ * its meta in one MULTI/EXEC. res[i] is HOT_HIT with out[i] filled (free
+ * it with hot_page_free), HOT_MISS when the window is not loaded whole,
+ * or HOT_DOWN; out[i] is always safe to free. */
+void hot_read_pages(hot_t *h, const hot_page_ask *asks, size_t n, hot_page *out,
+                    hot_result *res);
 void hot_page_free(hot_page *p);
 
 /* Fills a user's meta and conversation window (entries borrowed). */

@@ -163,17 +163,35 @@ static bool reply_texts(const list_ref *l, char *const *items, size_t n,
     return true;
 }
 
-/* Serves a full page from the hot window if it holds it. */
-static bool hot_page_reply(cache_node *n, const list_ref *l, int page, int size,
-                           hs_reply *rep)
+/* The window page behind a full page: one entry more than the page, to
+ * learn has_more. */
+static hot_page_ask page_ask(const list_ref *l, int page, int size)
 {
-    size_t off = (size_t)page * (size_t)size;
+    return (hot_page_ask){.uid = l->uid,
+                          .cid = l->cid,
+                          .off = (size_t)page * (size_t)size,
+                          .count = (size_t)size + 1};
+}
+
+/* Serves a full page from the hot window if it holds it: from ahead
+ * (consumed) when given, else read now. */
+static bool hot_page_reply(cache_node *n, const list_ref *l, int page, int size,
+                           list_ahead *ahead, hs_reply *rep)
+{
     hot_page p;
-    hot_result hr =
-        l->cid ? hot_read_msgs(n->hot, l->uid, l->cid, off, size + 1, &p)
-               : hot_read_convs(n->hot, l->uid, off, size + 1, &p);
-    if (hr != HOT_HIT)
+    hot_result hr;
+    if (ahead) {
+        hr = ahead->res;
+        p = ahead->page;
+        memset(&ahead->page, 0, sizeof(ahead->page));
+    } else {
+        hot_page_ask ask = page_ask(l, page, size);
+        hot_read_pages(n->hot, &ask, 1, &p, &hr);
+    }
+    if (hr != HOT_HIT) {
+        hot_page_free(&p);
         return false;
+    }
     bool holds = p.n == (size_t)size + 1 || p.complete;
     bool damaged = holds && !items_look_whole(&p, size);
     size_t count = p.n < (size_t)size ? p.n : (size_t)size;
@@ -187,9 +205,9 @@ static bool hot_page_reply(cache_node *n, const list_ref *l, int page, int size,
 }
 
 static void full_page(cache_node *n, const list_ref *l, int page, int size,
-                      const char *rid, hs_reply *rep)
+                      const char *rid, list_ahead *ahead, hs_reply *rep)
 {
-    if (hot_page_reply(n, l, page, size, rep)) {
+    if (hot_page_reply(n, l, page, size, ahead, rep)) {
         metrics_count(n->metrics, "cache_hits_total",
                       "Reads answered from the hot mailbox", 1);
         return;
@@ -199,7 +217,7 @@ static void full_page(cache_node *n, const list_ref *l, int page, int size,
         hot_meta meta;
         store_err err = l->cid ? fill_messages(n, l->uid, l->cid, rid)
                                : fill_meta(n, l->uid, rid, &meta);
-        if (!err && hot_page_reply(n, l, page, size, rep))
+        if (!err && hot_page_reply(n, l, page, size, NULL, rep))
             return;
     }
     char query[96];
@@ -236,7 +254,7 @@ static void delta(cache_node *n, const list_ref *l, const list_query *q,
             return;
         }
         if (q->since.seq > meta.seq) { /* token from the future */
-            full_page(n, l, 0, q->page_size, rid, rep);
+            full_page(n, l, 0, q->page_size, rid, NULL, rep);
             return;
         }
         snprintf(query, sizeof(query), "limit=%d&since_seq=%" PRId64,
@@ -253,7 +271,7 @@ static void delta(cache_node *n, const list_ref *l, const list_query *q,
     }
     if (json_array_size(items) > (size_t)q->page_size) {
         json_decref(items);
-        full_page(n, l, 0, q->page_size, rid, rep);
+        full_page(n, l, 0, q->page_size, rid, NULL, rep);
         return;
     }
     reply_list(l, items, true, seq, false, rep);
@@ -278,27 +296,34 @@ static void before_page(cache_node *n, const list_ref *l, const list_query *q,
     reply_list(l, items, false, seq, has_more, rep);
 }
 
-static void list(cache_node *n, const list_ref *l, const list_query *q,
-                 const char *rid, hs_reply *rep)
+static bool starts_hot(const list_query *q)
 {
-    if (q->has_since || q->has_updated_after)
-        delta(n, l, q, rid, rep);
-    else if (q->has_before)
-        before_page(n, l, q, rid, rep);
-    else
-        full_page(n, l, q->page, q->page_size, rid, rep);
+    return !q->has_since && !q->has_updated_after && !q->has_before;
 }
 
-void lists_conversations(cache_node *n, int64_t uid, const list_query *q,
-                         const char *rid, hs_reply *rep)
+bool lists_hot_ask(int64_t uid, const char *cid, const list_query *q,
+                   hot_page_ask *ask)
 {
-    list_ref l = {.uid = uid, .cid = NULL};
-    list(n, &l, q, rid, rep);
+    if (!starts_hot(q))
+        return false;
+    list_ref l = {.uid = uid, .cid = cid};
+    *ask = page_ask(&l, q->page, q->page_size);
+    return true;
 }
 
-void lists_messages(cache_node *n, int64_t uid, const char *cid,
-                    const list_query *q, const char *rid, hs_reply *rep)
+void lists_read(cache_node *n, int64_t uid, const char *cid,
+                const list_query *q, const char *rid, list_ahead *ahead,
+                hs_reply *rep)
 {
     list_ref l = {.uid = uid, .cid = cid};
-    list(n, &l, q, rid, rep);
+    if (starts_hot(q)) {
+        full_page(n, &l, q->page, q->page_size, rid, ahead, rep);
+        return;
+    }
+    if (ahead) /* not a read that starts with the window */
+        hot_page_free(&ahead->page);
+    if (q->has_since || q->has_updated_after)
+        delta(n, &l, q, rid, rep);
+    else
+        before_page(n, &l, q, rid, rep);
 }

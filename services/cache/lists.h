@@ -10,13 +10,30 @@
 #ifndef CACHE_LISTS_H
 #define CACHE_LISTS_H
 
+#include "hot.h"
 #include "http_server.h"
 #include "node.h"
 #include "query.h"
 
-void lists_conversations(cache_node *n, int64_t uid, const list_query *q,
-                         const char *rid, hs_reply *rep);
-void lists_messages(cache_node *n, int64_t uid, const char *cid,
-                    const list_query *q, const char *rid, hs_reply *rep);
+/* The page of a hot window a list read starts with, read before it
+ * runs: the batched route (reads.c) reads those of a whole batch in one
+ * round trip to Redis. */
+typedef struct list_ahead {
+    hot_result res;
+    hot_page page; /* owned; lists_read takes it */
+} list_ahead;
+
+/* Whether the read q of uid's conversations (cid NULL) or of its
+ * messages in cid starts by reading a page of the hot window, and which:
+ * full pages do, deltas and pages before a message id do not. */
+bool lists_hot_ask(int64_t uid, const char *cid, const list_query *q,
+                   hot_page_ask *ask);
+
+/* Answers the list read q of uid's conversations (cid NULL) or of its
+ * messages in cid. ahead, when not NULL, holds the page lists_hot_ask
+ * named, already read, and is consumed. */
+void lists_read(cache_node *n, int64_t uid, const char *cid,
+                const list_query *q, const char *rid, list_ahead *ahead,
+                hs_reply *rep);
 
 #endif

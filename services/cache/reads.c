@@ -6,6 +6,12 @@
  * checks as its GET (user id, query, token, conversation, fencing) and
  * the same list code, and its answer is kept as the exact body the GET
  * would have sent (reads_wire.h): the gateway passes it on unchanged.
+ *
+ * In three steps: every read is checked and claimed (fenced) first; the
+ * hot pages the claimed ones start with are then read from Redis in one
+ * round trip, after the fencing as a GET reads them; last, each read is
+ * answered from its page (or as its GET would go on: a miss loads the
+ * window, a delta reads the meta or storage) and released.
  */
 #include "reads.h"
 
@@ -15,7 +21,9 @@
 
 #include "constants.h"
 #include "ids.h"
+#include "lists.h"
 #include "node.h"
+#include "owner.h"
 #include "query_http.h"
 #include "reads_wire.h"
 #include "routes.h"
@@ -50,40 +58,108 @@ static size_t parse_batch(const json_t *body, read_item *items)
     return count;
 }
 
-/* Answers one read in rep as its GET would be answered. */
-static void read_one(cache_node *n, const read_item *it, hs_reply *rep)
-{
+/* One read of the batch while it runs. */
+typedef struct read_run {
+    const read_item *it;
     int64_t uid;
-    if (ids_parse_user(it->user, strlen(it->user), &uid)) {
-        hs_reply_problem(rep, 404, "Not found", "no such user");
+    list_query q;
+    const ring_t *ring; /* held from the claim until answered */
+    bool is_claimed, has_ask;
+    hot_page_ask ask;
+    list_ahead ahead;
+    hs_reply rep;
+} read_run;
+
+/* The checks of one read's GET, up to its fencing: on success the read
+ * is claimed (r->ring held); else r->rep holds the refusal. */
+static void claim_one(cache_node *n, read_run *r)
+{
+    const read_item *it = r->it;
+    if (ids_parse_user(it->user, strlen(it->user), &r->uid)) {
+        hs_reply_problem(&r->rep, 404, "Not found", "no such user");
         return;
     }
     char text[READS_QUERY_MAX];
     query_raw raw;
     snprintf(text, sizeof(text), "%s", it->query);
     if (query_split(text, &raw)) {
-        hs_reply_problem(rep, 400, "Bad Request",
+        hs_reply_problem(&r->rep, 400, "Bad Request",
                          "query: not in the canonical form of a list query");
         return;
     }
     sync_kind kind = it->conversation ? SYNC_MESSAGES : SYNC_CONVERSATIONS;
-    list_query q;
-    if (query_http_check(&raw, kind, uid, it->conversation, &q, rep) == 0)
-        routes_read_list(n, it->epoch, uid, it->conversation, &q,
-                         it->request_id, rep);
+    if (query_http_check(&raw, kind, r->uid, it->conversation, &r->q,
+                         &r->rep) ||
+        routes_claim_list(n, it->epoch, r->uid, it->conversation, &r->ring,
+                          &r->rep))
+        return;
+    r->is_claimed = true;
+    r->has_ask = lists_hot_ask(r->uid, it->conversation, &r->q, &r->ask);
+}
+
+/* Reads the hot pages the claimed reads start with, all in one round
+ * trip: a read of Redis per read was a round trip each. */
+static void read_ahead(cache_node *n, read_run *runs, size_t count)
+{
+    hot_page_ask asks[READS_BATCH_MAX];
+    hot_page pages[READS_BATCH_MAX];
+    hot_result res[READS_BATCH_MAX];
+    size_t k = 0;
+    for (size_t i = 0; i < count; i++)
+        if (runs[i].has_ask)
+            asks[k++] = runs[i].ask;
+    if (k == 0)
+        return;
+    hot_read_pages(n->hot, asks, k, pages, res);
+    k = 0;
+    for (size_t i = 0; i < count; i++)
+        if (runs[i].has_ask) {
+            runs[i].ahead = (list_ahead){.res = res[k], .page = pages[k]};
+            k++;
+        }
+}
+
+/* Ends a claimed read: answered in r->rep as its GET would be, or, when
+ * the batch answer has no room left (answer false), left out. */
+static void finish_one(cache_node *n, read_run *r, bool answer)
+{
+    if (!r->is_claimed)
+        return;
+    if (answer)
+        lists_read(n, r->uid, r->it->conversation, &r->q, r->it->request_id,
+                   r->has_ask ? &r->ahead : NULL, &r->rep);
+    else
+        hot_page_free(&r->ahead.page);
+    owner_release(n, r->ring);
 }
 
 /* Appends the answer of one read to the batch answer. */
-static void answer_one(cache_node *n, const read_item *it, jt_buf *out)
+static void append_answer(read_run *r, jt_buf *out)
 {
-    hs_reply one = {0};
     char *body;
     size_t len;
-    read_one(n, it, &one);
-    hs_reply_take_body(&one, &body, &len);
-    rw_answer(out, one.status, body, len);
-    hs_reply_clear(&one);
+    hs_reply_take_body(&r->rep, &body, &len);
+    rw_answer(out, r->rep.status, body, len);
     free(body);
+}
+
+/* Answers the reads in order while the answer is under its budget; the
+ * gateway sends the ones left out again, one by one. Every claimed read
+ * is released and every reply cleared. Returns how many were answered. */
+static size_t answer_all(cache_node *n, read_run *runs, size_t count,
+                         jt_buf *out)
+{
+    size_t done = 0;
+    for (size_t i = 0; i < count; i++) {
+        bool answer = i == 0 || out->len < READS_ANSWER_BUDGET;
+        finish_one(n, &runs[i], answer);
+        if (answer) {
+            append_answer(&runs[i], out);
+            done++;
+        }
+        hs_reply_clear(&runs[i].rep);
+    }
+    return done;
 }
 
 void reads_handle(hs_request *req, hs_reply *rep)
@@ -103,12 +179,17 @@ void reads_handle(hs_request *req, hs_reply *rep)
         hs_reply_problem(rep, 400, "Bad Request", why);
         return;
     }
+    read_run runs[READS_BATCH_MAX];
+    memset(runs, 0, count * sizeof(runs[0]));
+    for (size_t i = 0; i < count; i++) {
+        runs[i].it = &items[i];
+        claim_one(n, &runs[i]);
+    }
+    read_ahead(n, runs, count);
     jt_buf out;
     jt_init(&out);
     rw_begin(&out);
-    size_t done = 0;
-    while (done < count && (done == 0 || out.len < READS_ANSWER_BUDGET))
-        answer_one(n, &items[done++], &out);
+    size_t done = answer_all(n, runs, count, &out);
     rw_end(&out);
     json_decref(body);
     size_t len;

@@ -112,22 +112,25 @@ static bool in_conversation(const char *cid, int64_t uid)
            (lo == uid || hi == uid);
 }
 
-void routes_read_list(cache_node *n, const char *epoch, int64_t uid,
-                      const char *cid, const list_query *q, const char *rid,
-                      hs_reply *rep)
+int routes_claim_list(cache_node *n, const char *epoch, int64_t uid,
+                      const char *cid, const ring_t **ring, hs_reply *rep)
 {
     if (cid != NULL && !in_conversation(cid, uid)) {
         hs_reply_problem(rep, 404, "Not found",
                          "no such conversation for this user");
-        return;
+        return -1;
     }
+    return claim_owner_at(n, epoch, uid, ring, rep);
+}
+
+void routes_read_list(cache_node *n, const char *epoch, int64_t uid,
+                      const char *cid, const list_query *q, const char *rid,
+                      hs_reply *rep)
+{
     const ring_t *ring;
-    if (claim_owner_at(n, epoch, uid, &ring, rep))
+    if (routes_claim_list(n, epoch, uid, cid, &ring, rep))
         return;
-    if (cid != NULL)
-        lists_messages(n, uid, cid, q, rid, rep);
-    else
-        lists_conversations(n, uid, q, rid, rep);
+    lists_read(n, uid, cid, q, rid, NULL, rep);
     owner_release(n, ring);
 }
 

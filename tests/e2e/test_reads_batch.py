@@ -154,6 +154,51 @@ def test_a_batch_answers_each_read_as_its_get(a):
 
 
 @test
+def test_pages_read_ahead_that_miss_are_loaded_and_answered(a):
+    # The recipient of a send has no hot mailbox yet, and nobody read the
+    # conversation: the batch's one Redis read ahead misses both windows,
+    # the same page asked twice included, and each read loads its window
+    # and answers as its GET does afterwards.
+    u, v, cid = pair_with_messages(a, 4)
+    e = epoch()
+    cases = [
+        (v, "page_size=20&page=0", None),
+        (v, "page_size=3&page=0", cid),
+        (v, "page_size=20&page=0", None),
+        (v, "page_size=3&page=1", cid),
+    ]
+    # v's node is found by the batch itself: owner_index would read v's
+    # list, and load it. The other nodes refuse every read (421) and load
+    # nothing.
+    for node in caches():
+        hits, misses = (metric_total(node, m) for m in ("cache_hits_total", "cache_misses_total"))
+        status, _, body = batch(node, [read(user, q, e, c) for user, q, c in cases])
+        check(status == 200, "batch: %d %r" % (status, body[:300]))
+        answers = json.loads(body)["answers"]
+        if answers[0]["status"] != 421:
+            break
+    # All four pages were read ahead before any read loaded a window, so
+    # none was answered on its first look (one by one, the last two
+    # would have been), and v was loaded once.
+    got_hits = metric_total(node, "cache_hits_total") - hits
+    got_misses = metric_total(node, "cache_misses_total") - misses
+    check(got_hits == 0 and got_misses == 1,
+          "hits +%d, misses +%d: wanted +0 and +1" % (got_hits, got_misses))
+    check(len(answers) == len(cases), "%d answers for %d reads" % (len(answers), len(cases)))
+    for (user, q, c), got in zip(cases, answers):
+        want_status, want_body = get_alone(node, user, q, c, e)
+        check(want_status == 200 and got["status"] == 200,
+              "%s %s: batch %d, alone %d" % (q, c, got["status"], want_status))
+        check(got["body"] == json.loads(want_body),
+              "%s %s: batch %r, alone %r" % (q, c, got["body"], want_body[:300]))
+    pages = [json.loads(want) for want in
+             (get_alone(node, v, q, c, e)[1] for _, q, c in cases)]
+    check(len(pages[0]["conversations"]) == 1 and len(pages[1]["messages"]) == 3
+          and len(pages[3]["messages"]) == 1,
+          "pages: %r" % [len(p.get("conversations", p.get("messages", []))) for p in pages])
+
+
+@test
 def test_a_stale_epoch_is_refused_per_read(a):
     u, _, _ = pair_with_messages(a, 1)
     e = epoch()
