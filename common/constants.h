@@ -35,6 +35,12 @@
  * pages stays far below HTTP_CLIENT_BODY_MAX. */
 #define READS_BATCH_MAX 16
 #define READS_ANSWER_BUDGET (4 * 1024 * 1024)
+/* Nor does a node add answers once the batch has run this long: a read
+ * that waits for a slow storage must not make the reads after it wait
+ * too, nor hold a handoff (which waits for the whole batch) longer than
+ * one read would. A batch of reads from memory takes under a
+ * millisecond. */
+#define READS_TIME_BUDGET_MS 50
 
 /* List paging (SPEC 4). */
 #define LIST_PAGE_SIZE_DEFAULT 20

@@ -66,6 +66,15 @@ own_result owner_check(cache_node *n, const char *epoch_header, int64_t user_id,
     return res;
 }
 
+own_result owner_check_entered(cache_node *n, const char *epoch_header,
+                               int64_t user_id, const ring_t **ring)
+{
+    int64_t epoch;
+    if (parse_epoch(epoch_header, &epoch))
+        return OWN_BAD_EPOCH;
+    return check_held(n, epoch, user_id, ring);
+}
+
 void owner_release(cache_node *n, const ring_t *ring)
 {
     ringview_release(n->ring, ring);

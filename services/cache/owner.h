@@ -33,6 +33,15 @@ own_result owner_check(cache_node *n, const char *epoch_header, int64_t user_id,
                        const ring_t **ring);
 void owner_release(cache_node *n, const ring_t *ring);
 
+/* owner_check for a call that holds the handoff barrier already
+ * (handoff_enter), as a batch of reads does once for all its reads: the
+ * barrier lets a waiting handoff go first, so a thread entering it a
+ * second time would wait for the handoff, which waits for that thread.
+ * On OWN_OK, *ring holds a reference: give it back with
+ * ringview_release. */
+own_result owner_check_entered(cache_node *n, const char *epoch_header,
+                               int64_t user_id, const ring_t **ring);
+
 /* True if this node owns user_id in ring. */
 bool owner_is_self(const cache_node *n, const ring_t *ring, int64_t user_id);
 

@@ -12,6 +12,10 @@
  * round trip, after the fencing as a GET reads them; last, each read is
  * answered from its page (or as its GET would go on: a miss loads the
  * window, a delta reads the meta or storage) and released.
+ *
+ * The batch enters the handoff barrier once, around all three steps,
+ * and fences each read inside it (owner_check_entered): a handoff that
+ * comes meanwhile waits for the whole batch, as for one call.
  */
 #include "reads.h"
 
@@ -19,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clockms.h"
 #include "constants.h"
+#include "handoff.h"
 #include "ids.h"
 #include "lists.h"
 #include "node.h"
@@ -90,8 +96,8 @@ static void claim_one(cache_node *n, read_run *r)
     sync_kind kind = it->conversation ? SYNC_MESSAGES : SYNC_CONVERSATIONS;
     if (query_http_check(&raw, kind, r->uid, it->conversation, &r->q,
                          &r->rep) ||
-        routes_claim_list(n, it->epoch, r->uid, it->conversation, &r->ring,
-                          &r->rep))
+        routes_claim_list_entered(n, it->epoch, r->uid, it->conversation,
+                                  &r->ring, &r->rep))
         return;
     r->is_claimed = true;
     r->has_ask = lists_hot_ask(r->uid, it->conversation, &r->q, &r->ask);
@@ -130,7 +136,7 @@ static void finish_one(cache_node *n, read_run *r, bool answer)
                    r->has_ask ? &r->ahead : NULL, &r->rep);
     else
         hot_page_free(&r->ahead.page);
-    owner_release(n, r->ring);
+    ringview_release(n->ring, r->ring);
 }
 
 /* Appends the answer of one read to the batch answer. */
@@ -143,15 +149,20 @@ static void append_answer(read_run *r, jt_buf *out)
     free(body);
 }
 
-/* Answers the reads in order while the answer is under its budget; the
- * gateway sends the ones left out again, one by one. Every claimed read
- * is released and every reply cleared. Returns how many were answered. */
+/* Answers the reads in order while the answer is under its budgets of
+ * bytes and time (counted from started_ms); the gateway sends the ones
+ * left out again, one by one. Every claimed read is released and every
+ * reply cleared. Returns how many were answered. */
 static size_t answer_all(cache_node *n, read_run *runs, size_t count,
-                         jt_buf *out)
+                         int64_t started_ms, jt_buf *out)
 {
     size_t done = 0;
     for (size_t i = 0; i < count; i++) {
-        bool answer = i == 0 || out->len < READS_ANSWER_BUDGET;
+        /* Both budgets only run out, so the reads left out are the last
+         * ones, as the gateway expects. */
+        bool answer =
+            i == 0 || (out->len < READS_ANSWER_BUDGET &&
+                       clockms_monotonic() - started_ms < READS_TIME_BUDGET_MS);
         finish_one(n, &runs[i], answer);
         if (answer) {
             append_answer(&runs[i], out);
@@ -181,6 +192,8 @@ void reads_handle(hs_request *req, hs_reply *rep)
     }
     read_run runs[READS_BATCH_MAX];
     memset(runs, 0, count * sizeof(runs[0]));
+    int64_t started_ms = clockms_monotonic();
+    handoff_enter(n->handoff);
     for (size_t i = 0; i < count; i++) {
         runs[i].it = &items[i];
         claim_one(n, &runs[i]);
@@ -189,7 +202,8 @@ void reads_handle(hs_request *req, hs_reply *rep)
     jt_buf out;
     jt_init(&out);
     rw_begin(&out);
-    size_t done = answer_all(n, runs, count, &out);
+    size_t done = answer_all(n, runs, count, started_ms, &out);
+    handoff_leave(n->handoff);
     rw_end(&out);
     json_decref(body);
     size_t len;

@@ -112,15 +112,28 @@ static bool in_conversation(const char *cid, int64_t uid)
            (lo == uid || hi == uid);
 }
 
-int routes_claim_list(cache_node *n, const char *epoch, int64_t uid,
-                      const char *cid, const ring_t **ring, hs_reply *rep)
+/* 0 when cid is NULL or one of uid's conversations; else answers 404
+ * and returns -1. */
+static int check_conversation(const char *cid, int64_t uid, hs_reply *rep)
 {
-    if (cid != NULL && !in_conversation(cid, uid)) {
-        hs_reply_problem(rep, 404, "Not found",
-                         "no such conversation for this user");
+    if (cid == NULL || in_conversation(cid, uid))
+        return 0;
+    hs_reply_problem(rep, 404, "Not found",
+                     "no such conversation for this user");
+    return -1;
+}
+
+int routes_claim_list_entered(cache_node *n, const char *epoch, int64_t uid,
+                              const char *cid, const ring_t **ring,
+                              hs_reply *rep)
+{
+    if (check_conversation(cid, uid, rep))
         return -1;
-    }
-    return claim_owner_at(n, epoch, uid, ring, rep);
+    own_result own = owner_check_entered(n, epoch, uid, ring);
+    if (own == OWN_OK)
+        return 0;
+    owner_reply_refusal(n, own, rep);
+    return -1;
 }
 
 void routes_read_list(cache_node *n, const char *epoch, int64_t uid,
@@ -128,7 +141,8 @@ void routes_read_list(cache_node *n, const char *epoch, int64_t uid,
                       hs_reply *rep)
 {
     const ring_t *ring;
-    if (routes_claim_list(n, epoch, uid, cid, &ring, rep))
+    if (check_conversation(cid, uid, rep) ||
+        claim_owner_at(n, epoch, uid, &ring, rep))
         return;
     lists_read(n, uid, cid, q, rid, NULL, rep);
     owner_release(n, ring);

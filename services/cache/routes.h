@@ -21,11 +21,13 @@ void routes_read_list(cache_node *n, const char *epoch, int64_t uid,
                       const char *cid, const list_query *q, const char *rid,
                       hs_reply *rep);
 
-/* The checks of routes_read_list before it reads: the conversation is
- * uid's, and uid is this node's at epoch. Returns 0 with *ring held
- * (give it back with owner_release), or -1 with the refusal in rep. */
-int routes_claim_list(cache_node *n, const char *epoch, int64_t uid,
-                      const char *cid, const ring_t **ring, hs_reply *rep);
+/* The checks of routes_read_list before it reads, for a read of a batch
+ * that holds the handoff barrier (owner_check_entered): the conversation
+ * is uid's, and uid is this node's at epoch. Returns 0 with *ring held
+ * (give it back with ringview_release), or -1 with the refusal in rep. */
+int routes_claim_list_entered(cache_node *n, const char *epoch, int64_t uid,
+                              const char *cid, const ring_t **ring,
+                              hs_reply *rep);
 
 extern const hs_route cache_routes[];
 extern const size_t cache_nroutes;

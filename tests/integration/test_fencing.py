@@ -19,11 +19,21 @@ test shows:
   exactly once, in the same order for both participants, per-sender
   order holds (the chaos checker, tests/chaos/checker.py).
 
+A second test holds a batch of reads (POST /internal/reads) at a cache
+node while a handoff waits for the node's calls to end: the batch's
+middle read carries an epoch newer than the node's, so the node asks the
+routers for the ring, and the routers are frozen until the handoff has
+come. The batch and the handoff must both end (a batch that took the
+handoff barrier once per read would wait for the handoff behind its own
+first read), and the batch answers only its first read: its time budget
+ran out while the second waited.
+
 Run: python3 tests/integration/test_fencing.py
 """
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -183,6 +193,85 @@ def test_paused_cache_node_is_fenced_after_its_lease(api):
         stored = [m for m in api.all_msgs(u, "%d_%d" % (a, b))]
         check(not stored, "the send refused by the frozen node was stored for %d: %r" % (u, stored))
 
+
+# The batch-against-handoff test: how long the routers stay frozen once
+# the handoff was sent, and how long the batch and the handoff may take.
+HANDOFF_SETTLE_S = 0.8
+HANDOFF_WAIT_S = 20.0
+
+
+def router_pids(c):
+    """PIDs of the cluster's routers (scripts/cluster's pid files)."""
+    pids = []
+    for name in c.names():
+        if name.startswith("router-"):
+            with open(os.path.join(c.var, "pid", name + ".pid")) as f:
+                pids.append(int(f.read().strip()))
+    check(pids, "no router in the cluster")
+    return pids
+
+
+def signed_async(c, method, url, body, headers, out):
+    """c.signed on a thread of its own; out gets (status, body, seconds)."""
+    def run():
+        t0 = time.monotonic()
+        status, text = c.signed(method, url, body=body, headers=headers,
+                                timeout=HANDOFF_WAIT_S)
+        out.append((status, text, time.monotonic() - t0))
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+@test
+def test_a_read_batch_and_a_waiting_handoff_both_end(api):
+    c = CLUSTER
+    r0 = c.ring()
+    check(r0 is not None and r0.active, "no ring")
+    node = r0.active[0]
+    url = r0.url_of(node)
+    users = [u for u in new_users(400) if r0.owner(u) == node][:3]
+    check(len(users) == 3, "cannot find 3 users of %s" % node)
+    status, raw = c.signed("GET", c.router_urls()[0] + "/internal/ring")
+    check(status == 200, "ring: %s" % status)
+    ring = json.loads(raw)
+    check(ring["epoch"] == r0.epoch, "the ring moved: %s" % ring["epoch"])
+    ring["epoch"] += 1  # the same nodes: nobody moves
+    query = "page_size=20&page=0"
+    reads = [{"user": str(u), "query": query, "epoch": str(e), "request_id": "hb-%d" % i}
+             for i, (u, e) in enumerate(zip(users, (r0.epoch, r0.epoch + 1, r0.epoch)))]
+    pids = router_pids(c)
+    batch_out, handoff_out = [], []
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        # Read 0 is claimed; read 1 waits for the frozen routers.
+        tb = signed_async(c, "POST", url + "/internal/reads", {"reads": reads}, None, batch_out)
+        time.sleep(0.2)
+        th = signed_async(c, "POST", url + "/internal/handoff",
+                          {"ring": json.dumps(ring)}, None, handoff_out)
+        time.sleep(HANDOFF_SETTLE_S)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    tb.join(HANDOFF_WAIT_S + 5)
+    th.join(HANDOFF_WAIT_S + 5)
+    print("# batch: %s; handoff: %s" % (
+        batch_out and (batch_out[0][0], "%.2f s" % batch_out[0][2]),
+        handoff_out and (handoff_out[0][0], handoff_out[0][1][:120], "%.2f s" % handoff_out[0][2])))
+    check(batch_out and batch_out[0][0] == 200,
+          "the batch did not end while a handoff waited: %s" % batch_out)
+    check(handoff_out and handoff_out[0][0] == 200,
+          "the handoff did not end after the batch: %s" % handoff_out)
+    statuses = [a["status"] for a in json.loads(batch_out[0][1])["answers"]]
+    # Read 0 is answered, and the other two are left out for the gateway
+    # to send alone: the batch's time budget (READS_TIME_BUDGET_MS, 50 ms)
+    # ran out while read 1 waited for the routers.
+    check(statuses == [200], "the batch's answers: %s, not read 0's alone" % statuses)
+    # The batch held read 0's claim while the routers were frozen: the
+    # handoff came in that time, which is the case under test.
+    check(batch_out[0][2] >= HANDOFF_SETTLE_S,
+          "the batch ended in %.2f s, before the routers were thawed" % batch_out[0][2])
 
 def watch_old_owner(c, url, users, old_epoch):
     """Reads each former user straight from the resumed node, at the old
