@@ -299,6 +299,11 @@ static void reply_delta(cache_node *n, int64_t uid, int64_t since,
         reply_unavailable(rep);
         return;
     }
+    if (seq < since) { /* a token newer than the mailbox */
+        json_decref(convs);
+        reply_full(n, uid, rid, rep);
+        return;
+    }
     json_t *msgs = json_array();
     int rc = json_array_size(convs) > EVENTS_CONVS_MAX || !msgs ? 1 : 0;
     for (size_t i = 0; rc == 0 && i < json_array_size(convs); i++) {
@@ -319,7 +324,10 @@ static void reply_delta(cache_node *n, int64_t uid, int64_t since,
 }
 
 /* What a poll answers now: nothing new (an empty delta at its own
- * token), the delta, or the full first page. */
+ * token), the delta, or the full first page. A token above the hot meta
+ * goes to storage too: storage's counter, which answers carry, runs
+ * ahead of the meta while a write's Redis update is under way, and only
+ * storage tells such a token from one newer than the mailbox. */
 static void answer(cache_node *n, int64_t uid, const events_query *q,
                    const char *rid, hs_reply *rep)
 {
@@ -331,8 +339,6 @@ static void answer(cache_node *n, int64_t uid, const events_query *q,
     if (meta.seq == q->since.seq)
         reply_events(uid, meta.seq, json_array(), json_array(), true, false,
                      rep);
-    else if (meta.seq < q->since.seq)
-        reply_full(n, uid, rid, rep);
     else
         reply_delta(n, uid, q->since.seq, rid, rep);
 }

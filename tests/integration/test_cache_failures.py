@@ -11,6 +11,10 @@ own ports) and proves what the cache tier promises:
   entry that is not a JSON object, is never served;
 - a Redis restart (empty Redis) or a Redis that is down never makes a
   reader miss a message: the node rebuilds from storage;
+- a sync token that a delta answered by storage issued while the hot
+  meta lagged behind (a write's Redis update under way) still gets a
+  delta, from a list and from an events poll, not the full page of a
+  token from the future;
 - a recipient whose node is down still gets the copy once the node is
   back (the transactional outbox), exactly once.
 
@@ -20,6 +24,7 @@ cluster's internal secret (X-Internal-Auth), as services sign theirs.
 Run: python3 tests/integration/test_cache_failures.py
 """
 
+import base64
 import os
 import subprocess
 import sys
@@ -218,6 +223,60 @@ def test_redis_down_serves_from_storage_and_recovers(api):
     check(messages_of(api, a, b) == [after, during, first], "history wrong after Redis came back")
     check(api.convs_ok(a)["conversations"][0]["last_message_id"] == after,
           "conversation list stale after Redis came back")
+
+
+def token_seq(token):
+    """The change counter in a sync token (common/synctoken.h: base64url
+    of "v1|kind|user|seq[|cid]")."""
+    text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    return int(text.split("|")[3])
+
+
+# How long the test looks for the write that waits on the frozen Redis
+# (the node gives up on Redis after 500 ms, hot.c HOT_TIMEOUT_MS).
+LAG_POLL_S = 0.4
+
+
+@test
+def test_a_token_ahead_of_the_hot_meta_gets_a_delta(api):
+    me = LAYOUT.users_on(1, 1)[0]
+    peer = LAYOUT.users_on(0, 1)[0]
+    api.send_ok(peer, me, "one")
+    old = api.convs_ok(me)["sync_token"]
+    api.send_ok(peer, me, "two")
+    check(api.convs_ok(me, {"since": old})["is_delta_update"], "a plain delta was not one")
+    hot_seq = token_seq(api.convs_ok(me)["sync_token"])
+    sent = []
+    writer = threading.Thread(target=lambda: sent.append(api.send(peer, me, "three").status))
+    cluster(VAR, "pause", "redis-2")
+    try:
+        # The copy of "three" commits in storage, then its Redis update
+        # waits on the frozen Redis while the node's meta still says
+        # hot_seq: a delta from an older token goes to storage and comes
+        # back with storage's counter.
+        writer.start()
+        ahead, lagging, polled = None, None, None
+        deadline = time.monotonic() + LAG_POLL_S
+        while time.monotonic() < deadline:
+            j = api.convs_ok(me, {"since": old})
+            if token_seq(j["sync_token"]) > hot_seq:
+                ahead = j["sync_token"]
+                lagging = api.convs_ok(me, {"since": ahead})
+                polled = api.call("GET", "/v1/users/%d/events?since=%s&timeout=0" % (me, ahead),
+                                  user=me)
+                break
+    finally:
+        cluster(VAR, "resume", "redis-2")
+        writer.join(30)
+    check(sent == [201], "the send during the freeze answered %r" % sent)
+    check(ahead is not None, "storage never ran ahead of the hot meta within %.1f s"
+          % LAG_POLL_S)
+    check(lagging["is_delta_update"] and lagging["conversations"] == [],
+          "token %s (storage's counter, ahead of the hot meta) got %r"
+          % (ahead, {k: lagging[k] for k in ("is_delta_update", "sync_token", "has_more")}))
+    expect_status(polled, 200)
+    check(polled.json["is_delta_update"] and polled.json["conversations"] == [],
+          "an events poll at token %s got %r" % (ahead, polled.json))
 
 
 @test
