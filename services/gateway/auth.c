@@ -253,32 +253,30 @@ static bool skip_value(scan *s, const char **tok, size_t *tok_len)
     return skip_scalar(s, tok, tok_len);
 }
 
-/* True when tok is a JSON integer literal ('-'? digits) of another
- * value than user_id. Values outside the user id range are another
- * user by definition. */
-static bool integer_differs(const char *tok, size_t len, int64_t user_id)
+/* True when tok is a JSON integer literal ('-'? digits) of a user id
+ * (1 to MSG_USER_ID_MAX) other than user_id. A value outside that range
+ * names no user: validation refuses it (400, a bad id), not
+ * authorisation. */
+static bool integer_names_other(const char *tok, size_t len, int64_t user_id)
 {
-    bool negative = len > 0 && tok[0] == '-';
-    size_t i = negative ? 1 : 0;
-    if (i == len)
+    if (len == 0 || tok[0] == '-')
         return false;
     int64_t v = 0;
-    bool huge = false;
-    for (; i < len; i++) {
+    for (size_t i = 0; i < len; i++) {
         if (tok[i] < '0' || tok[i] > '9')
             return false;
+        v = v * 10 + (tok[i] - '0');
         if (v > MSG_USER_ID_MAX)
-            huge = true; /* keep checking the digits, stop growing */
-        else
-            v = v * 10 + (tok[i] - '0');
+            return false;
     }
-    return negative || huge || v != user_id;
+    return v >= 1 && v != user_id;
 }
 
 /* True when tok is a JSON number with a fraction or an exponent whose
- * value is not user_id (an infinite one included). Longer texts than a
- * double can tell apart are left to validation. */
-static bool fraction_differs(const char *tok, size_t len, int64_t user_id)
+ * value is a user id other than user_id (9.0 and 9e0 name user 9; 9.5
+ * names no one). Longer texts than a double can tell apart are left to
+ * validation. */
+static bool fraction_names_other(const char *tok, size_t len, int64_t user_id)
 {
     char text[64];
     if (len == 0 || len >= sizeof(text) ||
@@ -288,16 +286,17 @@ static bool fraction_differs(const char *tok, size_t len, int64_t user_id)
     text[len] = '\0';
     char *end;
     double v = strtod(text, &end);
-    if (end != text + len)
+    if (end != text + len || !isfinite(v) || v != floor(v) || v < 1 ||
+        v > (double)MSG_USER_ID_MAX)
         return false;
-    return !isfinite(v) || v != (double)user_id;
+    return (int64_t)v != user_id;
 }
 
-static bool number_differs(const char *tok, size_t len, int64_t user_id)
+static bool number_names_other(const char *tok, size_t len, int64_t user_id)
 {
     if (memchr(tok, '.', len) || memchr(tok, 'e', len) || memchr(tok, 'E', len))
-        return fraction_differs(tok, len, user_id);
-    return integer_differs(tok, len, user_id);
+        return fraction_names_other(tok, len, user_id);
+    return integer_names_other(tok, len, user_id);
 }
 
 /* Reads the value of the sender_id member: *other is set when it names
@@ -312,14 +311,14 @@ static bool read_sender(scan *s, int64_t user_id, bool *other)
         if (!skip_string(s, text, sizeof(text), &text_len))
             return false;
         *other = text_len <= sizeof(text) &&
-                 integer_differs(text, text_len, user_id);
+                 integer_names_other(text, text_len, user_id);
         return true;
     }
     const char *tok;
     size_t tok_len;
     if (!skip_value(s, &tok, &tok_len))
         return false;
-    *other = tok != NULL && number_differs(tok, tok_len, user_id);
+    *other = tok != NULL && number_names_other(tok, tok_len, user_id);
     return true;
 }
 

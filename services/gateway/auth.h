@@ -50,15 +50,15 @@ bool auth_path_is_user(const char *segment, int64_t user_id);
 
 /* True when a send body, read leniently, names a sender_id other than
  * user_id: a top-level "sender_id" member whose value is a JSON number
- * of another value (out of range ones, fractions and exponents
- * included), or a string holding an integer of another value ("5").
- * Bytes inside strings are not checked (invalid UTF-8, bad escapes), so
- * a body that validation would refuse for other reasons is still
- * recognised as acting as someone else. A body whose structure cannot be
- * followed up to its sender_id, or whose sender_id names no other user
- * (absent, null, a boolean, an object, a string that is not an integer,
- * or user_id itself mistyped as "7" or 7.0), is not: it falls through to
- * validation (400). */
+ * equal to another user id (1 to 2^53-1; 5, 5.0 and 5e0 alike), or a
+ * string holding one ("5"). Bytes inside strings are not checked
+ * (invalid UTF-8, bad escapes), so a body that validation would refuse
+ * for other reasons is still recognised as acting as someone else. A
+ * body whose structure cannot be followed up to its sender_id, or whose
+ * sender_id names no other user (absent, null, a boolean, an object, a
+ * string that is not an integer, a number that is no user id: 0,
+ * negative, 2^53 or more, 5.5, or user_id itself mistyped as "7" or
+ * 7.0), is not: it falls through to validation (400, SPEC's bad ids). */
 bool auth_body_names_other_sender(const char *body, size_t len,
                                   int64_t user_id);
 

@@ -174,8 +174,8 @@ def test_authorisation_before_validation(a):
         # Another user's id mistyped still names another user.
         "sender as a string": {"sender_id": str(other), "recipient_id": peer, "content": "x",
                                "client_message_id": "k"},
-        "sender as a fraction": {"sender_id": other + 0.5, "recipient_id": peer, "content": "x",
-                                 "client_message_id": "k"},
+        "sender as a float": {"sender_id": float(other), "recipient_id": peer, "content": "x",
+                              "client_message_id": "k"},
     }
     for why, body in bodies.items():
         r = a.call("POST", "/v1/messages", user=me, body=body)
