@@ -33,7 +33,11 @@ typedef struct relay_call relay_call;
 #define BATCH_LANES_MAX 16
 
 /* The reads of one loop thread to one node: how many calls are in
- * flight, and the reads that wait for them (oldest first). */
+ * flight, and the reads that wait for them (oldest first). A read waits
+ * only behind a call in flight, and the end of a call sends what waits,
+ * so queued > 0 implies in_flight > 0: the end of that call (answered,
+ * failed, or abandoned when the loop closes) always reaches the reads
+ * waiting, and none is left in a lane. */
 typedef struct batch_lane {
     char node[sizeof(((ring_node *)0)->url)]; /* base URL; "" unused */
     int in_flight;
