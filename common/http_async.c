@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clockms.h"
 #include "curl_loop.h"
 
 /* Longest sleep of the loop when nothing happens. */
@@ -40,6 +41,7 @@ typedef struct ha_call {
     CURL *easy;
     struct timespec start;
     hc_async_done done;
+    hc_async_keep keep; /* NULL: waited for until it ends */
     void *arg;
 } ha_call;
 
@@ -56,6 +58,7 @@ struct hc_async {
     ha_call *active; /* in the multi handle */
     CURL *spare[HA_SPARE_HANDLES];
     int nspare;
+    int64_t next_keep_check_ms; /* monotonic */
 };
 
 static void call_free(ha_call *c)
@@ -153,6 +156,26 @@ static int reap_done(hc_async *a)
     return reaped;
 }
 
+/* Drops the calls in flight that their callers no longer wait for
+ * (hc_async_keep), at most once per HC_KEEP_CHECK_MS. */
+static void drop_unwanted(hc_async *a)
+{
+    int64_t now = clockms_monotonic();
+    if (now < a->next_keep_check_ms)
+        return;
+    a->next_keep_check_ms = now + HC_KEEP_CHECK_MS;
+    ha_call *next;
+    for (ha_call *c = a->active; c != NULL; c = next) {
+        /* done may queue calls, never end an active one: next stays. */
+        next = c->next;
+        if (c->keep == NULL || c->keep(c->arg))
+            continue;
+        active_remove(a, c);
+        curl_multi_remove_handle(a->multi, c->easy);
+        call_end(a, c, HC_ABANDONED, NULL);
+    }
+}
+
 /* Ends every call in the multi handle (stopping). */
 static void end_active(hc_async *a)
 {
@@ -201,6 +224,7 @@ static bool turn(hc_async *a, int fd, int timeout_ms)
         return true;
     }
     cl_loop_run_due(a->loop);
+    drop_unwanted(a);
     /* A finished call's answer usually wakes the caller's loop (fd):
      * look at it at once rather than after one more wait. */
     if (reap_done(a) > 0)
@@ -319,12 +343,22 @@ int hc_async_request(hc_async *a, const char *method, const char *url,
                      const hc_headers *headers, const char *body, size_t len,
                      hc_async_done done, void *arg)
 {
+    return hc_async_request_keep(a, method, url, headers, body, len, done, NULL,
+                                 arg);
+}
+
+int hc_async_request_keep(hc_async *a, const char *method, const char *url,
+                          const hc_headers *headers, const char *body,
+                          size_t len, hc_async_done done, hc_async_keep keep,
+                          void *arg)
+{
     if (a == NULL || method == NULL || url == NULL || done == NULL)
         return -1;
     ha_call *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return -1;
     c->done = done;
+    c->keep = keep;
     c->arg = arg;
     c->len = body ? len : 0;
     c->method = strdup(method);

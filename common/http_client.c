@@ -88,6 +88,8 @@ const char *hc_strerror(hc_err err)
         return "response too large";
     case HC_ERROR:
         return "request failed";
+    case HC_ABANDONED:
+        return "abandoned by the caller";
     }
     return "unknown error";
 }

@@ -23,6 +23,7 @@ typedef enum {
     HC_TIMEOUT,   /* no complete answer in time: outcome unknown */
     HC_TOO_LARGE, /* response over the cap */
     HC_ERROR,     /* anything else (allocation, protocol) */
+    HC_ABANDONED, /* the caller stopped waiting (hc_async_keep) */
 } hc_err;
 
 const char *hc_strerror(hc_err err);
@@ -121,6 +122,20 @@ void hc_async_free(hc_async *a);
 int hc_async_request(hc_async *a, const char *method, const char *url,
                      const hc_headers *headers, const char *body, size_t len,
                      hc_async_done done, void *arg);
+
+/* Whether a call in flight is still worth waiting for. Asked about every
+ * HC_KEEP_CHECK_MS on the hc_async's thread with the call's arg; it must
+ * not block. No: the transfer is dropped and done runs with
+ * HC_ABANDONED. */
+typedef bool (*hc_async_keep)(void *arg);
+#define HC_KEEP_CHECK_MS 250
+/* hc_async_request for a call that keep may give up on while it waits:
+ * an answer that can no longer come (a peer that froze) need not hold
+ * its caller for the whole timeout. */
+int hc_async_request_keep(hc_async *a, const char *method, const char *url,
+                          const hc_headers *headers, const char *body,
+                          size_t len, hc_async_done done, hc_async_keep keep,
+                          void *arg);
 
 /* ---- driven: an hc_async without a thread of its own ----
  *

@@ -127,6 +127,17 @@ static char *batch_body(relay_call **calls, int n, size_t *len)
 
 static void on_batch_answer(void *arg, hc_err err, hc_response *resp);
 
+/* A batch is waited for while the ring gives every one of its reads to
+ * its node (relay_keep, in forward.c, says why). */
+static bool batch_keep(void *arg)
+{
+    const batch_call *b = arg;
+    for (int i = 0; i < b->n; i++)
+        if (!relay_target_holds(b->calls[i]))
+            return false;
+    return true;
+}
+
 /* Sends calls[0..n) as one POST /internal/reads to the lane's node;
  * they go alone if it cannot be sent. */
 static void send_batch(forward_loop *l, batch_lane *ln, relay_call **calls,
@@ -149,7 +160,7 @@ static void send_batch(forward_loop *l, batch_lane *ln, relay_call **calls,
         clock_gettime(CLOCK_MONOTONIC, &b->start);
     }
     if (body == NULL || relay_request(calls[0], "POST", url, &headers, body,
-                                      len, on_batch_answer, b)) {
+                                      len, on_batch_answer, batch_keep, b)) {
         free(body);
         free(b);
         send_each_alone(calls, n);

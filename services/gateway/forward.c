@@ -219,16 +219,41 @@ static void relay_attempt(relay_call *rc)
 
 int relay_request(relay_call *rc, const char *method, const char *url,
                   const hc_headers *headers, const char *body, size_t len,
-                  hc_async_done done, void *arg)
+                  hc_async_done done, hc_async_keep keep, void *arg)
 {
     forward_relay *r = rc->r;
     pthread_rwlock_rdlock(&r->submit);
     hc_async *a = rc->loop ? rc->loop->async : r->async;
-    int queued =
-        a ? hc_async_request(a, method, url, headers, body, len, done, arg)
-          : -1;
+    int queued = a ? hc_async_request_keep(a, method, url, headers, body, len,
+                                           done, keep, arg)
+                   : -1;
     pthread_rwlock_unlock(&r->submit);
     return queued;
+}
+
+bool relay_target_holds(const relay_call *rc)
+{
+    gateway *g = rc->r->g;
+    const ring_t *r = ringview_acquire(g->ring);
+    bool holds = true;
+    if (r != NULL && r->epoch != rc->t.epoch) {
+        const ring_node *owner = &r->nodes[ring_owner(r, rc->c.user_id)];
+        holds = strncmp(owner->url, rc->t.url, rc->t.node_len) == 0 &&
+                owner->url[rc->t.node_len] == '\0';
+    }
+    ringview_release(g->ring, r);
+    return holds;
+}
+
+/* A call in flight to a node that the ring no longer gives its user is
+ * not waited for: that node froze or died and was replaced (a live one
+ * answers in milliseconds or refuses with 421), and its lease has run
+ * out, so it will not serve the call. Dropped, the call is retried on
+ * the new owner at once instead of after GATEWAY_HOP_TIMEOUT_MS; a send
+ * the old node stored before it froze is found by its key there. */
+static bool relay_keep(void *arg)
+{
+    return relay_target_holds(arg);
 }
 
 int relay_send(relay_call *rc)
@@ -241,7 +266,7 @@ int relay_send(relay_call *rc)
     hc_headers headers = {.lines = {epoch_line, id_line}, .n = 2};
     clock_gettime(CLOCK_MONOTONIC, &rc->start);
     if (relay_request(rc, rc->c.method, rc->t.url, &headers, rc->body,
-                      rc->c.body_len, on_answer, rc) == 0)
+                      rc->c.body_len, on_answer, relay_keep, rc) == 0)
         return 0;
     relay_fail(rc, "the gateway is stopping");
     return -1;

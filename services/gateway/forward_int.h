@@ -103,10 +103,13 @@ struct forward_relay {
 /* Picks the call's target on the current ring; 0, or -1 without one. */
 int relay_pick(relay_call *rc);
 /* Queues a call on the hc_async of rc's loop (the relay's without
- * one), as hc_async_request; -1 when the gateway is stopping. */
+ * one), as hc_async_request_keep; -1 when the gateway is stopping. */
 int relay_request(relay_call *rc, const char *method, const char *url,
                   const hc_headers *headers, const char *body, size_t len,
-                  hc_async_done done, void *arg);
+                  hc_async_done done, hc_async_keep keep, void *arg);
+/* Whether the ring in force still gives rc's user to the node rc's
+ * attempt went to. */
+bool relay_target_holds(const relay_call *rc);
 /* Sends the call alone to the target it has. Returns 0, or -1 when it
  * could not be queued: then it is answered (503) and rc is gone. */
 int relay_send(relay_call *rc);

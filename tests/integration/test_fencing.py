@@ -28,6 +28,13 @@ handoff barrier once per read would wait for the handoff behind its own
 first read), and the batch answers only its first read: its time budget
 ran out while the second waited.
 
+A third test freezes another node and sends at once for its users
+through the load balancer: the gateways send those calls to the frozen
+node, and once the new ring gives the users to another node they drop
+the calls (hc_async_keep) and retry them there. Every send is answered
+2xx well before the gateway's hop timeout (18 s, which a call left to
+wait would take), and is stored exactly once.
+
 Run: python3 tests/integration/test_fencing.py
 """
 
@@ -272,6 +279,66 @@ def test_a_read_batch_and_a_waiting_handoff_both_end(api):
     # handoff came in that time, which is the case under test.
     check(batch_out[0][2] >= HANDOFF_SETTLE_S,
           "the batch ended in %.2f s, before the routers were thawed" % batch_out[0][2])
+
+# Sends to a frozen node's users: how many, and the gateway's hop
+# timeout, which a call left waiting on the frozen node would take.
+FROZEN_SENDS = 6
+GATEWAY_HOP_TIMEOUT_S = 18.0
+
+
+@test
+def test_calls_held_by_a_frozen_node_are_retried_on_the_new_owner(api):
+    c = CLUSTER
+    r0 = c.ring()
+    check(r0 is not None and len(r0.active) >= 2, "too few nodes: %r" % (r0 and r0.active))
+    target = r0.active[-1]
+    senders, recipients = [], []
+    for u in new_users(4000):
+        owner = r0.owner(u)
+        if owner == target and len(senders) < FROZEN_SENDS:
+            senders.append(u)
+        elif owner != target and len(recipients) < FROZEN_SENDS:
+            recipients.append(u)
+    check(len(senders) == FROZEN_SENDS and len(recipients) == FROZEN_SENDS,
+          "cannot find users on and off %s" % target)
+    answers = [None] * FROZEN_SENDS
+
+    def send(i):
+        t0 = time.monotonic()
+        try:
+            r = api.send(senders[i], recipients[i], "to a frozen owner %d" % i)
+            answers[i] = (r.status, time.monotonic() - t0, r.json)
+        except (OSError, ValueError) as e:  # the client's own timeout included
+            answers[i] = ("no answer: %s" % e, time.monotonic() - t0, None)
+
+    threads = [threading.Thread(target=send, args=(i,), daemon=True)
+               for i in range(FROZEN_SENDS)]
+    c.run("pause", target)
+    try:
+        for t in threads:
+            t.start()
+        r1, moved_s = c.wait_ring(lambda r: r.epoch > r0.epoch and target not in r.active,
+                                  MOVE_WAIT_S)
+        for t in threads:
+            t.join(GATEWAY_HOP_TIMEOUT_S + 30)
+    finally:
+        c.run("resume", target)
+    check(r1 is not None, "the router kept %s in the ring" % target)
+    print("# %s frozen; users moved after %.2f s; sends answered: %s" % (
+        target, moved_s, [(a[0], "%.2f s" % a[1]) if a else None for a in answers]))
+    check(all(a is not None and a[0] in (200, 201) for a in answers),
+          "sends to the frozen node's users: %s" % [a and a[:2] for a in answers])
+    slowest = max(a[1] for a in answers)
+    check(slowest < GATEWAY_HOP_TIMEOUT_S,
+          "a send waited %.2f s, the hop timeout: its call was not dropped when the ring "
+          "moved its user" % slowest)
+    for i in range(FROZEN_SENDS):
+        cid = e2e_lib.conversation_id(senders[i], recipients[i])
+        for u in (senders[i], recipients[i]):
+            ids = [m["message_id"] for m in api.all_msgs(u, cid)]
+            check(ids == [answers[i][2]["message_id"]],
+                  "send %d stored as %r for user %d" % (i, ids, u))
+
 
 def watch_old_owner(c, url, users, old_epoch):
     """Reads each former user straight from the resumed node, at the old

@@ -1206,6 +1206,61 @@ START_TEST(test_async_errors)
 }
 END_TEST
 
+/* A call whose keep function says no is dropped while it waits, with
+ * HC_ABANDONED; a call next to it that is still wanted is not. */
+static atomic_bool keep_wanted;
+static atomic_int keep_asked;
+
+static bool keep_while_wanted(void *arg)
+{
+    async_slot *s = arg;
+    ck_assert_int_eq(s->i, 0);
+    atomic_fetch_add(&keep_asked, 1);
+    return atomic_load(&keep_wanted);
+}
+
+static bool keep_always(void *arg)
+{
+    (void)arg;
+    return true;
+}
+
+START_TEST(test_async_keep_drops_unwanted_calls)
+{
+    start_server(0);
+    hc_pool *p = hc_pool_new(1, 10000);
+    hc_async *a = hc_async_new(p, 0);
+    static async_result res;
+    memset(&res, 0, sizeof res);
+    atomic_store(&keep_wanted, true);
+    atomic_store(&keep_asked, 0);
+    async_slot slots[2] = {{&res, 0}, {&res, 1}};
+    ck_assert_int_eq(hc_async_request_keep(a, "GET", url_for("/slow?ms=6000"),
+                                           NULL, NULL, 0, on_async,
+                                           keep_while_wanted, &slots[0]),
+                     0);
+    ck_assert_int_eq(hc_async_request_keep(a, "GET", url_for("/slow?ms=3000"),
+                                           NULL, NULL, 0, on_async, keep_always,
+                                           &slots[1]),
+                     0);
+    /* Wanted while it is asked about (at least twice): it goes on. */
+    for (int w = 0; atomic_load(&keep_asked) < 2 && w < 5000; w += 5)
+        usleep(5000);
+    ck_assert_int_ge(atomic_load(&keep_asked), 2);
+    ck_assert_int_eq(atomic_load(&res.done), 0);
+    atomic_store(&keep_wanted, false);
+    wait_done(&res, 1);
+    ck_assert_int_eq(res.err[0], HC_ABANDONED);
+    ck_assert_str_eq(res.body[0], "");
+    /* The other one still lands, answered. */
+    wait_done(&res, 2);
+    ck_assert_int_eq(res.err[1], HC_OK);
+    ck_assert_int_eq(res.status[1], 200);
+    hc_async_free(a);
+    hc_pool_free(p);
+}
+END_TEST
+
 /* Freeing ends a call in flight: its callback runs once, with an
  * error, and none runs after. */
 START_TEST(test_async_free_ends_calls)
@@ -1519,6 +1574,8 @@ static Suite *http_suite(void)
         s, server_case("closemid", test_close_mid_body_ends_request, 3));
     suite_add_tcase(s, server_case("asyncerr", test_async_errors, 1));
     suite_add_tcase(s, server_case("asyncfree", test_async_free_ends_calls, 1));
+    suite_add_tcase(
+        s, server_case("asynckeep", test_async_keep_drops_unwanted_calls, 1));
     suite_add_tcase(s,
                     server_case("asyncquick",
                                 test_async_quick_call_passes_waiting_ones, 1));
