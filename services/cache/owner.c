@@ -56,11 +56,8 @@ static own_result check_held(cache_node *n, int64_t epoch, int64_t user_id,
 own_result owner_check(cache_node *n, const char *epoch_header, int64_t user_id,
                        const ring_t **ring)
 {
-    int64_t epoch;
-    if (parse_epoch(epoch_header, &epoch))
-        return OWN_BAD_EPOCH;
     handoff_enter(n->handoff);
-    own_result res = check_held(n, epoch, user_id, ring);
+    own_result res = owner_check_entered(n, epoch_header, user_id, ring);
     if (res != OWN_OK)
         handoff_leave(n->handoff);
     return res;
