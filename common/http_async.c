@@ -58,6 +58,7 @@ struct hc_async {
     ha_call *active; /* in the multi handle */
     CURL *spare[HA_SPARE_HANDLES];
     int nspare;
+    int nkeep;                  /* active calls with a keep function */
     int64_t next_keep_check_ms; /* monotonic */
 };
 
@@ -83,6 +84,7 @@ static char *copy_bytes(const char *data, size_t len)
 
 static void active_push(hc_async *a, ha_call *c)
 {
+    a->nkeep += c->keep != NULL;
     c->prev = NULL;
     c->next = a->active;
     if (a->active)
@@ -92,6 +94,7 @@ static void active_push(hc_async *a, ha_call *c)
 
 static void active_remove(hc_async *a, ha_call *c)
 {
+    a->nkeep -= c->keep != NULL;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -157,23 +160,42 @@ static int reap_done(hc_async *a)
 }
 
 /* Drops the calls in flight that their callers no longer wait for
- * (hc_async_keep), at most once per HC_KEEP_CHECK_MS. */
+ * (hc_async_keep), once per HC_KEEP_CHECK_MS. They are taken out first
+ * and ended after the walk, so whatever their done callbacks do cannot
+ * touch the list being walked. */
 static void drop_unwanted(hc_async *a)
 {
     int64_t now = clockms_monotonic();
-    if (now < a->next_keep_check_ms)
+    if (a->nkeep == 0 || now < a->next_keep_check_ms)
         return;
     a->next_keep_check_ms = now + HC_KEEP_CHECK_MS;
-    ha_call *next;
+    ha_call *dropped = NULL, *next;
     for (ha_call *c = a->active; c != NULL; c = next) {
-        /* done may queue calls, never end an active one: next stays. */
         next = c->next;
         if (c->keep == NULL || c->keep(c->arg))
             continue;
         active_remove(a, c);
         curl_multi_remove_handle(a->multi, c->easy);
+        c->next = dropped;
+        dropped = c;
+    }
+    while (dropped != NULL) {
+        ha_call *c = dropped;
+        dropped = c->next;
         call_end(a, c, HC_ABANDONED, NULL);
     }
+}
+
+/* The wait of a turn, shortened to the next look at the keep functions
+ * while a call has one (no timer of libcurl's comes while a peer is
+ * silent). */
+static int keep_wait_ms(const hc_async *a, int timeout_ms)
+{
+    if (a->nkeep == 0)
+        return timeout_ms;
+    int64_t left = a->next_keep_check_ms - clockms_monotonic();
+    int until = left < 0 ? 0 : (int)left;
+    return timeout_ms < 0 || timeout_ms > until ? until : timeout_ms;
 }
 
 /* Ends every call in the multi handle (stopping). */
@@ -224,12 +246,14 @@ static bool turn(hc_async *a, int fd, int timeout_ms)
         return true;
     }
     cl_loop_run_due(a->loop);
-    drop_unwanted(a);
     /* A finished call's answer usually wakes the caller's loop (fd):
      * look at it at once rather than after one more wait. */
     if (reap_done(a) > 0)
         timeout_ms = 0;
-    cl_loop_wait(a->loop, fd, timeout_ms);
+    /* After the reaping: a call that just finished is answered, not
+     * dropped. */
+    drop_unwanted(a);
+    cl_loop_wait(a->loop, fd, keep_wait_ms(a, timeout_ms));
     reap_done(a);
     return false;
 }

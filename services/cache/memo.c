@@ -107,6 +107,12 @@ void memo_put(memo *m, memo_ticket t, int64_t uid, const hot_meta *meta)
     bool is_newer =
         !(s->gen == gen && s->uid == uid && s->meta.seq >= meta->seq);
     if (t.gen == gen && t.stamp == s->stamp && is_newer) {
+        /* Taking the slot from another user also takes away what this
+         * user's entry would have refused: a reader of uid that read
+         * before a newer put, then lost the slot to another user, must
+         * not install its older meta now. So such tickets go stale. */
+        if (s->gen == gen && s->uid != uid)
+            s->stamp++;
         s->uid = uid;
         s->meta = *meta;
         s->gen = gen;

@@ -173,22 +173,31 @@ static void send_batch(forward_loop *l, batch_lane *ln, relay_call **calls,
 /* Sends what waits in the lane: one read alone, several as a batch. */
 static void lane_flush(forward_loop *l, batch_lane *ln)
 {
-    relay_call *calls[READS_BATCH_MAX];
-    int n = 0;
-    while (ln->head != NULL && n < READS_BATCH_MAX) {
+    relay_call *calls[READS_BATCH_MAX], *moved[READS_BATCH_MAX];
+    int n = 0, m = 0;
+    while (ln->head != NULL && n + m < READS_BATCH_MAX) {
         relay_call *rc = ln->head;
         ln->head = rc->next;
         rc->next = NULL;
-        calls[n++] = rc;
+        /* A ring that moved the read's user while it waited sends it to
+         * the new owner, not to a node that may be frozen. */
+        if (relay_target_holds(rc))
+            calls[n++] = rc;
+        else
+            moved[m++] = rc;
     }
     if (ln->head == NULL)
         ln->tail = NULL;
-    ln->queued -= n;
-    l->queued -= n;
+    ln->queued -= n + m;
+    l->queued -= n + m;
     if (n == 1)
         send_alone(ln, calls[0]);
     else if (n > 1)
         send_batch(l, ln, calls, n);
+    for (int i = 0; i < m; i++) {
+        moved[i]->lane = NULL;
+        batch_submit(moved[i]);
+    }
 }
 
 static void lane_ended(forward_loop *l, batch_lane *ln)

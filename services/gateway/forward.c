@@ -80,7 +80,9 @@ static void pass_through(hs_reply *rep, long status, const char *body,
 static bool may_retry(hc_err err, int *misdirected, int *unreachable,
                       const char **why)
 {
-    if (err == HC_OK) {
+    /* A call dropped because the ring moved its user (relay_keep) spends
+     * a ring retry, as a 421 does: the ring moved, not the node failed. */
+    if (err == HC_OK || err == HC_ABANDONED) {
         *why = "the cache node refused the call as misdirected after "
                "every ring refresh";
         return ++*misdirected <= GATEWAY_RING_RETRIES;
@@ -92,17 +94,24 @@ static bool may_retry(hc_err err, int *misdirected, int *unreachable,
 static void log_retry(gateway *g, const forward_call *c, const target *t,
                       hc_err err)
 {
-    metrics_count(g->metrics,
-                  err ? "gateway_hop_failures_total"
-                      : "gateway_misdirected_total",
-                  err ? "Cache node calls that failed to connect or answer"
-                      : "Cache node calls refused with 421",
-                  1);
+    if (err == HC_ABANDONED)
+        metrics_count(g->metrics, "gateway_moved_calls_total",
+                      "Cache node calls dropped in flight because the ring "
+                      "gave their user to another node",
+                      1);
+    else
+        metrics_count(g->metrics,
+                      err ? "gateway_hop_failures_total"
+                          : "gateway_misdirected_total",
+                      err ? "Cache node calls that failed to connect or answer"
+                          : "Cache node calls refused with 421",
+                      1);
     json_t *fields =
         json_pack("{s:s, s:s, s:I, s:s}", "request_id", c->request_id, "url",
                   t->url, "epoch", (json_int_t)t->epoch, "error",
                   err ? hc_strerror(err) : "421 misdirected");
-    log_event(err ? "warn" : "info", "retrying a cache node call", fields);
+    log_event(err && err != HC_ABANDONED ? "warn" : "info",
+              "retrying a cache node call", fields);
     json_decref(fields);
 }
 
@@ -246,11 +255,13 @@ bool relay_target_holds(const relay_call *rc)
 }
 
 /* A call in flight to a node that the ring no longer gives its user is
- * not waited for: that node froze or died and was replaced (a live one
- * answers in milliseconds or refuses with 421), and its lease has run
- * out, so it will not serve the call. Dropped, the call is retried on
- * the new owner at once instead of after GATEWAY_HOP_TIMEOUT_MS; a send
- * the old node stored before it froze is found by its key there. */
+ * not waited for: the router moves a node's users when it stopped
+ * hearing it (a frozen node would hold the call for the whole
+ * GATEWAY_HOP_TIMEOUT_MS), or after a planned move drained the node.
+ * Dropped, the call is retried on the new owner at once. A send the old
+ * node stored, or still stores when it wakes, is stored once all the
+ * same: storage keys it by (sender, client_message_id), so the retry
+ * finds it (200, the same body) or stores it first. */
 static bool relay_keep(void *arg)
 {
     return relay_target_holds(arg);

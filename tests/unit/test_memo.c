@@ -106,6 +106,30 @@ START_TEST(test_users_sharing_a_slot_evict_each_other)
 }
 END_TEST
 
+/* A reader of a that read seq 5, while a write put seq 6 and then b
+ * took the slot, must not install seq 5 for a afterwards. */
+START_TEST(test_a_slot_taken_by_another_user_refuses_older_tickets)
+{
+    memo *m = memo_new(4);
+    int64_t a = 1, b = 2;
+    while (slot_of(m, b) != slot_of(m, a))
+        b++;
+    hot_meta old = meta(5, 1), newer = meta(6, 2), vb = meta(1, 3), out;
+    memo_ticket reader = memo_take_ticket(m, a);
+    memo_put(m, memo_take_ticket(m, a), a, &newer);
+    memo_put(m, memo_take_ticket(m, b), b, &vb);
+    memo_put(m, reader, a, &old);
+    ck_assert(!memo_get(m, a, &out));
+    ck_assert(memo_get(m, b, &out));
+    ck_assert_int_eq(out.seq, 1);
+    /* A fresh ticket installs as before. */
+    memo_put(m, memo_take_ticket(m, a), a, &newer);
+    ck_assert(memo_get(m, a, &out));
+    ck_assert_int_eq(out.seq, 6);
+    memo_free(m);
+}
+END_TEST
+
 typedef struct writer_arg {
     memo *m;
     int64_t uid;
@@ -152,6 +176,7 @@ int main(void)
     tcase_add_test(tc, test_clear_forgets_and_refuses_old_tickets);
     tcase_add_test(tc, test_forget_refuses_old_tickets_of_that_slot);
     tcase_add_test(tc, test_users_sharing_a_slot_evict_each_other);
+    tcase_add_test(tc, test_a_slot_taken_by_another_user_refuses_older_tickets);
     tcase_add_test(tc, test_concurrent_puts_keep_the_largest_seq);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
