@@ -369,16 +369,28 @@ static void wait_jobs(waiter *w, job *jobs, int k)
 /* Jobs of one call that live on the caller's stack; more are allocated. */
 #define RUN_LOCAL_JOBS 4
 
+/* Whether every job fits a batch's statement arrays (run_batch). */
+static bool jobs_fit(const batch_job *bjs, int k)
+{
+    for (int i = 0; i < k; i++)
+        if (bjs[i].n < 1 || bjs[i].n > BATCH_JOB_STMTS_MAX)
+            return false;
+    return true;
+}
+
 void batcher_run_all(batch_job *bjs, int k)
 {
+    bool fit = jobs_fit(bjs, k);
     job local[RUN_LOCAL_JOBS];
-    job *jobs = k <= RUN_LOCAL_JOBS ? local : calloc((size_t)k, sizeof *jobs);
+    job *jobs =
+        !fit || k <= RUN_LOCAL_JOBS ? local : calloc((size_t)k, sizeof *jobs);
     waiter w;
-    if (!jobs || waiter_init(&w, k) != 0) {
+    if (!fit || !jobs || waiter_init(&w, k) != 0) {
         for (int i = 0; i < k; i++) {
-            bjs[i].err = PGPOOL_UNAVAILABLE;
-            snprintf(bjs[i].errbuf, sizeof bjs[i].errbuf,
-                     "cannot wait for a batch");
+            bjs[i].err = fit ? PGPOOL_UNAVAILABLE : PGPOOL_FAILED;
+            snprintf(bjs[i].errbuf, sizeof bjs[i].errbuf, "%s",
+                     fit ? "cannot wait for a batch"
+                         : "a job of more statements than a batch holds");
         }
         if (jobs != local)
             free(jobs);

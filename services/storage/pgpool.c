@@ -113,18 +113,27 @@ static void on_notice(void *arg, const char *message)
 }
 
 /* Opens one connection. Our defaults come before the URL so that the URL
- * can override them; statement_timeout bounds every statement. */
+ * can override them; statement_timeout bounds every statement on the
+ * server. A server host that hangs or a network that drops everything
+ * never answers at all: TCP keepalives and tcp_user_timeout end such a
+ * connection (PGPOOL_TCP_TIMEOUT_MS) instead of leaving a call blocked
+ * on it for good. They do nothing over a Unix socket. */
 static PGconn *connect_one(const pgpool *p)
 {
     char options[64];
     snprintf(options, sizeof options, "-c statement_timeout=%d",
              PGPOOL_STATEMENT_TIMEOUT_MS);
-    char timeout[16];
+    char timeout[16], user_timeout[16];
     snprintf(timeout, sizeof timeout, "%d", PGPOOL_CONNECT_TIMEOUT_S);
-    const char *keys[] = {"connect_timeout", "application_name", "options",
-                          "dbname", NULL};
-    const char *values[] = {timeout, "messenger-storage", options, p->url,
-                            NULL};
+    snprintf(user_timeout, sizeof user_timeout, "%d", PGPOOL_TCP_TIMEOUT_MS);
+    const char *keys[] = {"connect_timeout",  "application_name",
+                          "options",          "keepalives",
+                          "keepalives_idle",  "keepalives_interval",
+                          "keepalives_count", "tcp_user_timeout",
+                          "dbname",           NULL};
+    const char *values[] = {
+        timeout, "messenger-storage", options, "1", "5", "2",
+        "3",     user_timeout,        p->url,  NULL};
     return PQconnectdbParams(keys, values, 1);
 }
 
@@ -482,8 +491,11 @@ static void read_one(pgpool *p, PGconn *pg, int k, int n, PGresult **results,
         results[k - 1] = res;
     else
         PQclear(res);
-    if (PQgetResult(pg) != NULL) /* each query ends with one NULL */
+    PGresult *extra = PQgetResult(pg); /* each query ends with one NULL */
+    if (extra != NULL) {
+        PQclear(extra);
         o->is_broken = true;
+    }
 }
 
 static void read_pipeline(pgpool *p, PGconn *pg, int n, PGresult **results,
@@ -525,17 +537,16 @@ pgpool_err pgpool_exec_batch(pgpool *p, const pgpool_stmt *stmts, int n,
     double started = monotonic_seconds();
     pool_conn *c = borrow(p);
     if (!c) {
+        /* Nothing was sent, and no statement failed: not rolled back, so
+         * the jobs are not run again one by one, each waiting as long. */
         set_error(errbuf, errcap, p->name, "no free connection in time");
-        *is_rolled_back = true; /* nothing was sent */
         return PGPOOL_UNAVAILABLE;
     }
     bool is_fresh;
     pgpool_err err = PGPOOL_UNAVAILABLE;
     pipeline_outcome o = {0};
-    if (ensure_connected(p, c, &is_fresh, errbuf, errcap) != 0) {
-        *is_rolled_back = true;
-        goto done;
-    }
+    if (ensure_connected(p, c, &is_fresh, errbuf, errcap) != 0)
+        goto done; /* nothing sent, as above */
     prepare_batch(p, c, stmts, n);
     if (send_pipeline(p, c, stmts, n) != 0) {
         set_error(errbuf, errcap, p->name, PQerrorMessage(c->pg));

@@ -29,6 +29,12 @@
 /* Server-side statement_timeout, ms: a stuck statement becomes a 503
  * instead of holding a connection (and a mailbox lock) indefinitely. */
 #define PGPOOL_STATEMENT_TIMEOUT_MS 5000
+/* TCP's own bound on a server that stopped answering (a hung host, a
+ * dropped network), ms: sent data unacknowledged this long ends the
+ * connection (tcp_user_timeout), and so do keepalives unanswered for
+ * 5 + 3 x 2 s on an idle one. Above the statement timeout, so a slow
+ * statement is the server's to end. */
+#define PGPOOL_TCP_TIMEOUT_MS 10000
 /* How long a caller waits for a free connection before giving up, ms. */
 #define PGPOOL_WAIT_MS 5000
 /* After a failed reconnect, calls fail fast for this long, ms. */
