@@ -19,6 +19,8 @@
 #include "constants.h"
 #include "events.h"
 #include "fill.h"
+#include "handoff.h"
+#include "lease.h"
 #include "log.h"
 #include "owner.h"
 #include "store.h"
@@ -226,6 +228,20 @@ static deliver_rc post_to_peer(cache_node *n, const ring_node *peer,
     return rc;
 }
 
+/* Lands a copy for a recipient this node owns on the terms of a call
+ * for that user (owner.h): while the node holds its lease and no planned
+ * move gates the recipient. Else it waits in the outbox for the owner
+ * the next ring names: landed here after a move took the user's hot
+ * mailbox, or by a node the router has replaced, it would be missing
+ * from the owner's. */
+static deliver_rc land_here(cache_node *n, const msg *m, const char *rid)
+{
+    if (!lease_is_valid(n->lease) ||
+        handoff_is_moving(n->handoff, n->name, m->recipient_id))
+        return REFUSED;
+    return send_land_copy(n, m, rid) == 0 ? DELIVERED : REFUSED;
+}
+
 /* One attempt against the owner in the current ring. */
 static deliver_rc deliver_once(cache_node *n, const msg *m, const char *rid)
 {
@@ -234,8 +250,7 @@ static deliver_rc deliver_once(cache_node *n, const msg *m, const char *rid)
         return UNREACHABLE;
     deliver_rc rc;
     if (owner_is_self(n, r, m->recipient_id))
-        /* This node is up: its storage (or its lease) failed the write. */
-        rc = send_land_copy(n, m, rid) == 0 ? DELIVERED : REFUSED;
+        rc = land_here(n, m, rid);
     else
         rc = post_to_peer(n, &r->nodes[ring_owner(r, m->recipient_id)],
                           r->epoch, m, rid);

@@ -27,7 +27,9 @@ int send_land_copy(cache_node *n, const msg *m, const char *rid);
 /* Routes a recipient copy to the owner of m->recipient_id (this node or a
  * peer); storage removes its outbox entry when the copy lands. While the
  * owner answers but refuses, tries again for up to wait_ms (0: once).
- * Returns 0 when the copy landed, -1 when it must stay in the outbox. */
+ * Returns 0 when the copy landed, -1 when it must stay in the outbox.
+ * The caller holds the handoff barrier (handoff_enter, once: a call's
+ * claim does), so that a planned move waits for a copy landing here. */
 int send_deliver(cache_node *n, const msg *m, const char *rid, int wait_ms);
 
 #endif
