@@ -19,7 +19,12 @@
  * without the window) is dropped, never patched: applied to a window
  * whose index lost a conversation, the new entry would sit beside the
  * old one, and pages would list that conversation twice. The next read
- * loads the user again from storage. Two of these run per send, so the
+ * loads the user again from storage. So is a user whose stored seq is
+ * not the new one less one (or the same: a retried apply): storage
+ * counts exactly one per landed copy, so a gap means Redis missed a
+ * write (one a node stored after it gave up on it, or one stored by a
+ * node acting late) and its windows may lack that message. Two of these
+ * run per send, so the
  * script makes as few calls into Redis as it can (each costs a few
  * microseconds of Redis's one thread): one HMGET reads the meta, sizes
  * are counted here from ZADD's answers instead of asked again, a window
@@ -29,11 +34,14 @@
     "local u, c, x, m = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"                  \
     "local cid, ce, me = ARGV[3], ARGV[4], ARGV[5]\n"                          \
     "local mk = 'm:' .. cid\n"                                                 \
-    "local f = redis.call('HMGET', u, 'cn', 'cc', mk)\n"                       \
+    "local f = redis.call('HMGET', u, 'cn', 'cc', mk, 'seq')\n"                \
     "local cn = tonumber(f[1])\n"                                              \
     "if cn == nil then\n"                                                      \
     "  if redis.call('EXISTS', u) == 1 then redis.call('DEL', u, c, x) end\n"  \
     "  return 0 end\n"                                                         \
+    "local seq, was = tonumber(ARGV[1]), tonumber(f[4])\n"                     \
+    "if was == nil or seq > was + 1 or seq < was then\n"                       \
+    "  redis.call('DEL', u, c, x) return 0 end\n"                              \
     "local card = redis.call('ZCARD', c)\n"                                    \
     "if card ~= cn or redis.call('HLEN', x) ~= cn then\n"                      \
     "  redis.call('DEL', u, c, x) return 0 end\n"                              \

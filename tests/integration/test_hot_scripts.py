@@ -13,7 +13,9 @@ node sends) and proves, for the script that applies a landed message
   window that lists one conversation twice; an entry
   below the lowest of an incomplete window is left out; a full window is
   trimmed to its cap, forgets the trimmed conversations and is no longer
-  complete; a retried apply changes nothing;
+  complete; a retried apply changes nothing; an apply whose seq is not
+  the stored one plus one (Redis missed a write) or the same (a retry)
+  drops the user;
 - that it leaves Redis exactly as the previous version of the script did
   (REFERENCE_APPLY below: one Redis call per step, kept here as the
   reference), after every step of a long random sequence of loads,
@@ -47,12 +49,17 @@ STEPS = 3000
 
 # The apply script as it was before it was made cheaper: the reference
 # the current one must match, step by step. Both drop a user whose index
-# x disagrees with its window (its size, or an entry the window lacks).
+# x disagrees with its window (its size, or an entry the window lacks),
+# or whose stored seq is neither the new one less one nor the same.
 REFERENCE_APPLY = """\
 local u, c, x, m = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if redis.call('EXISTS', u) == 0 then return 0 end
 local cn = tonumber(redis.call('HGET', u, 'cn'))
-if cn == nil or redis.call('ZCARD', c) ~= cn or redis.call('HLEN', x) ~= cn then
+if cn == nil then redis.call('DEL', u, c, x) return 0 end
+local was = tonumber(redis.call('HGET', u, 'seq'))
+if was == nil or tonumber(ARGV[1]) > was + 1 or tonumber(ARGV[1]) < was then
+  redis.call('DEL', u, c, x) return 0 end
+if redis.call('ZCARD', c) ~= cn or redis.call('HLEN', x) ~= cn then
   redis.call('DEL', u, c, x) return 0 end
 local cid, ce, me = ARGV[3], ARGV[4], ARGV[5]
 local old = redis.call('HGET', x, cid)
@@ -308,8 +315,8 @@ def case_trim_full_window(s, r):
           "the index forgets the trimmed conversation")
     check(r.call("HMGET", "u:{4}", "cn", "cc", "m:c9") == ["4", "0", "1:1"],
           "meta after trim: %s" % r.call("HGETALL", "u:{4}"))
-    for i in (51, 52, 53):
-        s.apply(4, i, i, "c9", 4, 3)
+    for seq, i in ((3, 51), (4, 52), (5, 53)):
+        s.apply(4, seq, i, "c9", 4, 3)
     check(r.call("ZCARD", "m:{4}:c9") == 3 and r.call("HGET", "u:{4}", "m:c9") == "3:0",
           "a message window trimmed to its cap is no longer complete")
 
@@ -321,6 +328,19 @@ def case_retry_changes_nothing(s, r):
     before = snapshot(r)
     check(s.apply(5, 2, 7, "a", 4, 3) == 1, "retried apply")
     check(snapshot(r) == before, "a retried apply must change nothing")
+
+
+def case_seq_gap_drops_the_user(s, r):
+    s.load_user(8, 4, True, [entry(1, "a")])
+    check(s.apply(8, 5, 7, "a", 4, 3) == 1, "the next seq applies")
+    check(s.apply(8, 5, 7, "a", 4, 3) == 1, "a retry of it applies (changing nothing)")
+    check(s.apply(8, 7, 9, "a", 4, 3) == 0, "a seq past the next must refuse")
+    check(r.call("EXISTS", "u:{8}", "c:{8}", "x:{8}") == 0,
+          "a user whose Redis missed a write is dropped")
+    s.load_user(9, 4, True, [entry(1, "a")])
+    check(s.apply(9, 3, 7, "a", 4, 3) == 0, "a seq below the stored one must refuse")
+    check(r.call("EXISTS", "u:{9}", "c:{9}", "x:{9}") == 0,
+          "a user whose Redis is ahead of the write is dropped")
 
 
 # ---- differential run ---------------------------------------------------
@@ -364,8 +384,8 @@ def run_step(s, r, step):
             first = r.call("ZRANGE", victim, 0, 0)
             return r.call("ZREM", victim, first[0]) if first else 0
         return r.call("DEL", victim)
-    user, cid, msg_id = step[1], step[2], step[3]
-    return s.apply(user, msg_id, msg_id, cid, 4, 3)
+    user, cid, msg_id, seq = step[1], step[2], step[3], step[4]
+    return s.apply(user, seq, msg_id, cid, 4, 3)
 
 
 def check_windows(r, where):
@@ -391,10 +411,17 @@ def differential(texts, r):
     new = Scripts(r, texts, texts["HOT_LUA_APPLY"])
     next_id = 0
     applied = 0
+    seqs = {}  # user -> the seq Redis holds for it, as far as the steps tell
     for i in range(STEPS):
         step = random_step(rng, max(next_id, 1))
         if step[0] == "apply":
             next_id += 1
+        if step[0].startswith("apply"):
+            # Mostly the next seq; now and then a retry, or a gap (a write
+            # Redis missed).
+            roll = rng.random()
+            held = seqs.get(step[1], 1)
+            step = step + (held if roll < 0.05 else held + 2 if roll < 0.10 else held + 1,)
         r.call("SELECT", 1)
         want = run_step(ref, r, step)
         want_state = snapshot(r)
@@ -407,6 +434,10 @@ def differential(texts, r):
               (i, step, got_state, want_state))
         if step[0] != "damage":
             check_windows(r, "step %d %s" % (i, step))
+        if step[0] == "load_user":
+            seqs[step[1]] = 1
+        elif step[0].startswith("apply") and want == 1:
+            seqs[step[1]] = step[4]
         applied += step[0].startswith("apply") and want == 1
     r.call("SELECT", 0)
     check(applied > STEPS // 4, "too few applies landed (%d): the sequence "
@@ -427,8 +458,9 @@ def usec_per_apply(r, texts, apply_text, rounds=2000):
     for i in range(rounds):
         user = 1 + i % 20
         msg_id = 1000 + i
+        seq = 2 + i // 20  # each user's next
         u, c, x, m = keys(user, "c100")
-        r.call("EVALSHA", sha, 4, u, c, x, m, msg_id, msg_id, "c100",
+        r.call("EVALSHA", sha, 4, u, c, x, m, seq, msg_id, "c100",
                entry(msg_id, "c100", "conv"), entry(msg_id, "c100", "msg"),
                100, 100)
     stats = r.call("INFO", "commandstats")
@@ -448,7 +480,7 @@ def main():
         proc, r = start_redis(tmp)
         cases = [case_missing_user, case_damaged_window, case_lost_index_drops_the_window,
                  case_below_incomplete_window, case_trim_full_window,
-                 case_retry_changes_nothing]
+                 case_retry_changes_nothing, case_seq_gap_drops_the_user]
         for ref_too in (False, True):
             for case in cases:
                 name = case.__name__ + (" (reference)" if ref_too else "")
