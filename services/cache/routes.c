@@ -54,10 +54,8 @@ static void handle_send(hs_request *req, hs_reply *rep)
         return;
     }
     const ring_t *ring;
-    if (claim_owner(n, req, s.sender_id, &ring, rep) == 0) {
-        send_message(n, &s, req->request_id, rep);
-        owner_release(n, ring);
-    }
+    if (claim_owner(n, req, s.sender_id, &ring, rep) == 0)
+        send_message(n, &s, req->request_id, ring, rep); /* releases */
     msg_send_req_free(&s);
 }
 

@@ -126,11 +126,16 @@ static bool same_send(const msg_send_req *req, const msg *stored)
 }
 
 void send_message(cache_node *n, const msg_send_req *req, const char *rid,
-                  hs_reply *rep)
+                  const ring_t *ring, hs_reply *rep)
 {
     msg m;
     store_send_result res;
     store_err err = write_sender_copy(n, req, rid, &m, &res);
+    /* The claim on the sender ends with its copy: the recipient's copy is
+     * another user's, claimed where it lands. Held on, it would keep a
+     * handoff of this node waiting for the delivery, which may wait
+     * seconds for another node (SEND_DELIVER_WAIT_MS). */
+    owner_release(n, ring);
     if (err) {
         /* Not "not stored": a write whose answer was lost may have
          * committed, and lands in both mailboxes. The same key is what
@@ -228,18 +233,26 @@ static deliver_rc post_to_peer(cache_node *n, const ring_node *peer,
     return rc;
 }
 
-/* Lands a copy for a recipient this node owns on the terms of a call
- * for that user (owner.h): while the node holds its lease and no planned
- * move gates the recipient. Else it waits in the outbox for the owner
- * the next ring names: landed here after a move took the user's hot
- * mailbox, or by a node the router has replaced, it would be missing
- * from the owner's. */
+/* Lands a copy for a recipient this node owns as a call for that user
+ * would (owner.h): inside the handoff barrier, while the node holds its
+ * lease, owns the user on its current ring and no planned move gates
+ * the user. Else it waits in the outbox for the owner the next ring
+ * names: landed here after a move took the user's hot mailbox, or by a
+ * node the router has replaced, it would be missing from the owner's.
+ * The caller must not hold the barrier (one entry per thread). */
 static deliver_rc land_here(cache_node *n, const msg *m, const char *rid)
 {
-    if (!lease_is_valid(n->lease) ||
-        handoff_is_moving(n->handoff, n->name, m->recipient_id))
-        return REFUSED;
-    return send_land_copy(n, m, rid) == 0 ? DELIVERED : REFUSED;
+    handoff_enter(n->handoff);
+    const ring_t *r = ringview_acquire(n->ring);
+    bool may = r != NULL && owner_is_self(n, r, m->recipient_id) &&
+               lease_is_valid(n->lease) &&
+               !handoff_is_moving(n->handoff, n->name, m->recipient_id);
+    ringview_release(n->ring, r);
+    deliver_rc rc = REFUSED;
+    if (may && send_land_copy(n, m, rid) == 0)
+        rc = DELIVERED;
+    handoff_leave(n->handoff);
+    return rc;
 }
 
 /* One attempt against the owner in the current ring. */

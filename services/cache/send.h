@@ -16,9 +16,11 @@
 #include "message.h"
 #include "node.h"
 
-/* Answers a validated send of a user this node owns. */
+/* Answers a validated send of a user this node owns. The caller's claim
+ * on the sender (owner_check, ring) ends here, as soon as the sender's
+ * copy is written: before the recipient's copy is delivered. */
 void send_message(cache_node *n, const msg_send_req *req, const char *rid,
-                  hs_reply *rep);
+                  const ring_t *ring, hs_reply *rep);
 
 /* Writes a recipient copy for a user this node owns, under the user's
  * lock, and updates the hot mailbox. Returns 0, or -1 if storage failed. */
@@ -28,8 +30,8 @@ int send_land_copy(cache_node *n, const msg *m, const char *rid);
  * peer); storage removes its outbox entry when the copy lands. While the
  * owner answers but refuses, tries again for up to wait_ms (0: once).
  * Returns 0 when the copy landed, -1 when it must stay in the outbox.
- * The caller holds the handoff barrier (handoff_enter, once: a call's
- * claim does), so that a planned move waits for a copy landing here. */
+ * A copy that lands on this node enters the handoff barrier: the caller
+ * must not hold it (no claim of a call). */
 int send_deliver(cache_node *n, const msg *m, const char *rid, int wait_ms);
 
 #endif
