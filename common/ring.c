@@ -146,6 +146,14 @@ ring_t *ring_new(int64_t epoch, int vnodes, const ring_node *nodes, int nnodes)
     return r;
 }
 
+ring_t *ring_copy(const ring_t *r)
+{
+    ring_t *c = ring_new(r->epoch, r->vnodes, r->nodes, r->nnodes);
+    if (c)
+        c->attempt = r->attempt;
+    return c;
+}
+
 /* First token whose hash is >= the user's, wrapping past the top. */
 int ring_owner(const ring_t *r, int64_t user_id)
 {
@@ -182,6 +190,9 @@ char *ring_to_json(const ring_t *r)
 
     if (root == NULL)
         return NULL;
+    if (r->attempt != 0 &&
+        json_object_set_new(root, "attempt", json_integer(r->attempt)) != 0)
+        goto out;
     for (int i = 0; i < r->nnodes; i++) {
         json_t *n =
             json_pack("{s:s, s:s, s:s}", "name", r->nodes[i].name, "url",
@@ -245,6 +256,10 @@ ring_t *ring_from_json(const char *buf, size_t len)
         goto out;
     const json_t *epoch = json_object_get(root, "epoch");
     const json_t *vnodes = json_object_get(root, "vnodes");
+    const json_t *attempt = json_object_get(root, "attempt");
+    if (attempt &&
+        (!json_is_integer(attempt) || json_integer_value(attempt) < 0))
+        goto out;
     if (!json_is_integer(epoch) || json_integer_value(epoch) < 0 ||
         !json_is_integer(vnodes) || json_integer_value(vnodes) < 1 ||
         json_integer_value(vnodes) > RING_VNODES_MAX)
@@ -254,6 +269,8 @@ ring_t *ring_from_json(const char *buf, size_t len)
         goto out;
     r = ring_new(json_integer_value(epoch), (int)json_integer_value(vnodes),
                  nodes, nnodes);
+    if (r && attempt)
+        r->attempt = json_integer_value(attempt);
 out:
     json_decref(root);
     return r;

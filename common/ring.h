@@ -35,6 +35,10 @@ typedef struct ring_token {
 
 typedef struct ring {
     int64_t epoch;
+    /* Which attempt of a planned change published this ring (router
+     * admin.c), 0 for a ring no handoff prepared: a node keeps the hot
+     * mailboxes it imported only for the attempt that won. */
+    int64_t attempt;
     int vnodes;
     int nnodes;
     ring_node nodes[RING_NODES_MAX];
@@ -51,6 +55,8 @@ uint64_t ring_hash_user(int64_t user_id);
  * [1, RING_NODES_MAX] or vnodes < 1. The caller owns the result. */
 ring_t *ring_new(int64_t epoch, int vnodes, const ring_node *nodes, int nnodes);
 void ring_free(ring_t *r);
+/* A copy of r (attempt included), or NULL on allocation failure. */
+ring_t *ring_copy(const ring_t *r);
 
 /* Index into r->nodes of the owner of user_id. */
 int ring_owner(const ring_t *r, int64_t user_id);
@@ -63,7 +69,8 @@ const char *ring_node_slot(const ring_node *node);
 
 /* JSON form, used by the router to publish and by others to read:
  * {"epoch":N,"vnodes":V,"nodes":[{"name":..,"url":..,"slot":..},...]}
- * ("slot" is optional on input).
+ * and "attempt":A when A is not 0 ("slot" and "attempt" are optional on
+ * input).
  * ring_to_json returns a new string (caller frees with free()) or NULL.
  * ring_from_json parses buf[0..len) and builds the ring, or NULL. */
 char *ring_to_json(const ring_t *r);

@@ -33,6 +33,7 @@ struct ringview {
     hc_pool *pool;
     metrics_t *metrics;
     ringview_changed_fn changed;
+    ringview_coming_fn coming;
     void *changed_arg;
 
     pthread_mutex_t lock; /* guards current, retired, last_ok_ms */
@@ -72,6 +73,11 @@ ringview *ringview_new(const char *router_url, hc_pool *pool,
     return v;
 }
 
+void ringview_on_coming(ringview *v, ringview_coming_fn coming)
+{
+    v->coming = coming;
+}
+
 static void free_entries(rv_entry *e)
 {
     while (e) {
@@ -108,6 +114,14 @@ static void install(ringview *v, ring_t *r)
         free(e);
         ring_free(r);
         return;
+    }
+    if (v->coming) {
+        /* Only this thread installs (fetch_lock), so current stays the
+         * older ring meanwhile. */
+        pthread_mutex_unlock(&v->lock);
+        v->coming(v->changed_arg, r);
+        pthread_mutex_lock(&v->lock);
+        old = v->current;
     }
     e->ring = r;
     v->current = e;

@@ -27,6 +27,11 @@ typedef struct ringview ringview;
 typedef void (*ringview_changed_fn)(void *arg, const ring_t *old,
                                     const ring_t *now);
 
+/* Called (from the refreshing thread) with a newer ring right before it
+ * becomes current, while no other install can run: whatever must be
+ * true before any caller sees that ring is done here. */
+typedef void (*ringview_coming_fn)(void *arg, const ring_t *next);
+
 /* router_url is one base URL or a comma-separated list of them (every
  * router instance; urllist.h), copied; each refresh asks all of them and
  * keeps the newest epoch. NULL if the list does not parse (logged) or on
@@ -35,6 +40,10 @@ typedef void (*ringview_changed_fn)(void *arg, const ring_t *old,
 ringview *ringview_new(const char *router_url, hc_pool *pool,
                        metrics_t *metrics, ringview_changed_fn changed,
                        void *arg);
+/* Sets the hook run before each install (the changed callback's arg
+ * is passed). Call before the first refresh. */
+void ringview_on_coming(ringview *v, ringview_coming_fn coming);
+
 /* Stops the refresh thread and frees every ring. No reference may be
  * held any more. NULL is a no-op. */
 void ringview_free(ringview *v);

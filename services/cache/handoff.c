@@ -15,19 +15,32 @@
 #include "log.h"
 #include "node.h"
 
-/* Imported users remembered per handoff: past this, the import is
- * refused (the users then start cold). */
+/* Imported users remembered, in all: past this, an import is refused
+ * (the users then start cold). */
 #define HANDOFF_IMPORTED_MAX (1 << 20)
+
+typedef struct id_list {
+    int64_t *ids;
+    size_t n, cap;
+} id_list;
 
 struct handoff {
     pthread_rwlock_t barrier;
 
-    pthread_mutex_t lock; /* guards everything below */
+    pthread_mutex_t lock; /* guards the gate */
     ring_t *next;         /* the ring being handed over to, or NULL */
+    int64_t gate_started_ms;
     int64_t gate_until_ms;
-    int64_t imported_epoch; /* epoch the imported users are for */
-    int64_t *imported;      /* their ids */
-    size_t nimported, imported_cap;
+
+    /* Orders imports against ring installs: an import either lands
+     * before the ring it prepared comes (and is kept or dropped with
+     * the other imports then), or is refused. Guards the fields below. */
+    pthread_mutex_t import_lock;
+    int64_t installed_epoch; /* of the newest ring installed */
+    int64_t imported_epoch;  /* the change the imported users are for */
+    int64_t imported_attempt;
+    id_list imported; /* their ids */
+    id_list stale;    /* users of attempts replaced by a later one */
 };
 
 handoff *handoff_new(void)
@@ -43,6 +56,7 @@ handoff *handoff_new(void)
     pthread_rwlock_init(&h->barrier, &attr);
     pthread_rwlockattr_destroy(&attr);
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->import_lock, NULL);
     return h;
 }
 
@@ -51,9 +65,11 @@ void handoff_free(handoff *h)
     if (!h)
         return;
     ring_free(h->next);
-    free(h->imported);
+    free(h->imported.ids);
+    free(h->stale.ids);
     pthread_rwlock_destroy(&h->barrier);
     pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->import_lock);
     free(h);
 }
 
@@ -82,13 +98,35 @@ bool handoff_is_moving(handoff *h, const char *self, int64_t uid)
     return moving;
 }
 
+void handoff_heard(handoff *h, int64_t plan_epoch, int64_t plan_attempt,
+                   int64_t ring_epoch, int64_t sent_ms)
+{
+    pthread_mutex_lock(&h->lock);
+    const ring_t *next = h->next;
+    if (next && plan_epoch == next->epoch && plan_attempt == next->attempt) {
+        int64_t until = sent_ms + HANDOFF_GATE_MS;
+        if (until > h->gate_until_ms)
+            h->gate_until_ms = until;
+    } else if (next && ring_epoch < next->epoch &&
+               sent_ms > h->gate_started_ms) {
+        /* Asked after the gate began, so after the router announced the
+         * change: the leader runs no such change now and never published
+         * it, so it was called off and nothing moved. */
+        log_msg("info", "handoff to epoch %lld called off: serving again",
+                (long long)next->epoch);
+        ring_free(h->next);
+        h->next = NULL;
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
 /* ------------------------------------------------------------ ring change */
 
 typedef struct drop_arg {
-    const ring_t *ring;
+    const ring_t *ring; /* drop users this ring does not give self */
     const char *self;
-    const int64_t *stale; /* sorted imported ids to drop, or NULL */
-    size_t nstale;
+    const id_list *stale; /* or drop these, sorted ... */
+    const id_list *kept;  /* ... unless they are in this one, sorted */
 } drop_arg;
 
 static int cmp_id(const void *a, const void *b)
@@ -97,48 +135,109 @@ static int cmp_id(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static bool list_has(const id_list *l, int64_t uid)
+{
+    return l && l->n && bsearch(&uid, l->ids, l->n, sizeof(int64_t), cmp_id);
+}
+
+static void list_sort(id_list *l)
+{
+    if (l->n)
+        qsort(l->ids, l->n, sizeof(int64_t), cmp_id);
+}
+
+/* Appends uid; -1 when full (in all, with other) or out of memory. */
+static int list_add(id_list *l, const id_list *other, int64_t uid)
+{
+    if (l->n && l->ids[l->n - 1] == uid)
+        return 0; /* a user's keys come one after another */
+    if (l->n + other->n >= HANDOFF_IMPORTED_MAX)
+        return -1;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 1024;
+        int64_t *grown = realloc(l->ids, cap * sizeof(int64_t));
+        if (!grown)
+            return -1;
+        l->ids = grown;
+        l->cap = cap;
+    }
+    l->ids[l->n++] = uid;
+    return 0;
+}
+
+/* Moves every id of from to the end of to (from ends empty). */
+static void list_move(id_list *to, id_list *from)
+{
+    for (size_t i = 0; i < from->n; i++) {
+        id_list none = {0};
+        if (list_add(to, &none, from->ids[i]))
+            break; /* those left out stay warm: no worse than before */
+    }
+    from->n = 0;
+}
+
 static bool should_drop(int64_t uid, void *arg)
 {
     const drop_arg *d = arg;
-    if (!owns(d->ring, d->self, uid))
-        return true;
-    return d->stale &&
-           bsearch(&uid, d->stale, d->nstale, sizeof(int64_t), cmp_id);
+    if (d->ring)
+        return !owns(d->ring, d->self, uid);
+    return list_has(d->stale, uid) && !list_has(d->kept, uid);
+}
+
+void handoff_ring_coming(cache_node *n, const ring_t *next)
+{
+    handoff *h = n->handoff;
+    id_list stale = {0}, kept = {0};
+    pthread_mutex_lock(&h->import_lock);
+    if (next->epoch > h->installed_epoch)
+        h->installed_epoch = next->epoch;
+    if (h->imported.n && h->imported_epoch == next->epoch &&
+        h->imported_attempt == next->attempt) {
+        kept = h->imported; /* the attempt that won: the users stay */
+        memset(&h->imported, 0, sizeof h->imported);
+    } else if (h->imported.n && h->imported_epoch <= next->epoch) {
+        /* Prepared for a ring that did not come (another of that epoch,
+         * or one skipped over): another node may have changed those
+         * users since. */
+        list_move(&h->stale, &h->imported);
+    }
+    stale = h->stale;
+    memset(&h->stale, 0, sizeof h->stale);
+    pthread_mutex_unlock(&h->import_lock);
+    if (stale.n) {
+        /* Before next is current: until then no call reaches these users
+         * here (the ring in force gives them to others). */
+        list_sort(&stale);
+        list_sort(&kept);
+        drop_arg d = {NULL, n->name, &stale, &kept};
+        long dropped = hot_drop_users(n->hot, should_drop, &d);
+        log_msg("info",
+                "hot: dropped %ld keys imported for a change other than "
+                "epoch %lld's",
+                dropped, (long long)next->epoch);
+    }
+    free(stale.ids);
+    free(kept.ids);
 }
 
 void handoff_ring_changed(cache_node *n, const ring_t *old, const ring_t *now)
 {
     handoff *h = n->handoff;
-    drop_arg d = {now, n->name, NULL, 0};
-    int64_t *stale = NULL;
     pthread_mutex_lock(&h->lock);
     if (h->next && now->epoch >= h->next->epoch) {
         ring_free(h->next);
         h->next = NULL;
     }
-    if (h->nimported && h->imported_epoch != now->epoch) {
-        /* Imported for a ring that did not come (or was skipped over):
-         * another node may have changed those users since. */
-        stale = h->imported;
-        d.nstale = h->nimported;
-        h->imported = NULL;
-        h->nimported = h->imported_cap = 0;
-    } else if (h->imported_epoch <= now->epoch) {
-        h->nimported = 0;
-    }
     pthread_mutex_unlock(&h->lock);
-    if (!old && !stale)
+    if (!old)
         return; /* the first ring: Redis was flushed at start */
-    if (stale)
-        qsort(stale, d.nstale, sizeof(int64_t), cmp_id);
-    d.stale = stale;
+    drop_arg d = {now, n->name, NULL, NULL};
     long dropped = hot_drop_users(n->hot, should_drop, &d);
     if (dropped > 0)
         log_msg("info",
                 "hot: dropped %ld keys of users not owned at epoch "
                 "%lld",
                 dropped, (long long)now->epoch);
-    free(stale);
 }
 
 /* ---------------------------------------------------------------- export */
@@ -168,8 +267,9 @@ static int send_batch(export_ctx *x, int target)
     batch *b = &x->batches[target];
     if (!b->entries || json_array_size(b->entries) == 0)
         return 0;
-    json_t *body = json_pack("{s:I,s:O}", "epoch", (json_int_t)x->next->epoch,
-                             "entries", b->entries);
+    json_t *body = json_pack(
+        "{s:I,s:I,s:O}", "epoch", (json_int_t)x->next->epoch, "attempt",
+        (json_int_t)x->next->attempt, "entries", b->entries);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     char url[sizeof(x->next->nodes[0].url) + 32];
@@ -228,7 +328,8 @@ static void gate(cache_node *n, ring_t *next)
     pthread_mutex_lock(&h->lock);
     ring_free(h->next);
     h->next = next;
-    h->gate_until_ms = clockms_monotonic() + HANDOFF_GATE_MS;
+    h->gate_started_ms = clockms_monotonic();
+    h->gate_until_ms = h->gate_started_ms + HANDOFF_GATE_MS;
     pthread_mutex_unlock(&h->lock);
     pthread_rwlock_wrlock(&h->barrier);
     pthread_rwlock_unlock(&h->barrier);
@@ -259,8 +360,7 @@ void handoff_handle_export(hs_request *req, hs_reply *rep)
         hs_reply_problem(rep, 500, NULL, "out of memory");
         return;
     }
-    ring_t *gated =
-        ring_new(next->epoch, next->vnodes, next->nodes, next->nnodes);
+    ring_t *gated = ring_copy(next);
     if (!gated) {
         ring_free(next);
         free(x);
@@ -293,29 +393,23 @@ void handoff_handle_export(hs_request *req, hs_reply *rep)
 
 /* ---------------------------------------------------------------- import */
 
-static void remember(handoff *h, int64_t epoch, int64_t uid)
+/* Under import_lock: whether an import for (epoch, attempt) may land,
+ * making it the change the imported users are for. */
+static bool import_begin(handoff *h, int64_t epoch, int64_t attempt)
 {
-    pthread_mutex_lock(&h->lock);
-    if (h->imported_epoch != epoch) {
-        h->imported_epoch = epoch;
-        h->nimported = 0;
-    }
-    if (h->nimported == h->imported_cap &&
-        h->imported_cap < HANDOFF_IMPORTED_MAX) {
-        size_t cap = h->imported_cap ? 2 * h->imported_cap : 1024;
-        int64_t *grown = realloc(h->imported, cap * sizeof(int64_t));
-        if (grown) {
-            h->imported = grown;
-            h->imported_cap = cap;
-        }
-    }
-    if (h->nimported < h->imported_cap)
-        h->imported[h->nimported++] = uid;
-    pthread_mutex_unlock(&h->lock);
+    if (epoch <= h->installed_epoch)
+        return false; /* late: the ring it prepared, or a newer, is here */
+    if (h->imported.n &&
+        (h->imported_epoch != epoch || h->imported_attempt != attempt))
+        list_move(&h->stale, &h->imported); /* a retry replaced them */
+    h->imported_epoch = epoch;
+    h->imported_attempt = attempt;
+    return true;
 }
 
-static int restore_entry(cache_node *n, int64_t epoch, const json_t *e)
+static int restore_entry(cache_node *n, const json_t *e)
 {
+    handoff *h = n->handoff;
     const char *key = json_string_value(json_object_get(e, "key"));
     const char *dump = json_string_value(json_object_get(e, "dump"));
     const json_t *ttl = json_object_get(e, "ttl");
@@ -327,11 +421,12 @@ static int restore_entry(cache_node *n, int64_t epoch, const json_t *e)
     unsigned char *raw = malloc(dlen);
     int len = raw ? b64url_decode(dump, dlen, raw, dlen) : -1;
     int rc = -1;
-    if (len > 0 && hot_key_user(key, klen, &uid) == 0) {
-        remember(n->handoff, epoch, uid);
+    /* Remembered first: a key restored but not remembered could not be
+     * dropped if its change is called off. */
+    if (len > 0 && hot_key_user(key, klen, &uid) == 0 &&
+        list_add(&h->imported, &h->stale, uid) == 0)
         rc = hot_restore(n->hot, key, klen, (const char *)raw, (size_t)len,
                          json_integer_value(ttl));
-    }
     free(raw);
     return rc;
 }
@@ -339,26 +434,43 @@ static int restore_entry(cache_node *n, int64_t epoch, const json_t *e)
 void handoff_handle_import(hs_request *req, hs_reply *rep)
 {
     cache_node *n = req->ctx;
+    handoff *h = n->handoff;
     json_t *body = req->body ? json_loadb(req->body, req->body_len,
                                           JSON_REJECT_DUPLICATES, NULL)
                              : NULL;
     const json_t *epoch = json_object_get(body, "epoch");
+    const json_t *attempt = json_object_get(body, "attempt");
     const json_t *entries = json_object_get(body, "entries");
     if (!json_is_integer(epoch) || json_integer_value(epoch) < 1 ||
+        (attempt &&
+         (!json_is_integer(attempt) || json_integer_value(attempt) < 0)) ||
         !json_is_array(entries)) {
         json_decref(body);
         hs_reply_problem(rep, 400, "Invalid import",
-                         "body must be {\"epoch\": N, \"entries\": [...]}");
+                         "body must be {\"epoch\": N, \"attempt\": A, "
+                         "\"entries\": [...]}");
         return;
     }
     size_t restored = 0, i;
     const json_t *e;
-    json_array_foreach(entries, i, e)
-    {
-        restored += restore_entry(n, json_integer_value(epoch), e) == 0;
+    pthread_mutex_lock(&h->import_lock);
+    bool open = import_begin(h, json_integer_value(epoch),
+                             attempt ? json_integer_value(attempt) : 0);
+    if (open) {
+        json_array_foreach(entries, i, e)
+        {
+            restored += restore_entry(n, e) == 0;
+        }
     }
+    pthread_mutex_unlock(&h->import_lock);
     size_t total = json_array_size(entries);
     json_decref(body);
+    if (!open) {
+        hs_reply_problem(rep, 409, "Ring already installed",
+                         "this node holds a ring of that epoch or newer: "
+                         "the import is late and was not applied");
+        return;
+    }
     hs_reply_json(rep, 200,
                   json_pack("{s:I,s:I}", "restored", (json_int_t)restored,
                             "refused", (json_int_t)(total - restored)));

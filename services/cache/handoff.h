@@ -7,8 +7,11 @@
  * POST /internal/handoff {"ring": "<next ring JSON>"}. The node then
  *   1. gates: every call for a user that the next ring gives to another
  *      node is refused with a retryable 503 (owner.c asks
- *      handoff_is_moving) until the node installs that epoch, or
- *      HANDOFF_GATE_MS passes (the router gave up: nothing moved);
+ *      handoff_is_moving) until the node installs that epoch, or the
+ *      leading router's heartbeat answers say the change was called off,
+ *      or HANDOFF_GATE_MS passes without an answer naming the change
+ *      (each renews the gate: the router may hand over from several
+ *      nodes one after another before it publishes);
  *   2. waits for the calls that passed the ownership check before the
  *      gate to finish (a writer-preferring rwlock: calls hold it shared
  *      from owner_check to owner_release, the handoff takes it once
@@ -18,9 +21,12 @@
  * The router publishes the next ring only after every source answered.
  *
  * On each ring change the node drops the hot keys of users it no longer
- * owns, and the keys it imported for an epoch other than the one that
- * came, so a node never serves a hot mailbox that another node may have
- * changed since.
+ * owns, and, before the new ring is current, the keys it imported for
+ * another change than the one that published it (each change carries
+ * an attempt id: a retry prepares the same epoch), so a node never
+ * serves a hot mailbox that another node may have changed since. Imports
+ * for an epoch the node already holds are refused: a late one could
+ * overwrite writes made since.
  */
 #ifndef CACHE_HANDOFF_H
 #define CACHE_HANDOFF_H
@@ -31,7 +37,9 @@
 #include "http_server.h"
 #include "ring.h"
 
-/* How long a gate holds without the next ring arriving. */
+/* How long a gate holds past the last heartbeat answer that named its
+ * change, or from its start if none does (a router of an older version
+ * names none). */
 #define HANDOFF_GATE_MS 5000
 /* Encoded keys per import call; a key larger than this is left behind
  * (its window is rebuilt from storage on first read). */
@@ -52,6 +60,17 @@ void handoff_leave(handoff *h);
  * uid to another node than self. */
 bool handoff_is_moving(handoff *h, const char *self, int64_t uid);
 
+/* What the leading router said at a heartbeat sent at sent_ms: the
+ * planned change it runs (0, 0: none) and the epoch in force. The change
+ * this node gates for renews the gate; once the leader runs no such
+ * change and never published it, the gate ends: it was called off. */
+void handoff_heard(handoff *h, int64_t plan_epoch, int64_t plan_attempt,
+                   int64_t ring_epoch, int64_t sent_ms);
+
+/* A newer ring is about to be installed (ringview hook): from now on
+ * imports for its epoch or older are refused, and users imported for a
+ * change other than the one that published it are dropped. */
+void handoff_ring_coming(struct cache_node *n, const ring_t *next);
 /* The ring in force changed (ringview callback). */
 void handoff_ring_changed(struct cache_node *n, const ring_t *old,
                           const ring_t *now);

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "clockms.h"
+#include "handoff.h"
 #include "http_client.h"
 #include "log.h"
 #include "node.h"
@@ -57,6 +58,18 @@ static void extend(lease *l, int64_t until)
     }
 }
 
+/* The leader's word on planned changes (handoff.h); a router that says
+ * nothing of them leaves the gate to its timer. */
+static void heard_plan(lease *l, const json_t *answer, int64_t ring_epoch,
+                       int64_t sent)
+{
+    const json_t *pe = json_object_get(answer, "handoff_epoch");
+    const json_t *pa = json_object_get(answer, "handoff_attempt");
+    if (json_is_integer(pe) && json_is_integer(pa))
+        handoff_heard(l->n->handoff, json_integer_value(pe),
+                      json_integer_value(pa), ring_epoch, sent);
+}
+
 /* One heartbeat to b's router; extends the lease if the leader grants
  * one and we hold its epoch. */
 static void beat_once(lease *l, beat *b)
@@ -81,6 +94,8 @@ static void beat_once(lease *l, beat *b)
         int64_t ms = json_integer_value(lease_ms);
         if (ms > 0 && held_epoch(l->n) >= e)
             extend(l, sent + ms);
+        if (ms > 0)
+            heard_plan(l, j, e, sent);
     }
     json_decref(j);
 }

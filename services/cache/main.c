@@ -90,6 +90,11 @@ static void ring_changed(void *arg, const ring_t *old, const ring_t *now)
         events_wake_all(n->events);
 }
 
+static void ring_coming(void *arg, const ring_t *next)
+{
+    handoff_ring_coming(arg, next);
+}
+
 static void drain_polls(void *ctx)
 {
     cache_node *n = ctx;
@@ -173,7 +178,10 @@ static int node_init(cache_node *n, const cache_config *c)
     metrics_count(n->metrics, "cache_storage_queue_waits_over_1ms_total",
                   "Writes that waited over 1 ms for a call to storage", 0);
     n->ring = ringview_new(c->router_url, n->hops, n->metrics, ring_changed, n);
-    return n->ring ? 0 : -1;
+    if (!n->ring)
+        return -1;
+    ringview_on_coming(n->ring, ring_coming);
+    return 0;
 }
 
 int main(void)

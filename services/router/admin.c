@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "clockms.h"
 #include "coord.h"
@@ -21,9 +22,7 @@ static pthread_mutex_t admin_lock = PTHREAD_MUTEX_INITIALIZER;
 static ring_t *copy_ring(router *r)
 {
     pthread_mutex_lock(&r->lock);
-    ring_t *c = r->ring ? ring_new(r->ring->epoch, r->ring->vnodes,
-                                   r->ring->nodes, r->ring->nnodes)
-                        : NULL;
+    ring_t *c = r->ring ? ring_copy(r->ring) : NULL;
     pthread_mutex_unlock(&r->lock);
     return c;
 }
@@ -59,19 +58,47 @@ static json_t *hand_over(router *r, const ring_node *source, const char *next)
     return report;
 }
 
+/* A fresh id for one attempt at a planned change: a retry of the same
+ * change prepares the same epoch, and its targets must tell the imports
+ * of an attempt that was called off from those of the one published.
+ * Random, so that a new leader cannot reuse its predecessor's ids. */
+static int64_t new_attempt(void)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
+        v = (uint64_t)clockms_monotonic() * 2654435761u;
+    v &= ((uint64_t)1 << 62) - 1;
+    return v ? (int64_t)v : 1;
+}
+
+/* Names the change under way in every heartbeat answer (0, 0: none). */
+static void set_plan(router *r, int64_t epoch, int64_t attempt)
+{
+    pthread_mutex_lock(&r->lock);
+    r->planned_epoch = epoch;
+    r->planned_attempt = attempt;
+    pthread_mutex_unlock(&r->lock);
+}
+
 /* Hands over from every source of cur that loses users in next, then
- * publishes next. Answers the admin call. */
+ * publishes next. Answers the admin call. The plan is announced before
+ * the first source gates its users and withdrawn once next is in force
+ * or the change failed, so a source gates exactly as long as the change
+ * may still publish (cache handoff.h). */
 static void change(router *r, const ring_t *cur, const ring_node *nodes, int n,
                    bool (*is_source)(const ring_node *, void *), void *arg,
                    hs_reply *rep)
 {
     ring_t *next = ring_new(cur->epoch + 1, cur->vnodes, nodes, n);
+    if (next)
+        next->attempt = new_attempt();
     char *next_json = next ? ring_to_json(next) : NULL;
     json_t *reports = json_array();
     if (!next_json || !reports) {
         hs_reply_problem(rep, 500, NULL, "out of memory");
         goto out;
     }
+    set_plan(r, next->epoch, next->attempt);
     for (int i = 0; i < cur->nnodes; i++) {
         if (is_source(&cur->nodes[i], arg))
             json_array_append_new(reports,
@@ -82,8 +109,10 @@ static void change(router *r, const ring_t *cur, const ring_node *nodes, int n,
     pthread_mutex_lock(&r->lock);
     now_epoch = r->ring ? r->ring->epoch : 0;
     pthread_mutex_unlock(&r->lock);
-    int64_t epoch =
-        now_epoch == cur->epoch ? coord_publish(r, nodes, n) : (int64_t)0;
+    int64_t epoch = now_epoch == cur->epoch
+                        ? coord_publish(r, nodes, n, next->attempt)
+                        : (int64_t)0;
+    set_plan(r, 0, 0);
     pthread_mutex_unlock(&r->change_lock);
     if (epoch <= 0) {
         hs_reply_problem(rep, 409, "Ring changed or leadership lost",

@@ -66,7 +66,8 @@ static int64_t current_epoch(router *r)
     return e;
 }
 
-int64_t coord_publish(router *r, const ring_node *nodes, int nnodes)
+int64_t coord_publish(router *r, const ring_node *nodes, int nnodes,
+                      int64_t attempt)
 {
     pthread_mutex_lock(&r->lock);
     int64_t epoch = (r->ring ? r->ring->epoch : 0) + 1;
@@ -75,6 +76,8 @@ int64_t coord_publish(router *r, const ring_node *nodes, int nnodes)
     if (!coord_is_leader(r, clockms_monotonic()))
         return 0;
     ring_t *ring = ring_new(epoch, r->vnodes, nodes, nnodes);
+    if (ring)
+        ring->attempt = attempt;
     char *json = ring ? ring_to_json(ring) : NULL;
     char membership[MEMBERSHIP_STRING_MAX];
     int rc = -1;
@@ -101,7 +104,7 @@ static void publish_initial(coord *c)
 {
     router *r = c->r;
     if (rstate_is_shared(r->state)) {
-        if (coord_publish(r, c->initial, c->ninitial) > 0)
+        if (coord_publish(r, c->initial, c->ninitial, 0) > 0)
             log_msg("info", "router: published the first ring from "
                             "ROUTER_NODES");
         return;
@@ -171,9 +174,7 @@ static void replace_dead(coord *c, int64_t now)
 {
     router *r = c->r;
     pthread_mutex_lock(&r->lock);
-    ring_t *cur = r->ring ? ring_new(r->ring->epoch, r->ring->vnodes,
-                                     r->ring->nodes, r->ring->nnodes)
-                          : NULL;
+    ring_t *cur = r->ring ? ring_copy(r->ring) : NULL;
     pthread_mutex_unlock(&r->lock);
     if (!cur)
         return;
@@ -196,7 +197,7 @@ static void replace_dead(coord *c, int64_t now)
         } else {
             break; /* the last node: nowhere to move its users */
         }
-        int64_t epoch = coord_publish(r, nodes, n);
+        int64_t epoch = coord_publish(r, nodes, n, 0);
         if (epoch > 0) {
             log_msg("warn", "router: %s unheard for %d ms: %s%s (epoch %lld)",
                     dead.name, r->timing.dead_ms,

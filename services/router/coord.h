@@ -29,9 +29,11 @@ void coord_stop(coord *c);
 void coord_install(router *r, ring_t *ring);
 
 /* Under r->change_lock, on the leader: stores nodes as the ring of the
- * next epoch and installs it. Returns the new epoch, 0 when this router
- * does not hold the lease (or lost it), -1 on error. */
-int64_t coord_publish(router *r, const ring_node *nodes, int nnodes);
+ * next epoch and installs it; attempt names the planned change that
+ * prepared it (0: none). Returns the new epoch, 0 when this router does
+ * not hold the lease (or lost it), -1 on error. */
+int64_t coord_publish(router *r, const ring_node *nodes, int nnodes,
+                      int64_t attempt);
 
 /* True while this router leads with an unexpired lease. */
 bool coord_is_leader(router *r, int64_t now_ms);

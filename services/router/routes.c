@@ -64,13 +64,18 @@ static void handle_heartbeat(hs_request *req, hs_reply *rep)
     metrics_count(r->metrics, "router_heartbeats_total",
                   "Heartbeats received from cache nodes", 1);
     int64_t lease = lease_to_grant(r, now);
+    /* One look at both: a node must never see the plan withdrawn while
+     * the ring it prepared is not in force yet. */
     pthread_mutex_lock(&r->lock);
     int64_t epoch = r->ring ? r->ring->epoch : 0;
+    int64_t plan_epoch = r->planned_epoch, plan_attempt = r->planned_attempt;
     pthread_mutex_unlock(&r->lock);
     hs_reply_json(rep, 200,
-                  json_pack("{s:I,s:b,s:I,s:s}", "epoch", (json_int_t)epoch,
-                            "leader", lease > 0, "lease_ms", (json_int_t)lease,
-                            "router", r->name));
+                  json_pack("{s:I,s:b,s:I,s:s,s:I,s:I}", "epoch",
+                            (json_int_t)epoch, "leader", lease > 0, "lease_ms",
+                            (json_int_t)lease, "router", r->name,
+                            "handoff_epoch", (json_int_t)plan_epoch,
+                            "handoff_attempt", (json_int_t)plan_attempt));
 }
 
 static void handle_router(hs_request *req, hs_reply *rep)

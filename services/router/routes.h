@@ -47,6 +47,11 @@ typedef struct router {
     int64_t term;            /* of our lease, when leader */
     int64_t lease_end_ms;    /* monotonic: our lease is safe until then */
     int64_t leader_since_ms; /* monotonic: when this leadership began */
+    /* The planned change under way (admin.c), 0 and 0 when none: every
+     * heartbeat answer names it, so its sources keep their users gated
+     * while it runs and let them go once it is called off (cache
+     * handoff.h). */
+    int64_t planned_epoch, planned_attempt;
 } router;
 
 extern const hs_route router_routes[];

@@ -35,12 +35,21 @@ the calls (hc_async_keep) and retry them there. Every send is answered
 2xx well before the gateway's hop timeout (18 s, which a call left to
 wait would take), and is stored exactly once.
 
+Four more cover the gate and the copies of a planned move (warm handoff,
+docs/failover.md): a handoff the leading router does not run is called
+off at the node's next heartbeat answer; an import for an epoch the node
+already holds is refused; a source keeps its users gated past its 5 s
+timer while the router still hands over from others (a frozen target
+makes each source's copy wait); and after an attempt that was called
+off, a later attempt at the same epoch leaves no stale copy behind.
+
 Run: python3 tests/integration/test_fencing.py
 """
 
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -57,6 +66,7 @@ from e2e_lib import check, fail, new_users, run_tests, test  # noqa: E402
 
 import checker  # noqa: E402
 from cluster_ctl import Cluster  # noqa: E402
+from ring_model import Ring  # noqa: E402
 from load import Load  # noqa: E402
 
 BASE_PORT = int(os.environ.get("MESSENGER_FENCING_TEST_BASE_PORT", "27000"))
@@ -338,6 +348,237 @@ def test_calls_held_by_a_frozen_node_are_retried_on_the_new_owner(api):
             ids = [m["message_id"] for m in api.all_msgs(u, cid)]
             check(ids == [answers[i][2]["message_id"]],
                   "send %d stored as %r for user %d" % (i, ids, u))
+
+
+def read_at(c, url, user, epoch):
+    """Status of a read of user's conversations straight at a node."""
+    status, _ = c.signed("GET", "%s/internal/users/%d/conversations" % (url, user),
+                         headers={"X-Ring-Epoch": str(epoch)})
+    return status
+
+
+def leader_state(c):
+    """(url, /internal/router document) of the leading router."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for url in c.router_urls():
+            status, body = c.signed("GET", url + "/internal/router")
+            if status == 200 and json.loads(body)["leader"]:
+                return url, json.loads(body)
+        time.sleep(0.1)
+    fail("no router leads")
+
+
+# A gate the leading router does not run ends at the node's next
+# heartbeat answer (CACHE_HEARTBEAT_MS, 200 ms); the timer alone would
+# take HANDOFF_GATE_MS (5 s).
+CALL_OFF_LIMIT_S = 2.5
+
+
+@test
+def test_a_handoff_no_router_runs_is_called_off(api):
+    """A handoff call the leading router did not make (or one it gave up
+    on) gates the node's moving users only until the leader's next
+    heartbeat answer, which names no such change. The routers are frozen
+    while the handoff comes, so the gate is seen before any answer."""
+    c = CLUSTER
+    r0 = c.ring()
+    check(r0 is not None and len(r0.active) >= 2, "too few nodes")
+    node = r0.active[0]
+    url = r0.url_of(node)
+    users = [u for u in new_users(400) if r0.owner(u) == node][:2]
+    check(len(users) == 2, "cannot find users of %s" % node)
+    for u in users:
+        check(read_at(c, url, u, r0.epoch) == 200, "%d not served by %s before" % (u, node))
+    doc = dict(r0.doc)
+    doc["epoch"] = r0.epoch + 1
+    doc["attempt"] = 1 + int.from_bytes(os.urandom(7), "big")
+    doc["nodes"] = [n for n in r0.doc["nodes"] if n["name"] != node]
+    pids = router_pids(c)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        status, body = c.signed("POST", url + "/internal/handoff", {"ring": json.dumps(doc)},
+                                timeout=HANDOFF_WAIT_S)
+        gated, gate_body = c.signed("GET", "%s/internal/users/%d/conversations" % (
+            url, users[0]), headers={"X-Ring-Epoch": str(r0.epoch)})
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    thawed = time.monotonic()
+    check(status == 200, "handoff: %s %r" % (status, body[:200]))
+    check(gated == 503 and b"User moving" in gate_body,
+          "a moving user was not gated after the handoff: %s %r" % (gated, gate_body[:200]))
+    served_s = None
+    while time.monotonic() - t0 < 3 * CALL_OFF_LIMIT_S + 5:
+        if read_at(c, url, users[1], r0.epoch) == 200:
+            served_s = time.monotonic() - thawed
+            break
+        time.sleep(0.05)
+    r1 = c.ring()
+    print("# a handoff no router runs: gated for %.3f s with the routers frozen, served "
+          "again %s s after they thawed" % (thawed - t0, served_s and "%.2f" % served_s))
+    check(r1.epoch == r0.epoch, "the ring moved meanwhile: %d" % r1.epoch)
+    check(served_s is not None and served_s < CALL_OFF_LIMIT_S,
+          "the node gated its users %s s past the routers' thaw: the leader's heartbeat "
+          "answers name no change, so the gate should end at the next one" % served_s)
+
+
+@test
+def test_an_import_for_an_installed_epoch_is_refused(api):
+    c = CLUSTER
+    r0 = c.ring()
+    node = r0.active[0]
+    user = [u for u in new_users(400) if r0.owner(u) == node][0]
+    entry = {"key": "u:%d" % user, "dump": "AAAA", "ttl": 0}
+    for epoch in (r0.epoch, r0.epoch - 1):
+        status, body = c.signed("POST", r0.url_of(node) + "/internal/handoff/import",
+                                {"epoch": max(epoch, 1), "attempt": 7, "entries": [entry]})
+        check(status == 409, "an import for epoch %d at a node holding %d: %s %r" % (
+            epoch, r0.epoch, status, body[:200]))
+
+
+# The standby's imports wait this long at each source before failing
+# (HOP_TIMEOUT_MS), and the router hands over from one source at a time.
+IMPORT_HANG_S = 5.0
+
+
+def users_moving(r0, after, count):
+    """source -> users r0 gives it and after gives the new node."""
+    out = {name: [] for name in r0.active}
+    for u in new_users(20000):
+        a, b = r0.owner(u), after.owner(u)
+        if a != b and len(out[a]) < count:
+            out[a].append(u)
+        if all(len(v) == count for v in out.values()):
+            return out
+    fail("cannot find users moving from every node: %r" % {k: len(v) for k, v in out.items()})
+
+
+@test
+def test_a_gate_holds_while_the_router_hands_over_from_others(api):
+    """Adds a frozen standby: each source's copy to it waits IMPORT_HANG_S,
+    so the router hands over for several times HANDOFF_GATE_MS. The first
+    source must still gate its moving users when its own 5 s have passed,
+    and the change must then complete with every message in place."""
+    c = CLUSTER
+    r0 = c.ring()
+    leader_url, st = leader_state(c)
+    spare = [m for m in st["nodes"] if m["name"] not in r0.active and m["age_ms"] < 1000]
+    check(spare, "no standby heartbeating: %r" % st["nodes"])
+    new = spare[0]
+    doc = dict(r0.doc)
+    doc["epoch"] = r0.epoch + 1
+    doc["nodes"] = list(r0.doc["nodes"]) + [{"name": new["name"], "url": new["url"]}]
+    after = Ring(doc)
+    moving = users_moving(r0, after, 2)
+    first = r0.doc["nodes"][0]["name"]
+    for name, (a, b) in moving.items():  # warm: each source has keys to copy
+        check(api.send(a, b, "before the move, on %s" % name).status == 201, "warm send")
+    out = []
+    c.run("pause", new["name"])
+    try:
+        t0 = time.monotonic()
+        th = threading.Thread(target=lambda: out.append(c.signed(
+            "POST", leader_url + "/internal/admin/nodes",
+            {"name": new["name"], "url": new["url"]}, timeout=120)), daemon=True)
+        th.start()
+        time.sleep(IMPORT_HANG_S + 1.5)
+        mid = c.ring()
+        gated = read_at(c, r0.url_of(first), moving[first][0], r0.epoch)
+        mid_s = time.monotonic() - t0
+    finally:
+        c.run("resume", new["name"])
+    th.join(120)
+    print("# after %.2f s: ring epoch %d (was %d), %s answered %s for a moving user; "
+          "add-node: %s" % (mid_s, mid.epoch, r0.epoch, first, gated,
+                            out and (out[0][0], out[0][1][:160])))
+    check(mid.epoch == r0.epoch, "the router published before the check: the case is not "
+          "made (the sources did not wait on the frozen standby)")
+    check(gated == 503, "%s served a moving user %.1f s into the change, before the ring "
+          "moved: its gate ended on its timer" % (first, mid_s))
+    check(out and out[0][0] == 200, "add-node: %r" % out)
+    r1, _ = c.wait_ring(lambda r: new["name"] in r.active, 15)
+    check(r1 is not None, "the new node never joined")
+    for name, (a, b) in moving.items():
+        cid = e2e_lib.conversation_id(a, b)
+        for u in (a, b):
+            got = history_retrying(api, u, cid)
+            check(got == ["before the move, on %s" % name],
+                  "user %d after the move: %r" % (u, got))
+
+
+def history_retrying(api, user, cid, limit_s=10.0):
+    """The conversation's contents; a retryable answer (a node that has
+    not installed the new ring yet still gates its moved users) is
+    retried as a client would."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            return [m["content"] for m in api.all_msgs(user, cid)]
+        except e2e_lib.TestFailure:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def redis_forget(c, node, user):
+    """Deletes user's hot keys straight from node's Redis, as an eviction
+    would (scripts/cluster: Redis of cache-i on BASE_PORT + 400 + i)."""
+    port = str(BASE_PORT + 400 + int(node.split("-")[1]))
+    keys = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", port, "--scan",
+                           "--pattern", "*{%d}*" % user], stdout=subprocess.PIPE,
+                          check=True, timeout=30).stdout.decode().split()
+    check(keys, "no hot keys of %d on %s" % (user, node))
+    subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", port, "DEL"] + keys,
+                   stdout=subprocess.DEVNULL, check=True, timeout=30)
+
+
+@test
+def test_imports_of_a_called_off_attempt_are_dropped(api):
+    """A handoff attempt that is called off leaves its copies at the
+    targets. When a later attempt at the same change publishes that epoch,
+    a copy the later attempt did not send again is stale (the source
+    served writes in between) and must not be served. Runs last: it
+    removes a node."""
+    c = CLUSTER
+    r0 = c.ring()
+    check(r0 is not None and len(r0.active) >= 2, "too few nodes")
+    node = r0.active[0]
+    url = r0.url_of(node)
+    doc = dict(r0.doc)
+    doc["epoch"] = r0.epoch + 1
+    doc["attempt"] = 1 + int.from_bytes(os.urandom(7), "big")
+    doc["nodes"] = [n for n in r0.doc["nodes"] if n["name"] != node]
+    user = [u for u in new_users(400) if r0.owner(u) == node][0]
+    peer = new_users(1)[0]
+    cid = e2e_lib.conversation_id(user, peer)
+    check(api.send(peer, user, "one").status == 201, "first send")
+    check(api.convs(user).status == 200 and api.msgs(user, cid).status == 200, "warm reads")
+    # Attempt A copies the user to its successor, then nobody runs it.
+    status, body = c.signed("POST", url + "/internal/handoff", {"ring": json.dumps(doc)},
+                            timeout=HANDOFF_WAIT_S)
+    check(status == 200 and json.loads(body)["keys"] > 0, "handoff A: %s %r" % (status, body))
+    deadline = time.monotonic() + 10
+    while read_at(c, url, user, r0.epoch) != 200:
+        check(time.monotonic() < deadline, "%s never served %d again" % (node, user))
+        time.sleep(0.05)
+    # The source serves a write the copy lacks, then loses the user's keys.
+    check(api.send(peer, user, "two").status == 201, "second send")
+    redis_forget(c, node, user)
+    # Attempt B, the router's own, publishes that epoch without the user.
+    leader_url, _ = leader_state(c)
+    status, body = c.signed("POST", "%s/internal/admin/nodes/%s/remove" % (leader_url, node),
+                            timeout=120)
+    check(status == 200, "remove-node: %s %r" % (status, body[:200]))
+    r1, _ = c.wait_ring(lambda r: node not in r.active, 15)
+    check(r1 is not None and r1.epoch == r0.epoch + 1,
+          "the ring after remove-node (was %d): %r" % (r0.epoch, r1 and r1.doc))
+    got = history_retrying(api, user, cid)
+    print("# after a called-off attempt and remove-node, %d on %s reads %r" % (
+        user, r1.owner(user), got))
+    check(got == ["two", "one"], "the new owner served the called-off attempt's copy: %r" % got)
 
 
 def watch_old_owner(c, url, users, old_epoch):

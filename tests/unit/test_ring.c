@@ -281,6 +281,46 @@ START_TEST(test_json_round_trip)
 }
 END_TEST
 
+/* A planned change's attempt rides with its ring, so a node can tell the
+ * ring it prepared for from another of the same epoch; rings of no
+ * attempt keep their old form. */
+START_TEST(test_json_carries_the_attempt)
+{
+    ring_t *r = make_ring(2, 8);
+    char *plain = ring_to_json(r);
+    ck_assert_ptr_nonnull(plain);
+    ck_assert_ptr_null(strstr(plain, "attempt"));
+    r->attempt = 4611686018427387905LL;
+    char *json = ring_to_json(r);
+    ck_assert_ptr_nonnull(strstr(json, "\"attempt\":4611686018427387905"));
+    ring_t *back = ring_from_json(json, strlen(json));
+    ck_assert_ptr_nonnull(back);
+    ck_assert_int_eq(back->attempt, r->attempt);
+    ring_t *copy = ring_copy(back);
+    ck_assert_ptr_nonnull(copy);
+    ck_assert_int_eq(copy->attempt, r->attempt);
+    ck_assert_int_eq(copy->epoch, r->epoch);
+    ck_assert_uint_eq(copy->ntokens, r->ntokens);
+    ring_t *none = ring_from_json(plain, strlen(plain));
+    ck_assert_ptr_nonnull(none);
+    ck_assert_int_eq(none->attempt, 0);
+    const char *bad[] = {
+        "{\"epoch\":1,\"vnodes\":1,\"attempt\":-1,\"nodes\":[{\"name\":\"a\","
+        "\"url\":\"http://x\"}]}",
+        "{\"epoch\":1,\"vnodes\":1,\"attempt\":\"7\",\"nodes\":[{\"name\":"
+        "\"a\",\"url\":\"http://x\"}]}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_ptr_null(ring_from_json(bad[i], strlen(bad[i])));
+    free(plain);
+    free(json);
+    ring_free(r);
+    ring_free(back);
+    ring_free(copy);
+    ring_free(none);
+}
+END_TEST
+
 START_TEST(test_json_accepts_limits)
 {
     char name63[64], json[512];
@@ -469,6 +509,7 @@ static Suite *ring_suite(void)
     tcase_add_test(tc, test_standby_takes_exactly_a_slot);
     tcase_add_test(tc, test_slots_are_unique);
     tcase_add_test(json, test_json_round_trip);
+    tcase_add_test(json, test_json_carries_the_attempt);
     tcase_add_test(json, test_json_accepts_limits);
     tcase_add_test(json, test_json_refuses_malformed);
     tcase_add_test(json, test_json_refuses_oversized_fields);
