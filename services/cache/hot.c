@@ -155,9 +155,14 @@ static redisContext *borrow(hot_t *h)
 
 /* Runs a script with argv = keys then args. Returns the reply (caller
  * frees) or NULL when Redis failed. */
+/* Runs a script; NULL when it did not succeed, with *refused set when
+ * Redis answered with an error (the call ended there: an OOM refusal,
+ * or a script that failed part way) rather than not at all. */
 static redisReply *run_script(hot_t *h, int script, int nkeys, int argc,
-                              const char **argv, const size_t *lens)
+                              const char **argv, const size_t *lens,
+                              bool *refused)
 {
+    *refused = false;
     redisContext *c = borrow(h);
     if (!c)
         return NULL;
@@ -193,6 +198,7 @@ static redisReply *run_script(hot_t *h, int script, int nkeys, int argc,
         log_msg("error", "redis script failed: %s", r->str);
         freeReplyObject(r);
         r = NULL;
+        *refused = true;
     }
     give_back(h, c);
     return r;
@@ -520,15 +526,27 @@ void hot_page_free(hot_page *p)
     memset(p, 0, sizeof(*p));
 }
 
-/* Runs a write script and returns its integer reply (-1 when it did not
- * run); a failure may leave Redis behind storage, so the cache is marked
- * dirty and flushed before it is used again. */
-static int64_t run_write(hot_t *h, int script, int nkeys, int argc,
+/* Runs a write script for uid and returns its integer reply (-1 when it
+ * did not run). A failure may leave Redis behind storage. A script
+ * touches only its user's keys, so when Redis answered (the call is
+ * over) forgetting that user is enough; when it did not, the call may
+ * still run later, so the whole cache is marked dirty and flushed
+ * before it is used again. */
+static int64_t run_write(hot_t *h, int64_t uid, int script, int nkeys, int argc,
                          const char **argv)
 {
     if (!usable(h))
         return -1;
-    redisReply *r = run_script(h, script, nkeys, argc, argv, NULL);
+    bool refused;
+    redisReply *r = run_script(h, script, nkeys, argc, argv, NULL, &refused);
+    if (!r && refused) {
+        log_msg("warn",
+                "redis refused an update: user %" PRId64
+                "'s hot mailbox dropped",
+                uid);
+        hot_forget_user(h, uid);
+        return -1;
+    }
     if (!r) {
         set_dirty(h);
         log_msg("warn", "redis update failed: hot mailboxes will be flushed");
@@ -559,7 +577,7 @@ void hot_load_user(hot_t *h, int64_t uid, const hot_meta *meta, bool complete,
     for (size_t i = 0; i < n; i++)
         argv[6 + i] = entries[i];
     memo_ticket t = memo_take_ticket(h->memo, uid);
-    if (run_write(h, S_LOAD_USER, 3, (int)n + 6, argv) == 1)
+    if (run_write(h, uid, S_LOAD_USER, 3, (int)n + 6, argv) == 1)
         memo_put(h->memo, t, uid, meta);
     free(argv);
 }
@@ -578,7 +596,7 @@ void hot_load_msgs(hot_t *h, int64_t uid, const char *cid, bool complete,
     argv[3] = complete ? "1" : "0";
     for (size_t i = 0; i < n; i++)
         argv[4 + i] = entries[i];
-    run_write(h, S_LOAD_MSGS, 2, (int)n + 4, argv);
+    run_write(h, uid, S_LOAD_MSGS, 2, (int)n + 4, argv);
     free(argv);
 }
 
@@ -596,7 +614,7 @@ void hot_apply(hot_t *h, int64_t uid, const hot_meta *meta, const char *cid,
                           cid, conv_entry, msg_entry, cmax, mmax};
     memo_ticket t = memo_take_ticket(h->memo, uid);
     /* 0: Redis did not hold the user (or dropped a damaged window). */
-    if (run_write(h, S_APPLY, 4, 11, argv) == 1)
+    if (run_write(h, uid, S_APPLY, 4, 11, argv) == 1)
         memo_put(h->memo, t, uid, meta);
     else
         memo_forget(h->memo, uid);

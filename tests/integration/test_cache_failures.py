@@ -16,7 +16,9 @@ own ports) and proves what the cache tier promises:
   delta, from a list and from an events poll, not the full page of a
   token from the future;
 - a recipient whose node is down still gets the copy once the node is
-  back (the transactional outbox), exactly once.
+  back (the transactional outbox), exactly once;
+- a write script Redis answers with an error drops only its user's hot
+  mailbox, not every user's.
 
 Its direct calls to the router and cache nodes are signed with the
 cluster's internal secret (X-Internal-Auth), as services sign theirs.
@@ -192,6 +194,36 @@ def test_hot_pages_are_whole_or_not_served(api):
     check(api.msgs_ok(a, cid) == want_msgs, "a window holding a damaged entry was served")
     damage_newest(0, "c:{%d}" % a, replacement='{"half":')
     check(api.convs_ok(a) == want_convs, "a conversation window holding a damaged entry was served")
+
+
+@test
+def test_a_refused_redis_update_drops_only_its_user(api):
+    """Redis answering a write script with an error (here: the user's meta
+    is no longer a hash, so the script fails on it) ends that call: only
+    the user it was for is dropped from the hot mailboxes, not the whole
+    Redis of the node."""
+    a, b = LAYOUT.users_on(0, 2)
+    peer = [u for u in (new_user() for _ in range(2000)) if LAYOUT.owner(u) != 0][0]
+    url = LAYOUT.caches[0]
+    first = api.send_ok(peer, a, "before")["message_id"]
+    api.send_ok(peer, b, "to b")
+    for u in (a, b):
+        api.convs_ok(u)
+        api.msgs_ok(u, e2e_lib.conversation_id(u, peer))
+    misses0 = metric(url, "cache_misses_total")
+    check(api.convs_ok(b) and metric(url, "cache_misses_total") == misses0,
+          "b is not hot before the test")
+    meta = "u:{%d}" % a
+    redis_on(0, "DEL", meta)
+    redis_on(0, "SET", meta, "not a hash")
+    second = api.send_ok(peer, a, "after the damage")["message_id"]
+    misses = metric(url, "cache_misses_total")
+    api.convs_ok(b)
+    after = metric(url, "cache_misses_total")
+    print("# b's list after a refused update of a: %s" % ("hit" if after == misses else "miss"))
+    check(after == misses, "b's hot mailbox was flushed with a's")
+    check(redis_on(0, "EXISTS", meta) == ["0"], "a's damaged hot mailbox survived the failed update")
+    check(messages_of(api, a, peer) == [second, first], "a's messages after the refusal")
 
 
 @test
