@@ -89,8 +89,11 @@ static void beat_once(lease *l, beat *b)
     const json_t *lease_ms = json_object_get(j, "lease_ms");
     if (json_is_integer(epoch) && json_is_integer(lease_ms)) {
         int64_t e = json_integer_value(epoch);
+        /* Fetched by the ring's own thread: installing a ring runs the
+         * clean-up scan of Redis (handoff.h), which on a large Redis
+         * outlasts a lease; done here it would stop the heartbeats. */
         if (e > held_epoch(l->n))
-            ringview_refresh(l->n->ring);
+            ringview_poke(l->n->ring);
         int64_t ms = json_integer_value(lease_ms);
         if (ms > 0 && held_epoch(l->n) >= e)
             extend(l, sent + ms);

@@ -20,13 +20,17 @@ MESSENGER_VAR, its own ports) and proves, in order:
 - a send acknowledged while a planned move gates its recipient has the
   recipient's copy stored (201 means both copies durable, SPEC 4);
 - a node that holds no lease refuses to serve (SIGSTOP past the lease:
-  503 or 421 after it resumes, never a stale answer).
+  503 or 421 after it resumes, never a stale answer);
+- a node whose ring change scans a large Redis (1.5 million keys) keeps
+  heartbeating meanwhile, so it is not taken for dead.
 
 Run: python3 tests/integration/test_failover.py
 """
 
 import os
+import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -456,6 +460,81 @@ def test_a_node_without_lease_is_not_ready(api):
     finally:
         cluster("restart", "pg-1")
     wait_all(True, 30, "cache nodes not ready 30 s after the routers' database came back")
+
+
+# Keys put in one node's Redis before a ring change: its clean-up scan
+# (SCAN of the whole keyspace) then takes seconds, as on a large Redis.
+JUNK_KEYS = 1500000
+
+
+def fill_redis(node, count):
+    """count keys of users nobody owns here, through redis-cli --pipe."""
+    port = str(BASE_PORT + 400 + int(node.split("-")[1]))
+    lines = []
+    for i in range(count):
+        key = "j:{%d}" % (9000000000000000 + i)
+        lines.append("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\n1\r\n" % (len(key), key))
+    out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", port, "--pipe"],
+                         input="".join(lines).encode(), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, timeout=120)
+    check(out.returncode == 0, "redis-cli --pipe: %r" % out.stdout[-300:])
+    got = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", port, "DBSIZE"],
+                         stdout=subprocess.PIPE, timeout=30).stdout.decode().strip()
+    return int(got)
+
+
+@test
+def test_a_long_clean_up_scan_does_not_stop_heartbeats(api):
+    """A node installing a new ring scans its whole Redis for users it no
+    longer owns. That scan must not hold up its heartbeats: a node unheard
+    for ROUTER_DEAD_MS is replaced, and one whose lease runs out stops
+    serving."""
+    r = ring()
+    check(len(r.names()) >= 3, "too few nodes: %r" % r.names())
+    node, other = r.names()[0], r.names()[-1]
+    keys = fill_redis(node, JUNK_KEYS)
+    check(keys >= JUNK_KEYS, "%s's Redis holds %d keys" % (node, keys))
+    leader_url = leader()[0]
+    ages, stop = [], threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            st = router_state(leader_url)
+            for m in (st or {}).get("nodes", []):
+                if m["name"] == node:
+                    ages.append(m["age_ms"])
+            time.sleep(0.05)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    t0 = time.time()
+    cluster("remove-node", other)
+    after = wait_ring(lambda x: other not in x.names(), "without %s" % other)
+    # The scan is over once the node logs what it dropped for that epoch.
+    done = "not owned at epoch %d" % after.epoch
+    log = os.path.join(VAR, "log", node + ".log")
+    deadline = time.time() + 120
+    finished = False
+    while time.time() < deadline and not finished:
+        with open(log, errors="replace") as f:
+            finished = done in f.read()
+        time.sleep(0.2)
+    scan_s = time.time() - t0
+    with open(log, errors="replace") as f:
+        for line in f:
+            if "ring epoch %d" % after.epoch in line or done in line:
+                print("    %s: %s" % (node, line.strip()[:200]))
+    time.sleep(1.0)
+    stop.set()
+    t.join(5)
+    print("    clean-up of %d keys on %s: done %.1f s after remove-node; its heartbeats' "
+          "largest age at the router %d ms (%d samples)" % (keys, node, scan_s, max(ages),
+                                                           len(ages)))
+    check(finished, "%s logged no clean-up for epoch %d within 120 s" % (node, after.epoch))
+    check(node in ring().names() and ring().epoch == after.epoch,
+          "the ring changed again: %s was taken for dead" % node)
+    check(max(ages) < 1000, "%s went unheard for %d ms during its clean-up scan" % (
+        node, max(ages)))
 
 
 def start(var, what, check_rc=True):
