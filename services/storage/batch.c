@@ -163,9 +163,11 @@ typedef struct slot {
     int index;
     int phase;
     int64_t key;
+    int64_t subkey;
     int arrival; /* keeps a job's own statements in their order */
 } slot;
 
+/* The lock order of batch.h. */
 static int compare_slots(const void *a, const void *b)
 {
     const slot *x = a, *y = b;
@@ -173,6 +175,8 @@ static int compare_slots(const void *a, const void *b)
         return x->phase < y->phase ? -1 : 1;
     if (x->key != y->key)
         return x->key < y->key ? -1 : 1;
+    if (x->subkey != y->subkey)
+        return x->subkey < y->subkey ? -1 : 1;
     return x->arrival - y->arrival;
 }
 
@@ -197,7 +201,8 @@ static bool run_batch(batcher *b, job **jobs, int n)
         all_posted = all_posted && jobs[i]->is_detached;
         for (int k = 0; k < jobs[i]->n; k++) {
             const batch_stmt *s = &jobs[i]->stmts[k];
-            slots[total] = (slot){jobs[i], k, s->phase, s->key, total};
+            slots[total] =
+                (slot){jobs[i], k, s->phase, s->key, s->subkey, total};
             total++;
         }
     }
@@ -431,14 +436,14 @@ pgpool_err batcher_run(batcher *b, const batch_stmt *stmts, int n,
 }
 
 int batcher_post(batcher *b, const char *sql, int phase, int64_t key,
-                 const int64_t *ints, int nints)
+                 int64_t subkey, const int64_t *ints, int nints)
 {
     detached_job *d = calloc(1, sizeof *d);
     if (!d)
         return -1;
     for (int i = 0; i < nints; i++)
         pgpool_param_int(&d->params, ints[i]);
-    d->stmt = (batch_stmt){sql, &d->params, phase, key};
+    d->stmt = (batch_stmt){sql, &d->params, phase, key, subkey};
     d->j = (job){.stmts = &d->stmt,
                  .n = 1,
                  .bytes = job_bytes(&d->stmt, 1),

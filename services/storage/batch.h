@@ -21,10 +21,16 @@
  * retried, since the writes may have committed (callers retry
  * idempotently).
  *
- * Lock order: within a batch the statements run sorted by (phase, key):
- * mailbox writes by the mailbox owner's id first, then outbox deletes by
- * sender. Every batch takes its row locks in that one order, so two
- * batches running on two lanes of an instance cannot deadlock each other.
+ * Lock order: within a batch the statements run sorted by (phase, key,
+ * subkey): mailbox writes by the mailbox owner's id first, then outbox
+ * deletes by (sender, message id). Every batch takes its row locks in
+ * that one order, so two batches running on two lanes of an instance
+ * cannot deadlock each other. The order must be total over the rows a
+ * phase locks: a mailbox write's first lock is its owner's mailbox row,
+ * which covers the owner's other rows, so the owner is enough there;
+ * each outbox delete locks its own row, hence the message id. (The
+ * array delete of an outbox ack, outside batches, locks in the same
+ * order: mailbox.c.)
  */
 #ifndef STORAGE_BATCH_H
 #define STORAGE_BATCH_H
@@ -59,13 +65,15 @@ batcher *batcher_new(pgpool *pool);
  * waits in batcher_run. NULL is a no-op. */
 void batcher_free(batcher *b);
 
-/* One statement of a job. phase and key order the statements of a batch
- * (see the lock order above). */
+/* One statement of a job. phase, key and subkey order the statements of
+ * a batch (see the lock order above); statements equal in all three keep
+ * the order they were queued in. */
 typedef struct batch_stmt {
     const char *sql;
     const pgpool_params *params; /* borrowed until batcher_run returns */
     int phase;
     int64_t key;
+    int64_t subkey;
 } batch_stmt;
 
 /* Runs the n statements of a job in a transaction shared with whatever
@@ -105,6 +113,6 @@ void batcher_run_all(batch_job *jobs, int k);
  * outbox entry: the worker would deliver again, a duplicate that is ignored).
  * Returns 0, or -1 on allocation failure. */
 int batcher_post(batcher *b, const char *sql, int phase, int64_t key,
-                 const int64_t *ints, int nints);
+                 int64_t subkey, const int64_t *ints, int nints);
 
 #endif

@@ -98,10 +98,21 @@ static const char SQL_CLAIM[] =
     " RETURNING o.message_id, o.conversation_id, o.sender_id,"
     " o.recipient_id, o.content, o.client_message_id, o.sent_at";
 
+/* The rows are locked first, in the lock order of the batches' outbox
+ * deletes (batch.h: by sender, then message id), whatever order the keys
+ * came in and whatever join the planner picks: an ack and a batch, or two
+ * acks, deleting some of the same entries then take their row locks in
+ * one order and cannot deadlock. LockRows runs above the sort, so the
+ * locks follow ORDER BY; MATERIALIZED keeps the locking query whole. */
 static const char SQL_ACK[] =
-    "DELETE FROM outbox o"
-    " USING unnest($1::bigint[], $2::bigint[]) AS a(sender_id, message_id)"
-    " WHERE o.sender_id = a.sender_id AND o.message_id = a.message_id";
+    "WITH locked AS MATERIALIZED ("
+    "   SELECT o.sender_id, o.message_id FROM outbox o"
+    "   JOIN unnest($1::bigint[], $2::bigint[]) AS a(sender_id, message_id)"
+    "     ON o.sender_id = a.sender_id AND o.message_id = a.message_id"
+    "   ORDER BY o.sender_id, o.message_id"
+    "   FOR UPDATE OF o)"
+    " DELETE FROM outbox o USING locked l"
+    " WHERE o.sender_id = l.sender_id AND o.message_id = l.message_id";
 
 static const char SQL_PING[] = "SELECT 1";
 
@@ -269,8 +280,8 @@ void mbox_write_clear(mbox_write *w)
     memset(w, 0, sizeof *w);
 }
 
-/* Phases of the lock order of a batch (batch.h): mailbox writes, then
- * outbox deletes. */
+/* Phases of the lock order of a batch (batch.h): mailbox writes by
+ * owner, then outbox deletes by (sender, message id). */
 enum { PHASE_MAILBOX, PHASE_OUTBOX };
 
 static int instance_of_user(const mbox_store *s, int64_t user_id, int *shard)
@@ -301,7 +312,7 @@ static void ack_after(const mbox_store *s, int instance, const msg *m)
 {
     int64_t key[2] = {m->sender_id, m->message_id};
     if (batcher_post(s->batchers[instance], SQL_ACK_ONE, PHASE_OUTBOX,
-                     m->sender_id, key, 2) != 0)
+                     m->sender_id, m->message_id, key, 2) != 0)
         log_msg("warn", "storage: outbox entry of %" PRId64 " kept: %s",
                 m->message_id, "out of memory");
 }
@@ -325,7 +336,7 @@ static void prepare_send(const mbox_store *s, const mbox_call *c,
     write_params(&w->ps, shard, c->m, now_ms);
     pgpool_param_int(&w->ps, OUTBOX_FIRST_RETRY_MS);
     w->stmts[0] =
-        (batch_stmt){SQL_SEND, &w->ps, PHASE_MAILBOX, c->m->sender_id};
+        (batch_stmt){SQL_SEND, &w->ps, PHASE_MAILBOX, c->m->sender_id, 0};
     *bj = (batch_job){.b = s->batchers[instance],
                       .stmts = w->stmts,
                       .n = 1,
@@ -344,9 +355,9 @@ static void prepare_deliver(const mbox_store *s, const mbox_call *c,
     write_params(&w->ps, shard, c->m, now_ms);
     ack_params(&w->ack, c->m);
     w->stmts[0] =
-        (batch_stmt){SQL_DELIVER, &w->ps, PHASE_MAILBOX, c->m->recipient_id};
-    w->stmts[1] =
-        (batch_stmt){SQL_ACK_ONE, &w->ack, PHASE_OUTBOX, c->m->sender_id};
+        (batch_stmt){SQL_DELIVER, &w->ps, PHASE_MAILBOX, c->m->recipient_id, 0};
+    w->stmts[1] = (batch_stmt){SQL_ACK_ONE, &w->ack, PHASE_OUTBOX,
+                               c->m->sender_id, c->m->message_id};
     *bj = (batch_job){.b = s->batchers[instance],
                       .stmts = w->stmts,
                       .n = w->is_same_instance ? 2 : 1,
@@ -638,6 +649,9 @@ static mbox_err claim_on(pgpool *pool, int limit, int64_t lease_ms,
     return result;
 }
 
+/* An instance that fails, unreachable or answering an error, is skipped
+ * and the others are still visited: what they gave is already leased to
+ * this caller, and dropping it would hold it back for a whole lease. */
 mbox_err mbox_outbox_claim(const mbox_store *s, int limit, int64_t lease_ms,
                            int64_t now_ms, mbox_msg_list *out, char *errbuf,
                            size_t errcap)
@@ -648,26 +662,30 @@ mbox_err mbox_outbox_claim(const mbox_store *s, int limit, int64_t lease_ms,
         return bad_result(errbuf, errcap, "outbox claim (memory)");
     int instances = s->map->instances;
     int reached = 0;
-    mbox_err last = MBOX_OK;
+    mbox_err worst = MBOX_OK;
     /* Each instance gets a fair share of what is still wanted, so one
      * backlogged instance cannot starve the others. */
     for (int i = 0; i < instances && (int)out->n < limit; i++) {
         int wanted = limit - (int)out->n;
         int share = (wanted + (instances - i) - 1) / (instances - i);
-        mbox_err err =
-            claim_on(s->pools[i], share, lease_ms, now_ms, out, errbuf, errcap);
-        if (err == MBOX_FAILED) {
-            mbox_msg_list_clear(out);
-            return err;
-        }
-        if (err == MBOX_OK)
+        char why[256];
+        mbox_err err = claim_on(s->pools[i], share, lease_ms, now_ms, out, why,
+                                sizeof why);
+        if (err == MBOX_OK) {
             reached++;
-        else
-            last = err;
+            continue;
+        }
+        /* Answered if no instance is reached: a failure of ours (a 500,
+         * which no retry cures) over an instance being down (a 503). */
+        if (worst == MBOX_OK || (err == MBOX_FAILED && worst != MBOX_FAILED)) {
+            worst = err;
+            snprintf(errbuf, errcap, "%s", why);
+        }
     }
-    if (reached == 0 && last != MBOX_OK) {
+    /* Entries read before a malformed row are leased all the same. */
+    if (reached == 0 && out->n == 0 && worst != MBOX_OK) {
         mbox_msg_list_clear(out);
-        return last;
+        return worst;
     }
     return MBOX_OK;
 }

@@ -166,8 +166,11 @@ mbox_err mbox_list_messages(const mbox_store *s, int64_t user_id,
 
 /* Claims up to limit outbox entries due at now_ms, gathered from every
  * instance, and leases each for lease_ms so that no other claimer gets it
- * meanwhile. An unreachable instance is skipped (its entries wait); the
- * call fails only when none could be reached. */
+ * meanwhile. An instance that is unreachable or fails is skipped (its
+ * entries wait; pgpool logs why) and the entries claimed on the others
+ * are returned. The call fails only when no instance answered and
+ * nothing was claimed: MBOX_FAILED if an instance failed, else
+ * MBOX_UNAVAILABLE, with errbuf set. */
 mbox_err mbox_outbox_claim(const mbox_store *s, int limit, int64_t lease_ms,
                            int64_t now_ms, mbox_msg_list *out, char *errbuf,
                            size_t errcap);

@@ -13,6 +13,20 @@
  * PGPOOL_UNAVAILABLE; reads are retried once on a new connection, writes
  * are not (the first attempt may have committed, and the caller's retry
  * is idempotent by design).
+ *
+ * Deadlines: libpq's blocking calls (PQexecParams, PQprepare,
+ * PQgetResult, PQreset) wait for as long as the server is silent, and a
+ * backend that stopped (SIGSTOP, a wedged process) while its host's
+ * kernel still acknowledges is silent forever: TCP timeouts never fire.
+ * So a borrowed connection runs in libpq's nonblocking mode and every
+ * wait is a poll of PQsocket bounded by the call's deadline
+ * (PGPOOL_CALL_DEADLINE_MS from the moment it holds its connection),
+ * the asynchronous pattern of the libpq manual: PQflush until sent,
+ * PQconsumeInput until PQisBusy says PQgetResult will not block, and
+ * PQresetStart/PQresetPoll to reconnect. A call that reaches its
+ * deadline marks its connection for a reset and reports
+ * PGPOOL_UNAVAILABLE; what it sent may still run once the server
+ * resumes, so its outcome is unknown and it is never retried here.
  */
 #include "pgpool.h"
 
@@ -26,7 +40,16 @@
 #include <time.h>
 
 #include "clockms.h"
+#include "constants.h"
 #include "log.h"
+
+/* A storage call gives up before the cache node waiting for it does, so
+ * the node gets a 503 to act on rather than a timeout of its own. */
+_Static_assert(PGPOOL_CALL_DEADLINE_MS < HOP_TIMEOUT_MS,
+               "storage must give up on PostgreSQL before its callers "
+               "give up on storage");
+_Static_assert(PGPOOL_STATEMENT_TIMEOUT_MS < PGPOOL_CALL_DEADLINE_MS,
+               "the server's statement timeout must fire first");
 
 /* PostgreSQL type OIDs of the binary values read here (pg_type.h). */
 #define OID_BOOL 16
@@ -247,38 +270,183 @@ static void set_backoff(pgpool *p, int64_t until_ms)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* Makes c usable: reads whatever the server sent while c was idle (which
- * is how a server-side close is noticed), and reconnects a broken or
- * dirty connection. *is_fresh tells whether it was (re)connected here.
- * Returns 0, or -1 with errbuf set when the instance cannot be reached. */
-static int ensure_connected(pgpool *p, pool_conn *c, bool *is_fresh,
-                            char *errbuf, size_t errcap)
+/* ---- waiting on the server, never past a deadline ---- */
+
+/* Waits until pg's socket is ready for events or deadline_ms (monotonic)
+ * passes. Returns 1 with *revents set, 0 at the deadline, -1 when there
+ * is no socket or poll fails. */
+static int wait_socket(const PGconn *pg, short events, int64_t deadline_ms,
+                       short *revents)
 {
-    *is_fresh = false;
-    if (PQstatus(c->pg) == CONNECTION_OK && !c->needs_reset) {
-        /* A server that ends a session (a terminated backend, a restart)
-         * sends its FATAL message and then closes: a read that takes the
-         * message stops there, and only the next one meets the close. */
-        if (PQconsumeInput(c->pg) == 1 && PQconsumeInput(c->pg) == 1 &&
-            PQstatus(c->pg) == CONNECTION_OK &&
-            PQtransactionStatus(c->pg) == PQTRANS_IDLE)
+    struct pollfd pfd = {.fd = PQsocket(pg), .events = events};
+    if (pfd.fd < 0)
+        return -1;
+    for (;;) {
+        int64_t left = deadline_ms - monotonic_ms();
+        if (left <= 0)
             return 0;
+        int rc = poll(&pfd, 1, (int)left);
+        if (rc > 0) {
+            *revents = pfd.revents;
+            return 1;
+        }
+        if (rc < 0 && errno != EINTR)
+            return -1;
     }
+}
+
+/* Sends what libpq queued, reading whatever the server answers meanwhile,
+ * as the libpq manual advises: a server blocked writing results nobody
+ * reads would stop reading the rest. 0, or -1 when the connection failed
+ * or the deadline passed first. */
+static int flush_by(PGconn *pg, int64_t deadline_ms)
+{
+    int rc;
+    while ((rc = PQflush(pg)) == 1) {
+        short revents;
+        if (wait_socket(pg, POLLIN | POLLOUT, deadline_ms, &revents) != 1)
+            return -1;
+        if ((revents & POLLIN) && PQconsumeInput(pg) != 1)
+            return -1;
+    }
+    return rc;
+}
+
+/* PQgetResult once it cannot block: *out is the next result of the query
+ * in flight, or NULL where its results end. Returns 0, or -1 (and *out
+ * NULL) when the connection failed or the deadline passed first. */
+static int next_result(PGconn *pg, int64_t deadline_ms, PGresult **out)
+{
+    *out = NULL;
+    while (PQisBusy(pg)) {
+        short revents;
+        if (wait_socket(pg, POLLIN, deadline_ms, &revents) != 1)
+            return -1;
+        /* A read that met the close leaves the connection bad and
+         * PQisBusy false: PQgetResult then reports the failure at once. */
+        if (PQconsumeInput(pg) != 1 && PQstatus(pg) != CONNECTION_BAD)
+            return -1;
+    }
+    *out = PQgetResult(pg);
+    return 0;
+}
+
+/* Sends the one query queued on pg and reads its results to their end,
+ * keeping the last as PQexec does. 0 with *out set, or -1 (*out NULL)
+ * when the connection failed or the deadline passed first. */
+static int finish_query(PGconn *pg, int64_t deadline_ms, PGresult **out)
+{
+    *out = NULL;
+    if (flush_by(pg, deadline_ms) != 0)
+        return -1;
+    for (;;) {
+        PGresult *r;
+        if (next_result(pg, deadline_ms, &r) != 0) {
+            PQclear(*out);
+            *out = NULL;
+            return -1;
+        }
+        if (!r)
+            return *out ? 0 : -1;
+        PQclear(*out);
+        *out = r;
+    }
+}
+
+/* errbuf for a call whose connection failed under it or whose deadline
+ * passed: the caller cannot tell which from libpq alone. */
+static void set_wait_error(const pgpool *p, const PGconn *pg,
+                           int64_t deadline_ms, char *errbuf, size_t errcap)
+{
+    if (monotonic_ms() < deadline_ms) {
+        set_error(errbuf, errcap, p->name, PQerrorMessage(pg));
+        return;
+    }
+    char why[64];
+    snprintf(why, sizeof why, "no answer within %d ms",
+             PGPOOL_CALL_DEADLINE_MS);
+    set_error(errbuf, errcap, p->name, why);
+}
+
+/* Reconnects pg's session without waiting past deadline_ms nor the
+ * connect timeout, which PQresetPoll does not apply by itself. 0 once
+ * connected, else -1. */
+static int reset_by(PGconn *pg, int64_t deadline_ms)
+{
+    int64_t connect_by = monotonic_ms() + PGPOOL_CONNECT_TIMEOUT_S * 1000;
+    if (connect_by < deadline_ms)
+        deadline_ms = connect_by;
+    if (PQresetStart(pg) != 1)
+        return -1;
+    /* Just started: as if the last poll asked to write. */
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    while (st != PGRES_POLLING_OK) {
+        short events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+        short revents;
+        if (st == PGRES_POLLING_FAILED ||
+            wait_socket(pg, events, deadline_ms, &revents) != 1)
+            return -1;
+        st = PQresetPoll(pg);
+    }
+    return 0;
+}
+
+/* Whether c can run a statement as it is: connected, idle, nothing
+ * pending. Reads whatever the server sent while c was idle, which is how
+ * a server-side close is noticed. */
+static bool is_usable(pool_conn *c)
+{
+    if (PQstatus(c->pg) != CONNECTION_OK || c->needs_reset)
+        return false;
+    /* A server that ends a session (a terminated backend, a restart)
+     * sends its FATAL message and then closes: a read that takes the
+     * message stops there, and only the next one meets the close. */
+    return PQconsumeInput(c->pg) == 1 && PQconsumeInput(c->pg) == 1 &&
+           PQstatus(c->pg) == CONNECTION_OK &&
+           PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+}
+
+/* Opens a new session on c, by deadline_ms. 0, or -1 with errbuf set. */
+static int reconnect(pgpool *p, pool_conn *c, int64_t deadline_ms, char *errbuf,
+                     size_t errcap)
+{
     if (is_backing_off(p)) {
         set_error(errbuf, errcap, p->name, "instance recently unreachable");
         return -1;
     }
-    PQreset(c->pg);
-    if (PQstatus(c->pg) != CONNECTION_OK) {
-        set_error(errbuf, errcap, p->name, PQerrorMessage(c->pg));
-        log_pg_problem(p, "postgresql reconnect failed", PQerrorMessage(c->pg));
+    if (reset_by(c->pg, deadline_ms) != 0) {
+        const char *why = PQstatus(c->pg) == CONNECTION_BAD
+                              ? PQerrorMessage(c->pg)
+                              : "no connection within the connect timeout";
+        set_error(errbuf, errcap, p->name, why);
+        log_pg_problem(p, "postgresql reconnect failed", why);
         set_backoff(p, monotonic_ms() + PGPOOL_BACKOFF_MS);
         return -1;
     }
     c->needs_reset = false;
     c->prepared = 0; /* a new session holds no prepared statement */
-    *is_fresh = true;
     set_backoff(p, 0);
+    return 0;
+}
+
+/* Makes c usable, reconnecting a broken or dirty connection by
+ * deadline_ms, and puts it in nonblocking mode (a reset leaves it
+ * blocking). *is_fresh tells whether it was (re)connected here. Returns
+ * 0, or -1 with errbuf set when the instance cannot be reached. */
+static int ensure_connected(pgpool *p, pool_conn *c, int64_t deadline_ms,
+                            bool *is_fresh, char *errbuf, size_t errcap)
+{
+    *is_fresh = false;
+    if (!is_usable(c)) {
+        if (reconnect(p, c, deadline_ms, errbuf, errcap) != 0)
+            return -1;
+        *is_fresh = true;
+    }
+    if (PQsetnonblocking(c->pg, 1) != 0) {
+        set_error(errbuf, errcap, p->name, PQerrorMessage(c->pg));
+        c->needs_reset = true;
+        return -1;
+    }
     return 0;
 }
 
@@ -293,24 +461,31 @@ static bool is_transient_sqlstate(const char *state)
            strncmp(state, "53", 2) == 0 || strncmp(state, "40", 2) == 0;
 }
 
-/* Runs the statement once on c. On success *out holds the result. */
+/* Runs the statement once on c, by deadline_ms. On success *out holds
+ * the result. */
 static pgpool_err run_once(pgpool *p, pool_conn *c, const char *sql,
-                           const pgpool_params *ps, PGresult **out,
-                           char *errbuf, size_t errcap)
+                           const pgpool_params *ps, int64_t deadline_ms,
+                           PGresult **out, char *errbuf, size_t errcap)
 {
-    PGresult *res =
-        PQexecParams(c->pg, sql, ps ? ps->n : 0, NULL, ps ? ps->values : NULL,
-                     ps ? ps->lengths : NULL, ps ? ps->formats : NULL, 1);
-    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    PGresult *res = NULL;
+    int sent = PQsendQueryParams(
+        c->pg, sql, ps ? ps->n : 0, NULL, ps ? ps->values : NULL,
+        ps ? ps->lengths : NULL, ps ? ps->formats : NULL, 1);
+    if (sent != 1 || finish_query(c->pg, deadline_ms, &res) != 0) {
+        set_wait_error(p, c->pg, deadline_ms, errbuf, errcap);
+        log_pg_problem(p, "postgresql statement failed", errbuf);
+        c->needs_reset = true;
+        return PGPOOL_UNAVAILABLE;
+    }
+    ExecStatusType st = PQresultStatus(res);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
         *out = res;
         return PGPOOL_OK;
     }
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    bool is_transient = PQstatus(c->pg) != CONNECTION_OK ||
-                        is_transient_sqlstate(state) || !res;
-    set_error(errbuf, errcap, p->name,
-              res ? PQresultErrorMessage(res) : PQerrorMessage(c->pg));
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    bool is_transient =
+        PQstatus(c->pg) != CONNECTION_OK || is_transient_sqlstate(state);
+    set_error(errbuf, errcap, p->name, PQresultErrorMessage(res));
     if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         c->needs_reset = true;
     log_pg_problem(p, "postgresql statement failed", errbuf);
@@ -335,14 +510,18 @@ pgpool_err pgpool_exec(pgpool *p, const char *sql, const pgpool_params *ps,
     }
     pgpool_err err = PGPOOL_UNAVAILABLE;
     bool is_fresh = false;
+    int64_t deadline_ms = monotonic_ms() + PGPOOL_CALL_DEADLINE_MS;
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (ensure_connected(p, c, &is_fresh, errbuf, errcap) != 0) {
+        if (ensure_connected(p, c, deadline_ms, &is_fresh, errbuf, errcap) !=
+            0) {
             err = PGPOOL_UNAVAILABLE;
             break;
         }
-        err = run_once(p, c, sql, ps, out, errbuf, errcap);
+        err = run_once(p, c, sql, ps, deadline_ms, out, errbuf, errcap);
         /* A second attempt only for reads that met a connection that
-         * died under them, and only if it was not brand new. */
+         * died under them, and only if it was not brand new. A call past
+         * its deadline is not one of them: its connection is still up,
+         * and a caller is waiting. */
         bool is_lost =
             err == PGPOOL_UNAVAILABLE && PQstatus(c->pg) != CONNECTION_OK;
         if (!is_lost || !is_retry_safe || is_fresh)
@@ -382,10 +561,12 @@ static void prepared_name(int index, char *out, size_t cap)
 }
 
 /* Prepares on c, before its batch, the batch's statements that the pool
- * runs prepared and c's session lacks. One that fails to prepare runs
- * unprepared (it fails again in the batch if it is wrong). */
-static void prepare_batch(pgpool *p, pool_conn *c, const pgpool_stmt *stmts,
-                          int n)
+ * runs prepared and c's session lacks. One that the server refuses to
+ * prepare runs unprepared (it fails again in the batch if it is wrong).
+ * Returns 0, or -1 when the connection failed or deadline_ms passed
+ * (nothing of the batch was sent). */
+static int prepare_batch(pgpool *p, pool_conn *c, const pgpool_stmt *stmts,
+                         int n, int64_t deadline_ms)
 {
     for (int i = 0; i < n; i++) {
         int k = prepared_index(p, stmts[i].sql);
@@ -393,37 +574,26 @@ static void prepare_batch(pgpool *p, pool_conn *c, const pgpool_stmt *stmts,
             continue;
         char name[32];
         prepared_name(k, name, sizeof name);
-        PGresult *r = PQprepare(c->pg, name, stmts[i].sql, 0, NULL);
+        PGresult *r;
+        if (PQsendPrepare(c->pg, name, stmts[i].sql, 0, NULL) != 1 ||
+            finish_query(c->pg, deadline_ms, &r) != 0)
+            return -1;
         if (PQresultStatus(r) == PGRES_COMMAND_OK)
             c->prepared |= 1u << k;
         else
             log_pg_problem(p, "postgresql prepare failed",
-                           r ? PQresultErrorMessage(r) : PQerrorMessage(c->pg));
+                           PQresultErrorMessage(r));
         PQclear(r);
     }
+    return 0;
 }
 
 /* ---- batches in pipeline mode ----
  *
- * The statements are queued with the connection in non-blocking mode and
- * flushed while reading whatever the server already answered, as the
- * libpq manual advises: a batch larger than the socket buffers cannot
- * deadlock with a server that blocks writing results nobody reads. */
-
-/* Flushes the queued pipeline; 0, or -1 when the connection failed or
- * the statement timeout passed without progress. */
-static int flush_pipeline(PGconn *pg)
-{
-    int rc;
-    while ((rc = PQflush(pg)) == 1) {
-        struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN | POLLOUT};
-        if (poll(&pfd, 1, PGPOOL_STATEMENT_TIMEOUT_MS) <= 0)
-            return -1;
-        if ((pfd.revents & POLLIN) && PQconsumeInput(pg) != 1)
-            return -1;
-    }
-    return rc;
-}
+ * The statements are queued with the connection in nonblocking mode and
+ * flushed while reading whatever the server already answered
+ * (flush_by): a batch larger than the socket buffers cannot deadlock
+ * with a server that blocks writing results nobody reads. */
 
 /* Queues one statement of a batch: prepared when c's session has it. */
 static int send_stmt(const pgpool *p, const pool_conn *c, const pgpool_stmt *st)
@@ -443,36 +613,36 @@ static int send_stmt(const pgpool *p, const pool_conn *c, const pgpool_stmt *st)
 }
 
 static int send_pipeline(const pgpool *p, const pool_conn *c,
-                         const pgpool_stmt *stmts, int n)
+                         const pgpool_stmt *stmts, int n, int64_t deadline_ms)
 {
     PGconn *pg = c->pg;
-    if (PQenterPipelineMode(pg) != 1 || PQsetnonblocking(pg, 1) != 0)
+    if (PQenterPipelineMode(pg) != 1)
         return -1;
     int ok = PQsendQueryParams(pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 1);
     for (int i = 0; ok && i < n; i++)
         ok = send_stmt(p, c, &stmts[i]);
     ok = ok && PQsendQueryParams(pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 1);
     ok = ok && PQpipelineSync(pg);
-    int flushed = ok ? flush_pipeline(pg) : -1;
-    PQsetnonblocking(pg, 0);
-    return flushed;
+    return ok ? flush_by(pg, deadline_ms) : -1;
 }
 
 /* What reading a pipeline's results found. */
 typedef struct pipeline_outcome {
-    bool is_broken;    /* the protocol or the connection failed */
+    bool is_broken;    /* the protocol or the connection failed, or the
+                          deadline passed before the last result */
     bool has_error;    /* a statement failed (the server said so) */
     bool is_committed; /* COMMIT answered COMMIT */
     bool is_transient; /* the failure is worth retrying later */
 } pipeline_outcome;
 
 /* Reads the result of query k of the pipeline (0: BEGIN, n+1: COMMIT)
- * and the NULL that ends it. */
-static void read_one(pgpool *p, PGconn *pg, int k, int n, PGresult **results,
-                     pipeline_outcome *o, char *errbuf, size_t errcap)
+ * and the NULL that ends it, by deadline_ms. */
+static void read_one(pgpool *p, PGconn *pg, int k, int n, int64_t deadline_ms,
+                     PGresult **results, pipeline_outcome *o, char *errbuf,
+                     size_t errcap)
 {
-    PGresult *res = PQgetResult(pg);
-    if (!res) {
+    PGresult *res;
+    if (next_result(pg, deadline_ms, &res) != 0 || !res) {
         o->is_broken = true;
         return;
     }
@@ -491,21 +661,23 @@ static void read_one(pgpool *p, PGconn *pg, int k, int n, PGresult **results,
         results[k - 1] = res;
     else
         PQclear(res);
-    PGresult *extra = PQgetResult(pg); /* each query ends with one NULL */
-    if (extra != NULL) {
+    PGresult *extra; /* each query ends with one NULL */
+    if (next_result(pg, deadline_ms, &extra) != 0 || extra != NULL) {
         PQclear(extra);
         o->is_broken = true;
     }
 }
 
-static void read_pipeline(pgpool *p, PGconn *pg, int n, PGresult **results,
-                          pipeline_outcome *o, char *errbuf, size_t errcap)
+static void read_pipeline(pgpool *p, PGconn *pg, int n, int64_t deadline_ms,
+                          PGresult **results, pipeline_outcome *o, char *errbuf,
+                          size_t errcap)
 {
     for (int k = 0; k <= n + 1 && !o->is_broken; k++)
-        read_one(p, pg, k, n, results, o, errbuf, errcap);
+        read_one(p, pg, k, n, deadline_ms, results, o, errbuf, errcap);
     if (!o->is_broken) {
-        PGresult *sync = PQgetResult(pg);
-        o->is_broken = !sync || PQresultStatus(sync) != PGRES_PIPELINE_SYNC;
+        PGresult *sync;
+        o->is_broken = next_result(pg, deadline_ms, &sync) != 0 || !sync ||
+                       PQresultStatus(sync) != PGRES_PIPELINE_SYNC;
         PQclear(sync);
     }
     if (o->is_broken || PQexitPipelineMode(pg) != 1 ||
@@ -519,6 +691,63 @@ static void clear_results(PGresult **results, int n)
         PQclear(results[i]);
         results[i] = NULL;
     }
+}
+
+/* Gives up on c after its connection failed under a batch or the
+ * deadline passed: logged as what, errbuf set unless it already holds a
+ * statement's error, and c reset before its next use. */
+static void abandon_batch(pgpool *p, pool_conn *c, int64_t deadline_ms,
+                          const char *what, bool has_error, char *errbuf,
+                          size_t errcap)
+{
+    if (!has_error)
+        set_wait_error(p, c->pg, deadline_ms, errbuf, errcap);
+    log_pg_problem(p, what, errbuf);
+    c->needs_reset = true;
+}
+
+/* Prepares, sends and reads the batch on c (connected), by deadline_ms;
+ * the outcome as pgpool_exec_batch answers it. */
+static pgpool_err run_pipeline(pgpool *p, pool_conn *c,
+                               const pgpool_stmt *stmts, int n,
+                               int64_t deadline_ms, PGresult **results,
+                               bool *is_rolled_back, char *errbuf,
+                               size_t errcap)
+{
+    /* Nothing of the batch is sent yet, but no statement failed either:
+     * not rolled back, so that the jobs do not run again one by one
+     * against a server that does not answer. */
+    if (prepare_batch(p, c, stmts, n, deadline_ms) != 0) {
+        abandon_batch(p, c, deadline_ms, "postgresql batch not sent", false,
+                      errbuf, errcap);
+        return PGPOOL_UNAVAILABLE;
+    }
+    /* From here on the outcome of a failure is unknown: COMMIT may have
+     * run, or may run once a stopped server resumes. */
+    if (send_pipeline(p, c, stmts, n, deadline_ms) != 0) {
+        abandon_batch(p, c, deadline_ms, "postgresql batch outcome unknown",
+                      false, errbuf, errcap);
+        return PGPOOL_UNAVAILABLE;
+    }
+    pipeline_outcome o = {0};
+    read_pipeline(p, c->pg, n, deadline_ms, results, &o, errbuf, errcap);
+    if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        c->needs_reset = true;
+    if (o.is_broken) {
+        abandon_batch(p, c, deadline_ms, "postgresql batch outcome unknown",
+                      o.has_error, errbuf, errcap);
+        return PGPOOL_UNAVAILABLE;
+    }
+    if (o.is_committed)
+        return PGPOOL_OK;
+    if (!o.has_error)
+        set_error(errbuf, errcap, p->name, "COMMIT did not commit");
+    *is_rolled_back = true;
+    /* A new session after a failed statement: one prepared before a
+     * schema change would otherwise keep failing on this connection
+     * ("cached plan must not change result type"). */
+    c->needs_reset = true;
+    return o.is_transient ? PGPOOL_UNAVAILABLE : PGPOOL_FAILED;
 }
 
 pgpool_err pgpool_exec_batch(pgpool *p, const pgpool_stmt *stmts, int n,
@@ -543,36 +772,11 @@ pgpool_err pgpool_exec_batch(pgpool *p, const pgpool_stmt *stmts, int n,
         return PGPOOL_UNAVAILABLE;
     }
     bool is_fresh;
-    pgpool_err err = PGPOOL_UNAVAILABLE;
-    pipeline_outcome o = {0};
-    if (ensure_connected(p, c, &is_fresh, errbuf, errcap) != 0)
-        goto done; /* nothing sent, as above */
-    prepare_batch(p, c, stmts, n);
-    if (send_pipeline(p, c, stmts, n) != 0) {
-        set_error(errbuf, errcap, p->name, PQerrorMessage(c->pg));
-        c->needs_reset = true;
-        goto done;
-    }
-    read_pipeline(p, c->pg, n, results, &o, errbuf, errcap);
-    if (o.is_broken) {
-        if (!o.has_error)
-            set_error(errbuf, errcap, p->name, PQerrorMessage(c->pg));
-        c->needs_reset = true;
-    } else if (o.is_committed) {
-        err = PGPOOL_OK;
-    } else {
-        if (!o.has_error)
-            set_error(errbuf, errcap, p->name, "COMMIT did not commit");
-        *is_rolled_back = true;
-        err = o.is_transient ? PGPOOL_UNAVAILABLE : PGPOOL_FAILED;
-        /* A new session after a failed statement: one prepared before a
-         * schema change would otherwise keep failing on this connection
-         * ("cached plan must not change result type"). */
-        c->needs_reset = true;
-    }
-    if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
-        c->needs_reset = true;
-done:
+    int64_t deadline_ms = monotonic_ms() + PGPOOL_CALL_DEADLINE_MS;
+    pgpool_err err = PGPOOL_UNAVAILABLE; /* nothing sent, as above */
+    if (ensure_connected(p, c, deadline_ms, &is_fresh, errbuf, errcap) == 0)
+        err = run_pipeline(p, c, stmts, n, deadline_ms, results, is_rolled_back,
+                           errbuf, errcap);
     if (err != PGPOOL_OK)
         clear_results(results, n);
     give_back(p, c);

@@ -7,6 +7,8 @@
  * broken is reset (PQreset) before its next use; while an instance stays
  * unreachable the pool answers PGPOOL_UNAVAILABLE at once for a short
  * back-off instead of making every caller wait for a connect timeout.
+ * No call waits on its server longer than PGPOOL_CALL_DEADLINE_MS: one
+ * that has no answer by then gives up and resets its connection.
  *
  * Statements are parameterised (PQexecParams, one round trip each; the
  * statements of batches named by pgpool_prepare run prepared) and
@@ -27,13 +29,25 @@
 /* libpq connect_timeout, seconds: a dead instance is reported quickly. */
 #define PGPOOL_CONNECT_TIMEOUT_S 2
 /* Server-side statement_timeout, ms: a stuck statement becomes a 503
- * instead of holding a connection (and a mailbox lock) indefinitely. */
-#define PGPOOL_STATEMENT_TIMEOUT_MS 5000
+ * instead of holding a connection (and a mailbox lock) indefinitely.
+ * Below PGPOOL_CALL_DEADLINE_MS, so a statement that is merely slow is
+ * ended by the server, which reports the rollback. */
+#define PGPOOL_STATEMENT_TIMEOUT_MS 3000
+/* Client-side bound on one call once it holds its connection, ms:
+ * reconnecting, preparing, sending, and reading every result. It ends a
+ * call whose server stopped answering while its kernel still
+ * acknowledges (a stopped or wedged backend, which TCP timeouts never
+ * notice) with PGPOOL_UNAVAILABLE and an unknown outcome. The margin
+ * over the statement timeout lets the server's own cancel arrive first;
+ * the whole stays under a cache node's HOP_TIMEOUT_MS (checked in
+ * pgpool.c), so storage answers 503 before its caller gives up. */
+#define PGPOOL_CALL_DEADLINE_MS (PGPOOL_STATEMENT_TIMEOUT_MS + 1000)
 /* TCP's own bound on a server that stopped answering (a hung host, a
  * dropped network), ms: sent data unacknowledged this long ends the
  * connection (tcp_user_timeout), and so do keepalives unanswered for
- * 5 + 3 x 2 s on an idle one. Above the statement timeout, so a slow
- * statement is the server's to end. */
+ * 5 + 3 x 2 s on an idle one. A call gives up earlier
+ * (PGPOOL_CALL_DEADLINE_MS); this ends the idle connections of a host
+ * that is gone. */
 #define PGPOOL_TCP_TIMEOUT_MS 10000
 /* How long a caller waits for a free connection before giving up, ms. */
 #define PGPOOL_WAIT_MS 5000
@@ -96,7 +110,9 @@ void pgpool_param_null(pgpool_params *ps);
 /* Runs one statement (params may be NULL) on a pooled connection.
  * is_retry_safe: the statement may run a second time if the connection
  * turns out to have been broken while idle (reads; never writes, whose
- * first attempt may have committed). On PGPOOL_OK, *out is a successful
+ * first attempt may have committed). A call that has no answer within
+ * PGPOOL_CALL_DEADLINE_MS fails PGPOOL_UNAVAILABLE and is not retried
+ * (the statement may still run). On PGPOOL_OK, *out is a successful
  * result in binary format that the caller frees with PQclear. On error
  * *out is NULL and errbuf holds the reason. Thread safe. */
 pgpool_err pgpool_exec(pgpool *p, const char *sql, const pgpool_params *params,
@@ -118,7 +134,8 @@ typedef struct pgpool_stmt {
  * *is_rolled_back tells whether the server reported the failure of a
  * statement (the transaction certainly did not commit, so running the
  * statements again is safe) or the outcome is unknown (the connection
- * failed, perhaps during COMMIT). Never retried here. Thread safe. */
+ * failed, perhaps during COMMIT, or the results did not all come within
+ * PGPOOL_CALL_DEADLINE_MS). Never retried here. Thread safe. */
 pgpool_err pgpool_exec_batch(pgpool *p, const pgpool_stmt *stmts, int n,
                              PGresult **results, bool *is_rolled_back,
                              char *errbuf, size_t errcap);

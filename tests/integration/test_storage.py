@@ -12,7 +12,8 @@ starts is stopped by PID in a finally block, on failure and on
 SIGTERM/SIGINT too.
 
 Each test names the guarantee it proves and uses users of its own, so the
-tests do not depend on each other's data. The last line printed is
+tests do not depend on each other's data. Arguments, if any, name the
+tests to run (the clean-stop check always runs). The last line printed is
 "N passed, N failed"; the exit status is non-zero on any failure.
 
 Python 3 standard library only.
@@ -49,9 +50,14 @@ ID_EPOCH_MS = 1577836800000
 OUTBOX_FIRST_RETRY_MS = 3000
 MSG_SNIPPET_CODEPOINTS = 100
 MSG_CONTENT_MAX = 65535
+# Mirrors of services/storage/pgpool.h.
+PGPOOL_CALL_DEADLINE_MS = 4000
 
 SHARDS = 4
 SHARD_MAP = "0-1:0,2-3:1"  # shards 0,1 on instance 0; 2,3 on instance 1
+STORAGE_PG_POOL = 3  # connections per instance
+
+
 def instance_of(user_id):
     shard = ring_hash_user(user_id) % SHARDS
     return 0 if shard <= 1 else 1
@@ -129,8 +135,8 @@ class Storage:
         self.port = port
         self.secret = secret
 
-    def call(self, method, path, body=None, raw=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+    def call(self, method, path, body=None, raw=None, timeout=30):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             data = raw if raw is not None else (
                 json.dumps(body).encode() if body is not None else None)
@@ -711,6 +717,376 @@ def test_unreachable_instance_answers_503_and_recovers(env):
     st.ack([ack_key(m), ack_key(fine)])
 
 
+def make_due(env, m):
+    """Makes m's outbox entry due now instead of after the first retry."""
+    env.psql(instance_of(m["sender_id"]),
+             "UPDATE outbox SET next_attempt_at = 0 WHERE sender_id = %d"
+             " AND message_id = %s" % (m["sender_id"], m["message_id"]))
+
+
+REFUSE_UPDATES = (
+    "CREATE FUNCTION test_refuse_update() RETURNS trigger LANGUAGE plpgsql"
+    " AS $$BEGIN RAISE EXCEPTION 'outbox updates refused by the test'; END$$;"
+    " CREATE TRIGGER test_refuse_update BEFORE UPDATE ON outbox"
+    " FOR EACH ROW EXECUTE FUNCTION test_refuse_update()")
+ALLOW_UPDATES = ("DROP TRIGGER IF EXISTS test_refuse_update ON outbox;"
+                 " DROP FUNCTION IF EXISTS test_refuse_update()")
+
+
+def test_outbox_claim_keeps_what_it_claimed_when_an_instance_fails(env):
+    """A claim whose statement fails on one instance (a non-transient
+    error, MBOX_FAILED) still returns the entries it leased on the others
+    rather than dropping them for a whole lease; only a claim that got
+    nothing from any instance answers an error, a 500 problem."""
+    st = env.storage
+    m0 = make_msg(USERS.on(0), USERS.on(1), "due on instance 0")
+    m1 = make_msg(USERS.on(1), USERS.on(0), "due on instance 1")
+    later = make_msg(m0["sender_id"], m0["recipient_id"], "due on instance 0 later")
+    for m in (m0, m1):
+        send_ok(st, m)
+        make_due(env, m)
+    mine = {m0["message_id"], m1["message_id"]}
+    try:
+        env.psql(1, REFUSE_UPDATES, user="postgres")
+        status, body, _ = st.call("POST", "/internal/outbox/claim",
+                                  {"limit": 1000, "lease_ms": 60000})
+        expect_eq(status, 200, "claim with instance 1 failing")
+        expect_eq(claimed_ids(body["messages"]) & mine, {m0["message_id"]},
+                  "instance 0's entry is returned, instance 1's is not")
+        send_ok(st, later)
+        make_due(env, later)
+        env.psql(0, REFUSE_UPDATES, user="postgres")
+        status, problem, _ = st.call("POST", "/internal/outbox/claim",
+                                     {"limit": 1000, "lease_ms": 60000})
+        expect_eq((status, problem.get("status"), problem.get("title")),
+                  (500, 500, "Internal Server Error"),
+                  "claim with every instance failing")
+    finally:
+        for i in (0, 1):
+            env.psql(i, ALLOW_UPDATES, user="postgres")
+    # m0 went to the first claim and stays leased to it; m1 and the later
+    # entry were never leased (their claims rolled back).
+    again = claimed_ids(st.claim(1000, 60000))
+    expect_eq(again & (mine | {later["message_id"]}),
+              {m1["message_id"], later["message_id"]},
+              "only the entries that no claim returned are claimed now")
+    expect_eq(st.ack([ack_key(m) for m in (m0, m1, later)]), 3, "ack")
+
+
+class LockHolder:
+    """A psql session on instance i that runs sql (a SELECT ... FOR UPDATE)
+    in a transaction and holds its row locks until release()."""
+
+    APP = "test-lock-holder"
+
+    def __init__(self, env, i, sql):
+        psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
+        url = env.url(i).replace("messenger@", "postgres@", 1)
+        self.proc = subprocess.Popen(
+            [psql, "-X", "-q", url], stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, text=True,
+            env=dict(os.environ, PGAPPNAME=self.APP))
+        try:
+            self.proc.stdin.write("BEGIN;\n%s;\n" % sql)
+            self.proc.stdin.flush()
+            wait_for(lambda: env.psql(i, "SELECT count(*) FROM pg_stat_activity"
+                                         " WHERE application_name = '%s' AND"
+                                         " state = 'idle in transaction'" % self.APP,
+                                      user="postgres").strip() == "1",
+                     "the lock holder's transaction")
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def release(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("ROLLBACK;\n")
+                self.proc.stdin.close()
+                self.proc.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_for(predicate, what, timeout=5):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "no %s within %d s" % (what, timeout)
+        time.sleep(0.02)
+
+
+def wait_for_storage_lock_waits(env, i, count):
+    """Until count storage statements on instance i wait for a lock."""
+    wait_for(lambda: int(env.psql(i, "SELECT count(*) FROM pg_stat_activity"
+                                     " WHERE application_name = 'messenger-storage'"
+                                     " AND wait_event_type = 'Lock'",
+                                  user="postgres")) >= count,
+             "%d storage statements waiting for a lock" % count)
+
+
+def is_outbox_row_locked(env, i, sender, message_id):
+    """Whether another transaction holds the row lock of an outbox entry."""
+    psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
+    url = env.url(i).replace("messenger@", "postgres@", 1)
+    out = subprocess.run(
+        [psql, "-X", "-tA", url, "-c",
+         "SELECT 1 FROM outbox WHERE sender_id = %d AND message_id = %s"
+         " FOR UPDATE NOWAIT" % (sender, message_id)],
+        capture_output=True, text=True)
+    if out.returncode == 0:
+        return False
+    assert "could not obtain lock" in out.stderr, out.stderr
+    return True
+
+
+def while_row_locked(env, i, row, calls, probe=None):
+    """Holds the row lock of the outbox entry row, (sender, message_id), in
+    a psql session and starts the calls in threads one after another, each
+    once the storage statements of those before it wait for a lock. Once
+    all wait, runs probe() if given, then releases the row. Returns what
+    probe returned and the calls' results, in order."""
+    holder = LockHolder(env, i, "SELECT 1 FROM outbox WHERE sender_id = %d AND"
+                                " message_id = %s FOR UPDATE" % row)
+    results = [None] * len(calls)
+    threads = []
+    probed = None
+    try:
+        for k, call in enumerate(calls):
+            t = threading.Thread(
+                target=lambda k=k, call=call: results.__setitem__(k, call()))
+            t.start()
+            threads.append(t)
+            wait_for_storage_lock_waits(env, i, k + 1)
+        if probe:
+            probed = probe()
+    finally:
+        holder.release()
+        for t in threads:
+            t.join(30)
+    assert all(r is not None for r in results), "a storage call did not end"
+    return probed, results
+
+
+def test_batch_outbox_deletes_lock_in_message_id_order(env):
+    """A batch deletes the outbox entries of one sender in message id
+    order, whatever order their delivers came in: the batch whose delete
+    of the later entry waits (here for a psql session holding its row)
+    already holds the earlier one."""
+    st = env.storage
+    a, b = USERS.on(0), USERS.on(0)  # one instance: the delete rides along
+    first, second = make_msg(a, b, "first"), make_msg(a, b, "second")
+    for m in (first, second):
+        send_ok(st, m)
+    locked, (results,) = while_row_locked(
+        env, 0, (a, second["message_id"]),
+        [lambda: st.batch([("deliver", second), ("deliver", first)])],
+        lambda: is_outbox_row_locked(env, 0, a, first["message_id"]))
+    expect_eq(locked, True, "the first entry's row was locked before the second's")
+    expect_eq([(r["code"], r["status"]) for r in results],
+              [(200, "stored"), (200, "stored")], "both delivers")
+    left = env.psql(0, "SELECT count(*) FROM outbox WHERE sender_id = %d" % a)
+    expect_eq(left.strip(), "0", "both outbox entries removed")
+
+
+def test_outbox_ack_locks_in_key_order(env):
+    """An ack deletes its entries in (sender, message id) order, the order
+    of the batches' deletes, whatever order the keys came in and the rows
+    lie in: the ack whose delete of the last entry waits already holds
+    the first."""
+    st = env.storage
+    low, high = USERS.on(0), USERS.on(0)
+    assert low < high
+    m_high = make_msg(high, USERS.on(1), "stored first, acked first")
+    m_low = make_msg(low, USERS.on(1), "stored second, acked second")
+    for m in (m_high, m_low):
+        send_ok(st, m)
+    locked, (deleted,) = while_row_locked(
+        env, 0, (high, m_high["message_id"]),
+        [lambda: st.ack([ack_key(m_high), ack_key(m_low)])],
+        lambda: is_outbox_row_locked(env, 0, low, m_low["message_id"]))
+    expect_eq(locked, True, "the lower key's row was locked before the higher's")
+    expect_eq(deleted, 2, "both entries deleted")
+
+
+def ack_call(st, entries):
+    status, body, _ = st.call("POST", "/internal/outbox/ack", {"entries": entries})
+    return status, body
+
+
+def two_entries(st):
+    """Two outbox entries of one sender on instance 0 (the first with the
+    lower message id), for messages to a recipient on instance 0 too."""
+    a, b = USERS.on(0), USERS.on(0)
+    first, second = make_msg(a, b, "first"), make_msg(a, b, "second")
+    for m in (first, second):
+        send_ok(st, m)
+    return a, first, second
+
+
+def test_ack_and_batch_on_the_same_entries_do_not_deadlock(env):
+    """A batch delivering two messages (so deleting their outbox entries)
+    and an ack of the same two entries, each given the keys in its own
+    order, run at once: one waits for the other, neither deadlocks. Made
+    to overlap by a psql session holding the later entry until both
+    wait: before, the batch waited for it holding nothing of the outbox
+    while the ack held the earlier one, and took it next."""
+    st = env.storage
+    a, first, second = two_entries(st)
+    before = count_in_log(env, 0, "deadlock detected")
+    _, (batch, acked) = while_row_locked(
+        env, 0, (a, second["message_id"]),
+        [lambda: st.batch([("deliver", second), ("deliver", first)]),
+         lambda: ack_call(st, [ack_key(first), ack_key(second)])])
+    expect_eq(count_in_log(env, 0, "deadlock detected"), before,
+              "deadlocks detected by PostgreSQL")
+    expect_eq([r["code"] for r in batch], [200, 200], "both delivers")
+    expect_eq(acked[0], 200, "the ack (%r)" % (acked,))
+    left = env.psql(0, "SELECT count(*) FROM outbox WHERE sender_id = %d" % a)
+    expect_eq(left.strip(), "0", "both outbox entries removed")
+
+
+def test_two_acks_of_the_same_entries_do_not_deadlock(env):
+    """Two acks of the same two entries, given in opposite orders (two
+    outbox workers whose claims overlapped after a lease ran out), run at
+    once without deadlock, and delete each entry once."""
+    st = env.storage
+    a, first, second = two_entries(st)
+    before = count_in_log(env, 0, "deadlock detected")
+    _, acks = while_row_locked(
+        env, 0, (a, second["message_id"]),
+        [lambda: ack_call(st, [ack_key(second), ack_key(first)]),
+         lambda: ack_call(st, [ack_key(first), ack_key(second)])])
+    expect_eq(count_in_log(env, 0, "deadlock detected"), before,
+              "deadlocks detected by PostgreSQL")
+    expect_eq([status for status, _ in acks], [200, 200], "both acks (%r)" % (acks,))
+    expect_eq(sum(body["deleted"] for _, body in acks), 2, "each entry deleted once")
+
+
+def storage_backends(env, i):
+    out = env.psql(i, "SELECT pid FROM pg_stat_activity"
+                      " WHERE application_name = 'messenger-storage'", user="postgres")
+    return [int(x) for x in out.split()]
+
+
+def renew_pool(env, i, user):
+    """Puts every pooled connection to instance i on a new session (no
+    statement prepared yet) with a live backend: the old sessions are
+    terminated, then bursts of concurrent reads borrow every connection
+    and so reconnect it."""
+    env.psql(i, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'messenger-storage'", user="postgres")
+    wait_for(lambda: not storage_backends(env, i), "end of the old sessions")
+    deadline = time.monotonic() + 15
+    while len(storage_backends(env, i)) < STORAGE_PG_POOL:
+        assert time.monotonic() < deadline, "pool of instance %d not renewed" % i
+        threads = [threading.Thread(target=env.storage.meta, args=(user,))
+                   for _ in range(2 * STORAGE_PG_POOL)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+
+
+def timed_call(st, method, path, body, outcomes, name):
+    """st.call, recording (status, body, headers, seconds) in outcomes."""
+    started = time.monotonic()
+    try:
+        status, body, headers = st.call(method, path, body,
+                                        timeout=PGPOOL_CALL_DEADLINE_MS / 1000 + 5)
+    except OSError as e:  # no answer at all
+        status, body, headers = None, repr(e), {}
+    outcomes[name] = (status, body, headers, time.monotonic() - started)
+
+
+def log_lines_with(env, *needles):
+    with open(env.log_path, errors="replace") as f:
+        return [line for line in f if all(n in line for n in needles)]
+
+
+def test_stopped_backend_answers_503_within_the_deadline(env):
+    """PostgreSQL backends that stop answering while their host's kernel
+    still acknowledges (SIGSTOP: no TCP timeout ever fires) cost each call
+    PGPOOL_CALL_DEADLINE_MS, not forever. The backends of every pooled
+    connection to instance 1 are stopped between requests; the kernel
+    takes each request's statements and nothing answers, as when a
+    backend stops mid-request. Three calls meet them at once: a write
+    whose statement was prepared on its connection (pipeline sent, its
+    results awaited), a read (a single statement) and a write that must
+    prepare first; each gets a 503 within the deadline plus a margin. Once
+    the backends resume, the stalled writes retried are each stored once
+    and new writes succeed."""
+    st = env.storage
+    a, b, c = USERS.on(1), USERS.on(0), USERS.on(1)
+    renew_pool(env, 1, a)
+    # A write leaves its connection, with the send prepared, on top of the
+    # pool's stack, where the next call takes it; the two below have
+    # prepared nothing.
+    warm = make_msg(c, b, "prepares the write on its connection")
+    send_ok(st, warm)
+    pids = storage_backends(env, 1)
+    expect_eq(len(pids), STORAGE_PG_POOL, "storage backends on instance 1")
+    m1, m2 = make_msg(a, b, "stalled write"), make_msg(c, b, "stalled write 2")
+    calls = [("write", "POST", "/internal/send", {"message": m1}),
+             ("read", "GET", "/internal/users/%d/meta" % a, None),
+             ("write_prepare", "POST", "/internal/send", {"message": m2})]
+    outcomes = {}
+    threads = []
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        for name, method, path, body in calls:
+            t = threading.Thread(target=timed_call,
+                                 args=(st, method, path, body, outcomes, name))
+            t.start()
+            threads.append(t)
+            time.sleep(0.2)  # each borrows its own connection, in this order
+        for t in threads:
+            t.join(PGPOOL_CALL_DEADLINE_MS / 1000 + 10)
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    deadline_s = PGPOOL_CALL_DEADLINE_MS / 1000
+    print("     answered after: %s" % ", ".join(
+        "%s %.2f s" % (name, outcomes[name][3]) for name, *_ in calls if name in outcomes),
+        flush=True)
+    for name, *_ in calls:
+        status, problem, headers, took = outcomes[name]
+        expect_eq(status, 503, "%s on a stopped backend (%r)" % (name, problem))
+        expect_eq(headers.get("Retry-After"), "1", "%s Retry-After" % name)
+        assert "no answer within %d ms" % PGPOOL_CALL_DEADLINE_MS in problem["detail"], problem
+        assert deadline_s - 0.3 <= took <= deadline_s + 1.5, \
+            "%s answered after %.2f s, deadline %.1f s" % (name, took, deadline_s)
+    # Each path met the deadline: the pipeline's results, the single
+    # statement, the prepare before a batch.
+    for what in ("postgresql batch outcome unknown", "postgresql statement failed",
+                 "postgresql batch not sent"):
+        assert log_lines_with(env, what, "no answer within"), "no %r in the log" % what
+    # The callers retry idempotently: the write whose pipeline had gone
+    # out may have committed once its backend resumed; stored once either way.
+    for m in (m1, m2):
+        status = None
+        deadline = time.monotonic() + 10
+        while status not in (200, 201) and time.monotonic() < deadline:
+            status, body = st.send(m)
+            if status not in (200, 201):
+                time.sleep(0.2)
+        assert status in (200, 201), "retry of a stalled write: %r" % status
+    m3 = make_msg(a, b, "after the backends resumed")
+    send_ok(st, m3)
+    msgs = st.messages(a, cid_of(a, b))["messages"]
+    expect_eq([m["message_id"] for m in msgs], [m3["message_id"], m1["message_id"]],
+              "the stalled write and the new one, once each")
+    expect_eq(st.meta(a)["seq"], 2, "two writes in a's mailbox")
+    expect_eq(len(st.messages(c, cid_of(c, b))["messages"]), 2, "c's writes once each")
+    expect_eq(st.call("GET", "/readyz")[0], 200, "ready")
+    st.ack([ack_key(m) for m in (warm, m1, m2, m3)])
+
+
 TESTS = [
     test_send_stored_then_replayed,
     test_send_below_floor_is_refused,
@@ -731,6 +1107,12 @@ TESTS = [
     test_placement_is_the_shard_map,
     test_mailboxes_live_on_their_shard_instance,
     test_unreachable_instance_answers_503_and_recovers,
+    test_outbox_claim_keeps_what_it_claimed_when_an_instance_fails,
+    test_batch_outbox_deletes_lock_in_message_id_order,
+    test_outbox_ack_locks_in_key_order,
+    test_ack_and_batch_on_the_same_entries_do_not_deadlock,
+    test_two_acks_of_the_same_entries_do_not_deadlock,
+    test_stopped_backend_answers_503_within_the_deadline,
 ]
 
 # ---------------------------------------------------------------- harness
@@ -813,7 +1195,7 @@ class Env:
                    STORAGE_PG_URLS="%s,%s" % (self.url(0), self.url(1)),
                    STORAGE_SHARDS=str(SHARDS),
                    STORAGE_SHARD_MAP=SHARD_MAP,
-                   STORAGE_PG_POOL="3",
+                   STORAGE_PG_POOL=str(STORAGE_PG_POOL),
                    MESSENGER_BIND="127.0.0.1")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen([STORAGE_BIN], env=env, stdout=log,
@@ -882,11 +1264,18 @@ def run_test(env, test):
 def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    wanted = sys.argv[1:]
+    unknown = set(wanted) - {t.__name__ for t in TESTS}
+    if unknown:
+        print("unknown tests: %s" % ", ".join(sorted(unknown)))
+        return 2
     env = Env()
     passed = failed = 0
     try:
         env.start()
         for test in TESTS:
+            if wanted and test.__name__ not in wanted:
+                continue
             if run_test(env, test):
                 passed += 1
             else:

@@ -1,0 +1,213 @@
+/*
+ * test_batch.c - Check suite for the lock order of services/storage/batch.c.
+ *
+ * A batch runs its statements sorted by (phase, key, subkey) whatever
+ * order their jobs came in: mailbox writes by owner, then outbox deletes
+ * by sender and message id. Two batches that delete some of the same
+ * outbox rows then lock them in one order and cannot deadlock each other;
+ * statements equal in all three keys keep their arrival order (a job's
+ * own statements). What this suite proves is the order handed to
+ * PostgreSQL; that PostgreSQL then locks in that order is proven by
+ * tests/integration/test_storage.py (test_batch_outbox_deletes_lock_in_
+ * message_id_order).
+ *
+ * batch.c is compiled in directly. pgpool_exec_batch is a fake that
+ * records the statements of each batch instead of running them, and
+ * pgpool_param_int a stand-in for pgpool.c's: each statement carries one
+ * integer parameter, its name in the test, so the order shows. The
+ * batchers get no pool: the fake needs none.
+ */
+#include <check.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../services/storage/batch.c"
+
+#define SEEN_MAX 32
+
+enum { PHASE_WRITE, PHASE_DELETE };
+
+/* What the fake was handed, guarded by lock: the poster thread runs
+ * posted jobs, the test thread the jobs it waits for. */
+static struct {
+    pthread_mutex_t lock;
+    int batches;
+    int n;
+    int64_t names[SEEN_MAX]; /* each statement's parameter, in run order */
+} seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+pgpool_err pgpool_exec_batch(pgpool *p, const pgpool_stmt *stmts, int n,
+                             PGresult **results, bool *is_rolled_back,
+                             char *errbuf, size_t errcap)
+{
+    pthread_mutex_lock(&seen.lock);
+    seen.batches++;
+    for (int i = 0; i < n && seen.n < SEEN_MAX; i++) {
+        if (!stmts[i].params)
+            continue; /* batch.c's own SET LOCAL before posted jobs */
+        seen.names[seen.n++] = strtoll(stmts[i].params->values[0], NULL, 10);
+    }
+    pthread_mutex_unlock(&seen.lock);
+    memset(results, 0, (size_t)n * sizeof *results);
+    *is_rolled_back = false;
+    return PGPOOL_OK;
+}
+
+void pgpool_param_int(pgpool_params *ps, int64_t v)
+{
+    snprintf(ps->numbers[ps->n], sizeof ps->numbers[0], "%" PRId64, v);
+    ps->values[ps->n] = ps->numbers[ps->n];
+    ps->n++;
+}
+
+static void seen_reset(void)
+{
+    pthread_mutex_lock(&seen.lock);
+    seen.batches = 0;
+    seen.n = 0;
+    pthread_mutex_unlock(&seen.lock);
+}
+
+static void expect_seen(int batches, const int64_t *names, int n)
+{
+    pthread_mutex_lock(&seen.lock);
+    ck_assert_int_eq(seen.batches, batches);
+    ck_assert_int_eq(seen.n, n);
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(seen.names[i] == names[i],
+                      "statement %d: expected %" PRId64 ", ran %" PRId64, i,
+                      names[i], seen.names[i]);
+    pthread_mutex_unlock(&seen.lock);
+}
+
+/* Jobs of up to two statements, each statement named by its parameter. */
+typedef struct test_job {
+    pgpool_params params[BATCH_JOB_STMTS_MAX];
+    batch_stmt stmts[BATCH_JOB_STMTS_MAX];
+    PGresult *results[BATCH_JOB_STMTS_MAX];
+} test_job;
+
+static void add_stmt(test_job *t, batch_job *bj, int64_t name, int phase,
+                     int64_t key, int64_t subkey)
+{
+    int i = bj->n++;
+    memset(&t->params[i], 0, sizeof t->params[i]);
+    pgpool_param_int(&t->params[i], name);
+    t->stmts[i] = (batch_stmt){"sql", &t->params[i], phase, key, subkey};
+    bj->stmts = t->stmts;
+    bj->results = t->results;
+}
+
+/* Runs jobs[0..k) together (one batch: all are queued before the calling
+ * thread leads) and checks every one committed. */
+static void run_jobs(batcher *b, batch_job *bjs, int k)
+{
+    for (int i = 0; i < k; i++)
+        bjs[i].b = b;
+    batcher_run_all(bjs, k);
+    for (int i = 0; i < k; i++)
+        ck_assert_int_eq(bjs[i].err, PGPOOL_OK);
+}
+
+START_TEST(test_deliveries_delete_in_message_id_order)
+{
+    /* Three delivers of one sender's messages to one recipient, as
+     * mailbox.c queues them: the recipient's copy, then the sender's
+     * outbox entry; message ids 30, 10, 20 in arrival order. */
+    const int64_t recipient = 7, sender = 5, ids[] = {30, 10, 20};
+    seen_reset();
+    batcher *b = batcher_new(NULL);
+    ck_assert_ptr_nonnull(b);
+    test_job t[3];
+    batch_job bjs[3] = {0};
+    for (int i = 0; i < 3; i++) {
+        add_stmt(&t[i], &bjs[i], 100 + ids[i], PHASE_WRITE, recipient, 0);
+        add_stmt(&t[i], &bjs[i], ids[i], PHASE_DELETE, sender, ids[i]);
+    }
+    run_jobs(b, bjs, 3);
+    batcher_free(b);
+    /* The writes of one mailbox keep their arrival order; the deletes
+     * run by message id. */
+    const int64_t want[] = {130, 110, 120, 10, 20, 30};
+    expect_seen(1, want, 6);
+}
+END_TEST
+
+START_TEST(test_phase_then_key_then_subkey)
+{
+    seen_reset();
+    batcher *b = batcher_new(NULL);
+    ck_assert_ptr_nonnull(b);
+    test_job t[4];
+    batch_job bjs[4] = {0};
+    add_stmt(&t[0], &bjs[0], 1, PHASE_DELETE, 2, 1);    /* (2, 1) */
+    add_stmt(&t[1], &bjs[1], 2, PHASE_DELETE, 1, 5);    /* (1, 5) */
+    add_stmt(&t[2], &bjs[2], 3, PHASE_DELETE, 1, 2);    /* (1, 2) */
+    add_stmt(&t[3], &bjs[3], 4, PHASE_WRITE, 999, 999); /* writes first */
+    run_jobs(b, bjs, 4);
+    batcher_free(b);
+    const int64_t want[] = {4, 3, 2, 1};
+    expect_seen(1, want, 4);
+}
+END_TEST
+
+START_TEST(test_equal_statements_keep_arrival_order)
+{
+    seen_reset();
+    batcher *b = batcher_new(NULL);
+    ck_assert_ptr_nonnull(b);
+    test_job t[2];
+    batch_job bjs[2] = {0};
+    add_stmt(&t[0], &bjs[0], 1, PHASE_WRITE, 3, 0);
+    add_stmt(&t[0], &bjs[0], 2, PHASE_WRITE, 3, 0);
+    add_stmt(&t[1], &bjs[1], 3, PHASE_WRITE, 3, 0);
+    run_jobs(b, bjs, 2);
+    batcher_free(b);
+    const int64_t want[] = {1, 2, 3};
+    expect_seen(1, want, 3);
+}
+END_TEST
+
+START_TEST(test_posted_deletes_run_in_message_id_order)
+{
+    /* Outbox removals posted after deliveries on another instance
+     * (mailbox.c ack_after): batcher_free runs the ones still queued, in
+     * one batch. */
+    seen_reset();
+    batcher *b = batcher_new(NULL);
+    ck_assert_ptr_nonnull(b);
+    const int64_t sender = 5, ids[] = {30, 10, 20};
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(
+            batcher_post(b, "sql", PHASE_DELETE, sender, ids[i], &ids[i], 1),
+            0);
+    batcher_free(b);
+    const int64_t want[] = {10, 20, 30};
+    expect_seen(1, want, 3);
+}
+END_TEST
+
+static Suite *batch_suite(void)
+{
+    Suite *s = suite_create("batch");
+    TCase *tc = tcase_create("lock order");
+
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_deliveries_delete_in_message_id_order);
+    tcase_add_test(tc, test_phase_then_key_then_subkey);
+    tcase_add_test(tc, test_equal_statements_keep_arrival_order);
+    tcase_add_test(tc, test_posted_deletes_run_in_message_id_order);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(batch_suite());
+
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
