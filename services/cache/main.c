@@ -144,8 +144,9 @@ static int node_init(cache_node *n, const cache_config *c)
     n->hot = hot_new(c->redis_host, c->redis_port, c->redis_pool, n->metrics);
     n->placement = placement_new();
     for (int i = 0; i < CACHE_WRITE_QUEUES; i++) {
-        n->writes[i] = storeq_new(c->store_lanes, c->store_batch,
-                                  STORE_BATCH_BYTES, store_run_writes, n);
+        n->writes[i] =
+            storeq_new(c->store_lanes, c->store_batch, STORE_BATCH_BYTES,
+                       STORE_QUEUE_WAIT_MS, store_run_writes, n);
         if (!n->writes[i])
             return -1;
     }

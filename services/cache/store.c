@@ -349,20 +349,3 @@ store_err store_outbox_claim(cache_node *n, int limit, int lease_ms,
     json_decref(o);
     return err;
 }
-
-store_err store_outbox_ack(cache_node *n, int64_t sender_id, int64_t message_id,
-                           const char *rid)
-{
-    char idbuf[24];
-    snprintf(idbuf, sizeof(idbuf), "%" PRId64, message_id);
-    json_t *body = json_pack("{s[{sIss}]}", "entries", "sender_id",
-                             (json_int_t)sender_id, "message_id", idbuf);
-    long status = 0;
-    json_t *o = NULL;
-    store_err err =
-        post_json(n, "/internal/outbox/ack", body, rid, &status, &o);
-    if (err)
-        return err;
-    json_decref(o);
-    return status == 200 ? STORE_OK : STORE_BAD;
-}

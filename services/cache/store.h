@@ -22,6 +22,13 @@
 /* Message text one batch carries beyond its first write: half of what
  * storage accepts in a body (HTTP_BODY_MAX), the rest for the wrapping. */
 #define STORE_BATCH_BYTES (512 * 1024)
+/* How long a write may wait in its queue for a call to take it. Calls to
+ * a healthy instance leave within milliseconds even at saturation; one
+ * queued this long waits behind calls its stalled instance does not
+ * answer (storage gives up on PostgreSQL after 4 s), so it answers a
+ * retryable 503 unsent rather than hold its thread through more of
+ * them. */
+#define STORE_QUEUE_WAIT_MS 3000
 
 /* Writes the sender's copy, key and outbox entry in one transaction. On
  * STORE_OK with SEND_REPLAY, out->stored is owned by the caller
@@ -54,8 +61,5 @@ store_err store_get(cache_node *n, const char *path_and_query, const char *rid,
 /* Claims due outbox entries; *messages is a new array reference. */
 store_err store_outbox_claim(cache_node *n, int limit, int lease_ms,
                              json_t **messages);
-/* Removes the outbox entry of a delivered recipient copy. */
-store_err store_outbox_ack(cache_node *n, int64_t sender_id, int64_t message_id,
-                           const char *rid);
 
 #endif

@@ -10,6 +10,7 @@
  */
 #include "storeq.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -30,6 +31,7 @@ struct storeq {
     int lanes;
     int batch_max;
     size_t bytes_max;
+    int64_t wait_us; /* a queued write gives up after this; 0: never */
     storeq_run_fn run;
     void *ctx;
     pthread_mutex_t lock;
@@ -37,10 +39,10 @@ struct storeq {
     int busy;                /* calls in flight; guarded by lock */
 };
 
-storeq *storeq_new(int lanes, int batch_max, size_t bytes_max,
+storeq *storeq_new(int lanes, int batch_max, size_t bytes_max, int wait_ms,
                    storeq_run_fn run, void *ctx)
 {
-    if (lanes < 0 || batch_max < 1 || !run)
+    if (lanes < 0 || batch_max < 1 || wait_ms < 0 || !run)
         return NULL;
     storeq *q = calloc(1, sizeof *q);
     if (!q)
@@ -49,6 +51,7 @@ storeq *storeq_new(int lanes, int batch_max, size_t bytes_max,
                   .batch_max = batch_max < STOREQ_BATCH_CAP ? batch_max
                                                             : STOREQ_BATCH_CAP,
                   .bytes_max = bytes_max,
+                  .wait_us = (int64_t)wait_ms * 1000,
                   .run = run,
                   .ctx = ctx};
     if (pthread_mutex_init(&q->lock, NULL) != 0) {
@@ -114,6 +117,49 @@ static void lead_locked(storeq *q)
     wake_head_locked(q);
 }
 
+/* Takes job, still queued, out of the queue (lock held). */
+static void unlink_locked(storeq *q, storeq_job *job)
+{
+    storeq_job *prev = NULL;
+    for (storeq_job *j = q->head; j && j != job; j = j->next)
+        prev = j;
+    if (prev)
+        prev->next = job->next;
+    else
+        q->head = job->next;
+    if (q->tail == job)
+        q->tail = prev;
+    /* It may have been the head a free lane was waiting on. */
+    wake_head_locked(q);
+}
+
+/* A condition variable on the monotonic clock, for timed waits. */
+static int cv_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0)
+        return -1;
+    int rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    rc = rc == 0 ? pthread_cond_init(cv, &attr) : rc;
+    pthread_condattr_destroy(&attr);
+    return rc == 0 ? 0 : -1;
+}
+
+/* Waits on job's condition variable until woken or, while the job is
+ * queued and the queue bounds waits, until deadline_us. Returns true
+ * when the deadline passed with the job still queued (lock held). */
+static bool wait_turn(storeq *q, storeq_job *job, int64_t deadline_us)
+{
+    if (job->state != QUEUED || q->wait_us == 0) {
+        pthread_cond_wait(&job->cv, &q->lock);
+        return false;
+    }
+    struct timespec ts = {.tv_sec = deadline_us / 1000000,
+                          .tv_nsec = (long)(deadline_us % 1000000) * 1000};
+    int rc = pthread_cond_timedwait(&job->cv, &q->lock, &ts);
+    return rc == ETIMEDOUT && job->state == QUEUED;
+}
+
 void storeq_submit(storeq *q, storeq_job *job)
 {
     job->err = STORE_DOWN;
@@ -121,12 +167,13 @@ void storeq_submit(storeq *q, storeq_job *job)
     job->body = NULL;
     job->next = NULL;
     job->waited_us = 0;
-    if (q->lanes == 0 || pthread_cond_init(&job->cv, NULL) != 0) {
+    if (q->lanes == 0 || cv_init(&job->cv) != 0) {
         q->run(q->ctx, &job, 1);
         return;
     }
     job->state = QUEUED;
-    job->waited_us = now_us(); /* the submit time until taken */
+    int64_t submitted = now_us();
+    job->waited_us = submitted; /* the submit time until taken */
     pthread_mutex_lock(&q->lock);
     if (q->tail)
         q->tail->next = job;
@@ -134,10 +181,13 @@ void storeq_submit(storeq *q, storeq_job *job)
         q->head = job;
     q->tail = job;
     while (job->state != DONE) {
-        if (job->state == QUEUED && q->busy < q->lanes)
+        if (job->state == QUEUED && q->busy < q->lanes) {
             lead_locked(q);
-        else
-            pthread_cond_wait(&job->cv, &q->lock);
+        } else if (wait_turn(q, job, submitted + q->wait_us)) {
+            unlink_locked(q, job); /* never sent: err stays STORE_DOWN */
+            job->waited_us = now_us() - submitted;
+            break;
+        }
     }
     pthread_mutex_unlock(&q->lock);
     pthread_cond_destroy(&job->cv);

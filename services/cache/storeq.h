@@ -40,7 +40,7 @@ typedef struct storeq_job {
     long status;
     json_t *body;
     /* Set by storeq_submit: how long the write waited for a lane before
-     * its call started (0 when a lane was free). */
+     * its call started (0 when a lane was free), or before it gave up. */
     int64_t waited_us;
     /* Private to storeq.c. */
     int state;
@@ -55,9 +55,13 @@ typedef struct storeq storeq;
 
 /* A queue whose calls run through run(ctx, ...), at most lanes at once,
  * each carrying at most batch_max writes and, beyond its first write,
- * bytes_max bytes of message text. lanes 0: no queue, every write is a
- * call of its own at once. NULL on failure. */
-storeq *storeq_new(int lanes, int batch_max, size_t bytes_max,
+ * bytes_max bytes of message text. A write still queued (no call has
+ * taken it) wait_ms after it was submitted gives up with STORE_DOWN and
+ * is never sent: its storage instance is stalled, and a caller is better
+ * off with a retryable answer than a thread held indefinitely (0: no
+ * bound). lanes 0: no queue, every write is a call of its own at once.
+ * NULL on failure. */
+storeq *storeq_new(int lanes, int batch_max, size_t bytes_max, int wait_ms,
                    storeq_run_fn run, void *ctx);
 /* The caller guarantees no thread is in storeq_submit. NULL is a no-op. */
 void storeq_free(storeq *q);

@@ -3,7 +3,8 @@
  * node's queue of writes to storage: a lone write is a call of its own at
  * once; writes that queue while the lanes are busy share the next call,
  * within batch_max and bytes_max; each write gets its own outcome; lanes
- * bound the calls in flight, and lanes 0 turns the queue off.
+ * bound the calls in flight; a write no call takes within the wait gives
+ * up unsent; and lanes 0 turns the queue off.
  *
  * The runner is a fake that records the size of every call and can hold
  * calls in flight until the test releases them. storeq.c is compiled in
@@ -151,7 +152,7 @@ START_TEST(test_lone_write_is_a_call_at_once)
 {
     fake f;
     fake_init(&f, false);
-    storeq *q = storeq_new(4, 32, 1024, fake_run, &f);
+    storeq *q = storeq_new(4, 32, 1024, 0, fake_run, &f);
     ck_assert_ptr_nonnull(q);
     for (int i = 0; i < 3; i++) {
         storeq_job j = {.op = "deliver", .message = "7", .len = 1};
@@ -171,7 +172,7 @@ START_TEST(test_queued_writes_share_the_next_call)
 {
     fake f;
     fake_init(&f, true);
-    storeq *q = storeq_new(1, 32, 1024, fake_run, &f);
+    storeq *q = storeq_new(1, 32, 1024, 0, fake_run, &f);
     run_behind_one(q, &f, 5, 3);
     ck_assert_int_eq(f.calls, 2);
     ck_assert_int_eq(f.sizes[0], 1);
@@ -185,7 +186,7 @@ START_TEST(test_a_call_carries_at_most_batch_max)
 {
     fake f;
     fake_init(&f, true);
-    storeq *q = storeq_new(1, 2, 1024, fake_run, &f);
+    storeq *q = storeq_new(1, 2, 1024, 0, fake_run, &f);
     run_behind_one(q, &f, 5, 3);
     ck_assert_int_eq(f.calls, 4);
     ck_assert_int_eq(f.sizes[1], 2);
@@ -202,7 +203,7 @@ START_TEST(test_a_call_carries_at_most_bytes_max)
     fake_init(&f, true);
     /* 3 writes of 4 bytes fit in 12, the fourth does not; a first write
      * over the bound still goes, alone. */
-    storeq *q = storeq_new(1, 32, 12, fake_run, &f);
+    storeq *q = storeq_new(1, 32, 12, 0, fake_run, &f);
     run_behind_one(q, &f, 5, 4);
     ck_assert_int_eq(f.calls, 3);
     ck_assert_int_eq(f.sizes[1], 3);
@@ -211,7 +212,7 @@ START_TEST(test_a_call_carries_at_most_bytes_max)
     fake_destroy(&f);
 
     fake_init(&f, false);
-    q = storeq_new(1, 32, 2, fake_run, &f);
+    q = storeq_new(1, 32, 2, 0, fake_run, &f);
     storeq_job big = {.op = "send", .message = "12345", .len = 5};
     storeq_submit(q, &big);
     ck_assert_int_eq(big.err, STORE_OK);
@@ -225,7 +226,7 @@ START_TEST(test_lanes_bound_the_calls_in_flight)
 {
     fake f;
     fake_init(&f, true);
-    storeq *q = storeq_new(2, 32, 1024, fake_run, &f);
+    storeq *q = storeq_new(2, 32, 1024, 0, fake_run, &f);
     writer w[4];
     for (int i = 0; i < 4; i++)
         writer_start(&w[i], q, i, 1);
@@ -243,11 +244,41 @@ START_TEST(test_lanes_bound_the_calls_in_flight)
 }
 END_TEST
 
+/* A write that no call takes within the queue's wait gives up with
+ * STORE_DOWN and is never sent; the queue goes on serving. */
+START_TEST(test_a_write_queued_past_the_wait_gives_up)
+{
+    fake f;
+    fake_init(&f, true);
+    storeq *q = storeq_new(1, 32, 1024, 100, fake_run, &f);
+    writer w[3];
+    writer_start(&w[0], q, 0, 1);
+    fake_wait_running(&f, 1); /* the one lane is held */
+    writer_start(&w[1], q, 1, 1);
+    pthread_join(w[1].thread, NULL);
+    ck_assert_int_eq(w[1].job.err, STORE_DOWN);
+    ck_assert_int_eq(w[1].job.status, 0);
+    ck_assert_int_ge(w[1].job.waited_us, 100000);
+    ck_assert_int_eq(queued(q), 0);
+    ck_assert_int_eq(f.calls, 1); /* it was never sent */
+    fake_release(&f);
+    pthread_join(w[0].thread, NULL);
+    ck_assert_int_eq(w[0].job.err, STORE_OK);
+    writer_start(&w[2], q, 2, 1);
+    pthread_join(w[2].thread, NULL);
+    ck_assert_int_eq(w[2].job.err, STORE_OK);
+    ck_assert_int_eq(w[2].job.status, 2);
+    ck_assert_int_eq(f.calls, 2);
+    storeq_free(q);
+    fake_destroy(&f);
+}
+END_TEST
+
 START_TEST(test_no_lanes_is_no_queue)
 {
     fake f;
     fake_init(&f, true);
-    storeq *q = storeq_new(0, 32, 1024, fake_run, &f);
+    storeq *q = storeq_new(0, 32, 1024, 0, fake_run, &f);
     writer w[3];
     for (int i = 0; i < 3; i++)
         writer_start(&w[i], q, i, 1);
@@ -268,9 +299,10 @@ START_TEST(test_bad_arguments_are_refused)
 {
     fake f;
     fake_init(&f, false);
-    ck_assert_ptr_null(storeq_new(-1, 32, 1024, fake_run, &f));
-    ck_assert_ptr_null(storeq_new(1, 0, 1024, fake_run, &f));
-    ck_assert_ptr_null(storeq_new(1, 32, 1024, NULL, &f));
+    ck_assert_ptr_null(storeq_new(-1, 32, 1024, 0, fake_run, &f));
+    ck_assert_ptr_null(storeq_new(1, 0, 1024, 0, fake_run, &f));
+    ck_assert_ptr_null(storeq_new(1, 32, 1024, 0, NULL, &f));
+    ck_assert_ptr_null(storeq_new(1, 32, 1024, -1, fake_run, &f));
     storeq_free(NULL);
     fake_destroy(&f);
 }
@@ -287,6 +319,7 @@ static Suite *storeq_suite(void)
     tcase_add_test(tc, test_a_call_carries_at_most_batch_max);
     tcase_add_test(tc, test_a_call_carries_at_most_bytes_max);
     tcase_add_test(tc, test_lanes_bound_the_calls_in_flight);
+    tcase_add_test(tc, test_a_write_queued_past_the_wait_gives_up);
     tcase_add_test(tc, test_no_lanes_is_no_queue);
     tcase_add_test(tc, test_bad_arguments_are_refused);
     suite_add_tcase(s, tc);
