@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "clockms.h"
 #include "coord.h"
@@ -58,17 +57,18 @@ static json_t *hand_over(router *r, const ring_node *source, const char *next)
     return report;
 }
 
-/* A fresh id for one attempt at a planned change: a retry of the same
- * change prepares the same epoch, and its targets must tell the imports
- * of an attempt that was called off from those of the one published.
- * Random, so that a new leader cannot reuse its predecessor's ids. */
-static int64_t new_attempt(void)
+/* The id of a new attempt at a planned change, and the lease term it
+ * begins in: a retry of the same change prepares the same epoch, and its
+ * targets must tell the copies of an attempt that was called off from
+ * those of a later one. Ordered: the lease term (which grows with every
+ * leadership, of any router) above a count of this router's attempts. */
+static int64_t new_attempt(router *r, int64_t *term)
 {
-    uint64_t v = 0;
-    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
-        v = (uint64_t)clockms_monotonic() * 2654435761u;
-    v &= ((uint64_t)1 << 62) - 1;
-    return v ? (int64_t)v : 1;
+    pthread_mutex_lock(&r->lock);
+    *term = r->term;
+    int64_t attempt = (r->term << 24) | (++r->attempts & 0xffffff);
+    pthread_mutex_unlock(&r->lock);
+    return attempt;
 }
 
 /* Names the change under way in every heartbeat answer (0, 0: none). */
@@ -77,6 +77,21 @@ static void set_plan(router *r, int64_t epoch, int64_t attempt)
     pthread_mutex_lock(&r->lock);
     r->planned_epoch = epoch;
     r->planned_attempt = attempt;
+    r->plan_unsettled = false;
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* After the publish: withdrawn, unless its outcome is unknown (the ring
+ * may be stored): then the coordinator withdraws it once it has read
+ * what is (coord.c). */
+static void end_plan(router *r, int64_t published)
+{
+    if (published >= 0) {
+        set_plan(r, 0, 0);
+        return;
+    }
+    pthread_mutex_lock(&r->lock);
+    r->plan_unsettled = true;
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -89,9 +104,10 @@ static void change(router *r, const ring_t *cur, const ring_node *nodes, int n,
                    bool (*is_source)(const ring_node *, void *), void *arg,
                    hs_reply *rep)
 {
+    int64_t term = 0;
     ring_t *next = ring_new(cur->epoch + 1, cur->vnodes, nodes, n);
     if (next)
-        next->attempt = new_attempt();
+        next->attempt = new_attempt(r, &term);
     char *next_json = next ? ring_to_json(next) : NULL;
     json_t *reports = json_array();
     if (!next_json || !reports) {
@@ -110,11 +126,18 @@ static void change(router *r, const ring_t *cur, const ring_node *nodes, int n,
     now_epoch = r->ring ? r->ring->epoch : 0;
     pthread_mutex_unlock(&r->lock);
     int64_t epoch = now_epoch == cur->epoch
-                        ? coord_publish(r, nodes, n, next->attempt)
+                        ? coord_publish(r, nodes, n, next->attempt, term)
                         : (int64_t)0;
-    set_plan(r, 0, 0);
+    end_plan(r, epoch);
     pthread_mutex_unlock(&r->change_lock);
-    if (epoch <= 0) {
+    if (epoch < 0) {
+        hs_reply_problem(rep, 503, "Ring not published",
+                         "storing the next ring failed or its outcome is "
+                         "unknown; read the ring in force, then retry");
+        rep->retry_after_s = 1;
+        goto out;
+    }
+    if (epoch == 0) {
         hs_reply_problem(rep, 409, "Ring changed or leadership lost",
                          "the ring moved on or this router lost its lease "
                          "during the handoff; nothing was published, retry");

@@ -67,13 +67,14 @@ static int64_t current_epoch(router *r)
 }
 
 int64_t coord_publish(router *r, const ring_node *nodes, int nnodes,
-                      int64_t attempt)
+                      int64_t attempt, int64_t begun_term)
 {
     pthread_mutex_lock(&r->lock);
     int64_t epoch = (r->ring ? r->ring->epoch : 0) + 1;
     int64_t term = r->term;
     pthread_mutex_unlock(&r->lock);
-    if (!coord_is_leader(r, clockms_monotonic()))
+    if (!coord_is_leader(r, clockms_monotonic()) ||
+        (begun_term != 0 && term != begun_term))
         return 0;
     ring_t *ring = ring_new(epoch, r->vnodes, nodes, nnodes);
     if (ring)
@@ -104,7 +105,7 @@ static void publish_initial(coord *c)
 {
     router *r = c->r;
     if (rstate_is_shared(r->state)) {
-        if (coord_publish(r, c->initial, c->ninitial, 0) > 0)
+        if (coord_publish(r, c->initial, c->ninitial, 0, 0) > 0)
             log_msg("info", "router: published the first ring from "
                             "ROUTER_NODES");
         return;
@@ -122,6 +123,19 @@ static void publish_initial(coord *c)
         coord_install(r, ring);
 }
 
+/* A plan whose publish had an unknown outcome stays announced, so its
+ * sources keep their users gated, until a read of the router state shows
+ * what is stored (installed just before): then it is withdrawn. */
+static void settle_plan(router *r)
+{
+    pthread_mutex_lock(&r->lock);
+    if (r->plan_unsettled) {
+        r->plan_unsettled = false;
+        r->planned_epoch = r->planned_attempt = 0;
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
 /* Reads the lease and the stored ring; updates leadership. */
 static void follow(coord *c, int64_t t0)
 {
@@ -131,6 +145,18 @@ static void follow(coord *c, int64_t t0)
                     &v)) {
         return; /* keep what we had: the lease end bounds it */
     }
+    /* The stored ring first: a leader answers heartbeats with its epoch
+     * and its plan, and must never name no plan at an epoch older than
+     * one a predecessor published after planning it. */
+    if (v.ring) {
+        ring_t *ring = ring_from_json(v.ring, strlen(v.ring));
+        if (ring)
+            coord_install(r, ring);
+        else
+            log_msg("error", "router: the stored ring does not parse");
+        free(v.ring);
+    }
+    settle_plan(r);
     pthread_mutex_lock(&r->lock);
     bool was = r->is_leader && t0 < r->lease_end_ms;
     r->is_leader = v.is_leader;
@@ -148,14 +174,6 @@ static void follow(coord *c, int64_t t0)
                 (long long)v.term);
         metrics_count(r->metrics, "router_leaderships_total",
                       "Times this router became the leader", 1);
-    }
-    if (v.ring) {
-        ring_t *ring = ring_from_json(v.ring, strlen(v.ring));
-        if (ring)
-            coord_install(r, ring);
-        else
-            log_msg("error", "router: the stored ring does not parse");
-        free(v.ring);
     }
 }
 
@@ -197,7 +215,7 @@ static void replace_dead(coord *c, int64_t now)
         } else {
             break; /* the last node: nowhere to move its users */
         }
-        int64_t epoch = coord_publish(r, nodes, n, 0);
+        int64_t epoch = coord_publish(r, nodes, n, 0, 0);
         if (epoch > 0) {
             log_msg("warn", "router: %s unheard for %d ms: %s%s (epoch %lld)",
                     dead.name, r->timing.dead_ms,

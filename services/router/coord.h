@@ -30,10 +30,14 @@ void coord_install(router *r, ring_t *ring);
 
 /* Under r->change_lock, on the leader: stores nodes as the ring of the
  * next epoch and installs it; attempt names the planned change that
- * prepared it (0: none). Returns the new epoch, 0 when this router does
- * not hold the lease (or lost it), -1 on error. */
+ * prepared it (0: none), and term, when not 0, the lease term the change
+ * began in: a leader that lost its lease meanwhile must not publish it,
+ * even after it took the lease back (the sources let their users go when
+ * another leader did not name the change). Returns the new epoch, 0 when
+ * this router does not hold the lease (or lost it, or holds a later
+ * term), -1 on error (the ring may or may not be stored). */
 int64_t coord_publish(router *r, const ring_node *nodes, int nnodes,
-                      int64_t attempt);
+                      int64_t attempt, int64_t term);
 
 /* True while this router leads with an unexpired lease. */
 bool coord_is_leader(router *r, int64_t now_ms);

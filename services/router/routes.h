@@ -52,6 +52,10 @@ typedef struct router {
      * while it runs and let them go once it is called off (cache
      * handoff.h). */
     int64_t planned_epoch, planned_attempt;
+    /* Its publish had an unknown outcome: the coordinator withdraws it
+     * at its next read of the router state. */
+    bool plan_unsettled;
+    int64_t attempts; /* planned changes begun by this router */
 } router;
 
 extern const hs_route router_routes[];
