@@ -15,8 +15,8 @@
 #include "log.h"
 #include "node.h"
 
-/* Imported users remembered, in all: past this, an import is refused
- * (the users then start cold). */
+/* Imported users remembered: past this, an import is refused (the users
+ * then start cold). */
 #define HANDOFF_IMPORTED_MAX (1 << 20)
 
 typedef struct id_list {
@@ -32,15 +32,16 @@ struct handoff {
     int64_t gate_started_ms;
     int64_t gate_until_ms;
 
-    /* Orders imports against ring installs: an import either lands
-     * before the ring it prepared comes (and is kept or dropped with
-     * the other imports then), or is refused. Guards the fields below. */
+    /* Orders imports against each other and against ring installs: an
+     * import lands before the ring it prepared comes (and is kept or
+     * dropped with the others then), or is refused. Guards the fields
+     * below. */
     pthread_mutex_t import_lock;
     int64_t installed_epoch; /* of the newest ring installed */
-    int64_t imported_epoch;  /* the change the imported users are for */
-    int64_t imported_attempt;
-    id_list imported; /* their ids */
-    id_list stale;    /* users of attempts replaced by a later one */
+    /* The change (epoch, attempt) the imported users are for, and their
+     * ids; attempts are ordered (router admin.c). */
+    int64_t imported_epoch, imported_attempt;
+    id_list imported;
 };
 
 handoff *handoff_new(void)
@@ -66,7 +67,6 @@ void handoff_free(handoff *h)
         return;
     ring_free(h->next);
     free(h->imported.ids);
-    free(h->stale.ids);
     pthread_rwlock_destroy(&h->barrier);
     pthread_mutex_destroy(&h->lock);
     pthread_mutex_destroy(&h->import_lock);
@@ -122,36 +122,18 @@ void handoff_heard(handoff *h, int64_t plan_epoch, int64_t plan_attempt,
 
 /* ------------------------------------------------------------ ring change */
 
-typedef struct drop_arg {
-    const ring_t *ring; /* drop users this ring does not give self */
-    const char *self;
-    const id_list *stale; /* or drop these, sorted ... */
-    const id_list *kept;  /* ... unless they are in this one, sorted */
-} drop_arg;
-
 static int cmp_id(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return x < y ? -1 : x > y;
 }
 
-static bool list_has(const id_list *l, int64_t uid)
-{
-    return l && l->n && bsearch(&uid, l->ids, l->n, sizeof(int64_t), cmp_id);
-}
-
-static void list_sort(id_list *l)
-{
-    if (l->n)
-        qsort(l->ids, l->n, sizeof(int64_t), cmp_id);
-}
-
-/* Appends uid; -1 when full (in all, with other) or out of memory. */
-static int list_add(id_list *l, const id_list *other, int64_t uid)
+/* Appends uid; -1 when full or out of memory. */
+static int list_add(id_list *l, int64_t uid)
 {
     if (l->n && l->ids[l->n - 1] == uid)
-        return 0; /* a user's keys come one after another */
-    if (l->n + other->n >= HANDOFF_IMPORTED_MAX)
+        return 0; /* a user's keys often come one after another */
+    if (l->n >= HANDOFF_IMPORTED_MAX)
         return -1;
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 1024;
@@ -165,59 +147,61 @@ static int list_add(id_list *l, const id_list *other, int64_t uid)
     return 0;
 }
 
-/* Moves every id of from to the end of to (from ends empty). */
-static void list_move(id_list *to, id_list *from)
+static bool in_list(int64_t uid, void *arg)
 {
-    for (size_t i = 0; i < from->n; i++) {
-        id_list none = {0};
-        if (list_add(to, &none, from->ids[i]))
-            break; /* those left out stay warm: no worse than before */
-    }
-    from->n = 0;
+    const id_list *l = arg;
+    return bsearch(&uid, l->ids, l->n, sizeof(int64_t), cmp_id) != NULL;
 }
 
-static bool should_drop(int64_t uid, void *arg)
+/* Deletes every key of the imported users and forgets them (import_lock
+ * held): they were copied for a change that is not coming. */
+static void drop_imported(cache_node *n, const char *why)
 {
-    const drop_arg *d = arg;
-    if (d->ring)
-        return !owns(d->ring, d->self, uid);
-    return list_has(d->stale, uid) && !list_has(d->kept, uid);
+    handoff *h = n->handoff;
+    if (h->imported.n) {
+        qsort(h->imported.ids, h->imported.n, sizeof(int64_t), cmp_id);
+        long dropped = hot_drop_users(n->hot, in_list, &h->imported);
+        log_msg("info",
+                "hot: dropped %ld keys of %zu users imported for epoch %lld "
+                "(attempt %lld): %s",
+                dropped, h->imported.n, (long long)h->imported_epoch,
+                (long long)h->imported_attempt, why);
+    }
+    h->imported.n = 0;
+    h->imported_epoch = h->imported_attempt = 0;
 }
 
 void handoff_ring_coming(cache_node *n, const ring_t *next)
 {
     handoff *h = n->handoff;
-    id_list stale = {0}, kept = {0};
     pthread_mutex_lock(&h->import_lock);
     if (next->epoch > h->installed_epoch)
         h->installed_epoch = next->epoch;
-    if (h->imported.n && h->imported_epoch == next->epoch &&
+    if (h->imported_epoch == next->epoch &&
         h->imported_attempt == next->attempt) {
-        kept = h->imported; /* the attempt that won: the users stay */
-        memset(&h->imported, 0, sizeof h->imported);
-    } else if (h->imported.n && h->imported_epoch <= next->epoch) {
-        /* Prepared for a ring that did not come (another of that epoch,
-         * or one skipped over): another node may have changed those
-         * users since. */
-        list_move(&h->stale, &h->imported);
+        /* The change they were copied for: the users stay, now owned. */
+        h->imported.n = 0;
+        h->imported_epoch = h->imported_attempt = 0;
+    } else if (h->imported_epoch != 0 && h->imported_epoch <= next->epoch) {
+        /* Another ring of that epoch (a failover, or an attempt other
+         * than theirs), or one past it: another node may have changed
+         * those users since. Dropped before next is current, when no
+         * call can reach them here yet (the ring in force gives them to
+         * others). */
+        drop_imported(n, "another ring came");
     }
-    stale = h->stale;
-    memset(&h->stale, 0, sizeof h->stale);
     pthread_mutex_unlock(&h->import_lock);
-    if (stale.n) {
-        /* Before next is current: until then no call reaches these users
-         * here (the ring in force gives them to others). */
-        list_sort(&stale);
-        list_sort(&kept);
-        drop_arg d = {NULL, n->name, &stale, &kept};
-        long dropped = hot_drop_users(n->hot, should_drop, &d);
-        log_msg("info",
-                "hot: dropped %ld keys imported for a change other than "
-                "epoch %lld's",
-                dropped, (long long)next->epoch);
-    }
-    free(stale.ids);
-    free(kept.ids);
+}
+
+typedef struct owner_arg {
+    const ring_t *ring;
+    const char *self;
+} owner_arg;
+
+static bool not_owned(int64_t uid, void *arg)
+{
+    const owner_arg *o = arg;
+    return !owns(o->ring, o->self, uid);
 }
 
 void handoff_ring_changed(cache_node *n, const ring_t *old, const ring_t *now)
@@ -231,8 +215,8 @@ void handoff_ring_changed(cache_node *n, const ring_t *old, const ring_t *now)
     pthread_mutex_unlock(&h->lock);
     if (!old)
         return; /* the first ring: Redis was flushed at start */
-    drop_arg d = {now, n->name, NULL, NULL};
-    long dropped = hot_drop_users(n->hot, should_drop, &d);
+    owner_arg o = {now, n->name};
+    long dropped = hot_drop_users(n->hot, not_owned, &o);
     if (dropped > 0)
         log_msg("info",
                 "hot: dropped %ld keys of users not owned at epoch "
@@ -250,16 +234,21 @@ typedef struct batch {
 
 typedef struct export_ctx {
     cache_node *n;
+    const ring_t *cur; /* the ring in force, from which next is planned */
     const ring_t *next;
     const char *rid;
     batch batches[RING_NODES_MAX];
     long users_keys, skipped, failed;
 } export_ctx;
 
+/* A user this node serves now and next gives to another. Keys of users
+ * it no longer owns (the clean-up after a ring change may still be
+ * under way) are not its to copy: their owner may have changed them
+ * since. */
 static bool is_leaving(int64_t uid, void *arg)
 {
     const export_ctx *x = arg;
-    return !owns(x->next, x->n->name, uid);
+    return owns(x->cur, x->n->name, uid) && !owns(x->next, x->n->name, uid);
 }
 
 static int send_batch(export_ctx *x, int target)
@@ -335,43 +324,38 @@ static void gate(cache_node *n, ring_t *next)
     pthread_rwlock_unlock(&h->barrier);
 }
 
-void handoff_handle_export(hs_request *req, hs_reply *rep)
+/* The ring in force (a reference), when it is the one next is planned
+ * from: next's epoch less one. A node a heartbeat behind fetches it. */
+static const ring_t *ring_before(cache_node *n, const ring_t *next)
 {
-    cache_node *n = req->ctx;
-    json_t *body = req->body ? json_loadb(req->body, req->body_len,
-                                          JSON_REJECT_DUPLICATES, NULL)
-                             : NULL;
-    const char *text = json_string_value(json_object_get(body, "ring"));
-    ring_t *next = text ? ring_from_json(text, strlen(text)) : NULL;
-    json_decref(body);
-    const ring_t *cur = ringview_acquire(n->ring);
-    int64_t cur_epoch = cur ? cur->epoch : 0;
-    ringview_release(n->ring, cur);
-    if (!next || next->epoch <= cur_epoch) {
-        ring_free(next);
-        hs_reply_problem(rep, 400, "Invalid handoff",
-                         "body must be {\"ring\": \"<ring JSON>\"} with an "
-                         "epoch above the node's");
-        return;
+    for (int tries = 0; tries < 2; tries++) {
+        const ring_t *cur = ringview_acquire(n->ring);
+        if (cur && cur->epoch == next->epoch - 1)
+            return cur;
+        bool behind = !cur || cur->epoch < next->epoch - 1;
+        ringview_release(n->ring, cur);
+        if (!behind || tries > 0)
+            break;
+        ringview_refresh(n->ring);
     }
+    return NULL;
+}
+
+/* Gates the users next moves away, copies their keys to their next
+ * owners, and answers with what was copied. */
+static void export_to(cache_node *n, const ring_t *cur, ring_t *next,
+                      const char *rid, hs_reply *rep)
+{
     export_ctx *x = calloc(1, sizeof(*x));
-    if (!x) {
-        ring_free(next);
-        hs_reply_problem(rep, 500, NULL, "out of memory");
-        return;
-    }
-    ring_t *gated = ring_copy(next);
+    /* The gate owns its own copy: a ring change may free it while the
+     * copy below still runs. */
+    ring_t *gated = x ? ring_copy(next) : NULL;
     if (!gated) {
-        ring_free(next);
         free(x);
         hs_reply_problem(rep, 500, NULL, "out of memory");
         return;
     }
-    x->n = n;
-    x->next = next;
-    x->rid = req->request_id;
-    /* The gate owns its own copy: a ring change may free it while the
-     * copy below still runs. */
+    *x = (export_ctx){.n = n, .cur = cur, .next = next, .rid = rid};
     gate(n, gated);
     long dumped = hot_dump_users(n->hot, is_leaving, x, add_key, x);
     for (int t = 0; t < next->nnodes; t++) {
@@ -387,27 +371,71 @@ void handoff_handle_export(hs_request *req, hs_reply *rep)
                             (json_int_t)x->users_keys, "skipped",
                             (json_int_t)x->skipped, "failed",
                             (json_int_t)x->failed, "redis_ok", dumped >= 0));
-    ring_free(next);
     free(x);
+}
+
+void handoff_handle_export(hs_request *req, hs_reply *rep)
+{
+    cache_node *n = req->ctx;
+    json_t *body = req->body ? json_loadb(req->body, req->body_len,
+                                          JSON_REJECT_DUPLICATES, NULL)
+                             : NULL;
+    const char *text = json_string_value(json_object_get(body, "ring"));
+    ring_t *next = text ? ring_from_json(text, strlen(text)) : NULL;
+    json_decref(body);
+    if (!next) {
+        hs_reply_problem(rep, 400, "Invalid handoff",
+                         "body must be {\"ring\": \"<ring JSON>\"}");
+        return;
+    }
+    const ring_t *cur = ring_before(n, next);
+    if (!cur) {
+        hs_reply_problem(rep, 409, "Not the ring before",
+                         "the node does not hold the ring of the epoch "
+                         "before the one handed over to");
+    } else {
+        export_to(n, cur, next, req->request_id, rep);
+        ringview_release(n->ring, cur);
+    }
+    ring_free(next);
 }
 
 /* ---------------------------------------------------------------- import */
 
-/* Under import_lock: whether an import for (epoch, attempt) may land,
- * making it the change the imported users are for. */
-static bool import_begin(handoff *h, int64_t epoch, int64_t attempt)
+/* Compares changes (epoch, attempt): attempts are ordered (admin.c). */
+static int cmp_change(int64_t e1, int64_t a1, int64_t e2, int64_t a2)
 {
+    if (e1 != e2)
+        return e1 < e2 ? -1 : 1;
+    return a1 < a2 ? -1 : a1 > a2;
+}
+
+/* Under import_lock: whether an import for (epoch, attempt) may land,
+ * making it the change the imported users are for. A later change
+ * replaces an earlier one, whose copies go first, whole: a key the later
+ * attempt does not send again would otherwise stay as the earlier one
+ * copied it. */
+static bool import_begin(cache_node *n, int64_t epoch, int64_t attempt)
+{
+    handoff *h = n->handoff;
     if (epoch <= h->installed_epoch)
         return false; /* late: the ring it prepared, or a newer, is here */
-    if (h->imported.n &&
-        (h->imported_epoch != epoch || h->imported_attempt != attempt))
-        list_move(&h->stale, &h->imported); /* a retry replaced them */
+    if (h->imported_epoch != 0) {
+        int c =
+            cmp_change(epoch, attempt, h->imported_epoch, h->imported_attempt);
+        if (c < 0)
+            return false; /* a late copy of a change already replaced */
+        if (c > 0)
+            drop_imported(n, "a later change replaced it");
+    }
     h->imported_epoch = epoch;
     h->imported_attempt = attempt;
     return true;
 }
 
-static int restore_entry(cache_node *n, const json_t *e)
+/* Restores one copied key, unless it belongs to a user this node serves
+ * under cur (its copy would overwrite what the node wrote since). */
+static int restore_entry(cache_node *n, const ring_t *cur, const json_t *e)
 {
     handoff *h = n->handoff;
     const char *key = json_string_value(json_object_get(e, "key"));
@@ -417,14 +445,15 @@ static int restore_entry(cache_node *n, const json_t *e)
     if (!key || !dump || !json_is_integer(ttl) || json_integer_value(ttl) < 0)
         return -1;
     size_t klen = json_string_length(json_object_get(e, "key"));
+    if (hot_key_user(key, klen, &uid) != 0 || (cur && owns(cur, n->name, uid)))
+        return -1;
     size_t dlen = strlen(dump);
     unsigned char *raw = malloc(dlen);
     int len = raw ? b64url_decode(dump, dlen, raw, dlen) : -1;
     int rc = -1;
     /* Remembered first: a key restored but not remembered could not be
      * dropped if its change is called off. */
-    if (len > 0 && hot_key_user(key, klen, &uid) == 0 &&
-        list_add(&h->imported, &h->stale, uid) == 0)
+    if (len > 0 && list_add(&h->imported, uid) == 0)
         rc = hot_restore(n->hot, key, klen, (const char *)raw, (size_t)len,
                          json_integer_value(ttl));
     free(raw);
@@ -454,21 +483,26 @@ void handoff_handle_import(hs_request *req, hs_reply *rep)
     size_t restored = 0, i;
     const json_t *e;
     pthread_mutex_lock(&h->import_lock);
-    bool open = import_begin(h, json_integer_value(epoch),
+    bool open = import_begin(n, json_integer_value(epoch),
                              attempt ? json_integer_value(attempt) : 0);
     if (open) {
+        /* Stable while import_lock is held: a newer ring waits for it
+         * before it becomes current (handoff_ring_coming). */
+        const ring_t *cur = ringview_acquire(n->ring);
         json_array_foreach(entries, i, e)
         {
-            restored += restore_entry(n, e) == 0;
+            restored += restore_entry(n, cur, e) == 0;
         }
+        ringview_release(n->ring, cur);
     }
     pthread_mutex_unlock(&h->import_lock);
     size_t total = json_array_size(entries);
     json_decref(body);
     if (!open) {
-        hs_reply_problem(rep, 409, "Ring already installed",
-                         "this node holds a ring of that epoch or newer: "
-                         "the import is late and was not applied");
+        hs_reply_problem(rep, 409, "Late import",
+                         "this node holds a ring of that epoch or newer, or "
+                         "took copies for a later change: the import was "
+                         "not applied");
         return;
     }
     hs_reply_json(rep, 200,

@@ -392,7 +392,7 @@ def test_a_handoff_no_router_runs_is_called_off(api):
         check(read_at(c, url, u, r0.epoch) == 200, "%d not served by %s before" % (u, node))
     doc = dict(r0.doc)
     doc["epoch"] = r0.epoch + 1
-    doc["attempt"] = 1 + int.from_bytes(os.urandom(7), "big")
+    doc["attempt"] = 1  # older than any router's (term << 24 | count)
     doc["nodes"] = [n for n in r0.doc["nodes"] if n["name"] != node]
     pids = router_pids(c)
     for pid in pids:
@@ -437,6 +437,14 @@ def test_an_import_for_an_installed_epoch_is_refused(api):
                                 {"epoch": max(epoch, 1), "attempt": 7, "entries": [entry]})
         check(status == 409, "an import for epoch %d at a node holding %d: %s %r" % (
             epoch, r0.epoch, status, body[:200]))
+    # Attempts at one change are ordered: a late copy of an earlier one is
+    # refused once a later one began (router attempts are far above these).
+    answers = []
+    for attempt in (10, 9, 11):
+        status, _ = c.signed("POST", r0.url_of(node) + "/internal/handoff/import",
+                             {"epoch": r0.epoch + 1, "attempt": attempt, "entries": []})
+        answers.append(status)
+    check(answers == [200, 409, 200], "imports of attempts 10, 9, 11: %r" % answers)
 
 
 # The standby's imports wait this long at each source before failing
@@ -523,6 +531,48 @@ def history_retrying(api, user, cid, limit_s=10.0):
             time.sleep(0.1)
 
 
+def redis_cmd(node, *args):
+    """A command on node's Redis (BASE_PORT + 400 + i); its output lines."""
+    port = str(BASE_PORT + 400 + int(node.split("-")[1]))
+    out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", port] + list(args),
+                         stdout=subprocess.PIPE, check=True, timeout=30)
+    return out.stdout.decode().splitlines()
+
+
+@test
+def test_a_source_copies_only_users_it_serves(api):
+    """A node may hold keys of a user it no longer owns (its clean-up
+    after a ring change still under way). A handoff must not copy them:
+    the user's owner has changed them since, and the copy would overwrite
+    the owner's."""
+    c = CLUSTER
+    r0 = c.ring()
+    check(r0 is not None and len(r0.active) >= 2, "too few nodes")
+    source, owner = r0.active[0], r0.active[1]
+    user = [u for u in new_users(400) if r0.owner(u) == owner][0]
+    peer = new_users(1)[0]
+    check(api.send(peer, user, "on its owner").status == 201, "send")
+    check(api.convs(user).status == 200, "warm read")
+    meta = "u:{%d}" % user
+    before = redis_cmd(owner, "HGETALL", meta)
+    check(before, "%d is not hot on %s" % (user, owner))
+    redis_cmd(source, "HSET", meta, "seq", "1", "max", "1", "cc", "0", "cn", "0")
+    try:
+        doc = dict(r0.doc)
+        doc["epoch"] = r0.epoch + 1  # the same nodes: nobody moves
+        doc["attempt"] = 1
+        status, body = c.signed("POST", r0.url_of(source) + "/internal/handoff",
+                                {"ring": json.dumps(doc)}, timeout=HANDOFF_WAIT_S)
+    finally:
+        redis_cmd(source, "DEL", meta)
+    after = redis_cmd(owner, "HGETALL", meta)
+    print("# handoff from %s holding a stale key of %s's user: %s %s" % (
+        source, owner, status, body[:100]))
+    check(status == 200 and json.loads(body)["keys"] == 0,
+          "the source copied keys of a user it does not serve: %s %r" % (status, body))
+    check(after == before, "the owner's hot meta was overwritten: %r -> %r" % (before, after))
+
+
 def redis_forget(c, node, user):
     """Deletes user's hot keys straight from node's Redis, as an eviction
     would (scripts/cluster: Redis of cache-i on BASE_PORT + 400 + i)."""
@@ -549,7 +599,7 @@ def test_imports_of_a_called_off_attempt_are_dropped(api):
     url = r0.url_of(node)
     doc = dict(r0.doc)
     doc["epoch"] = r0.epoch + 1
-    doc["attempt"] = 1 + int.from_bytes(os.urandom(7), "big")
+    doc["attempt"] = 1  # older than any router's (term << 24 | count)
     doc["nodes"] = [n for n in r0.doc["nodes"] if n["name"] != node]
     user = [u for u in new_users(400) if r0.owner(u) == node][0]
     peer = new_users(1)[0]
