@@ -346,25 +346,29 @@ static void answer(cache_node *n, int64_t uid, const events_query *q,
 /* ---- the handler ---------------------------------------------------- */
 
 /* Serves uid only if this node owns it at the caller's epoch (a ring
- * change while waiting makes a resumed poll answer 421). */
+ * change while waiting makes a resumed poll answer 421). On 0 the call
+ * holds its claim in *ring (owner.h) until owner_release: whatever it
+ * reads or loads into Redis meanwhile is fenced like any other call, so
+ * a fill cannot land after a handoff copied or dropped the user. */
 static int check_owner(cache_node *n, const hs_request *req, int64_t uid,
-                       hs_reply *rep)
+                       const ring_t **ring, hs_reply *rep)
 {
-    const ring_t *ring;
-    own_result own = owner_check(n, hs_header(req, "X-Ring-Epoch"), uid, &ring);
+    own_result own = owner_check(n, hs_header(req, "X-Ring-Epoch"), uid, ring);
     if (own != OWN_OK) {
         owner_reply_refusal(n, own, rep);
         return -1;
     }
-    owner_release(n, ring);
     return 0;
 }
 
 static void resume_poll(hs_request *req, void *arg, hs_reply *rep)
 {
     waiter *w = arg;
-    if (check_owner(w->node, req, w->uid, rep) == 0)
+    const ring_t *ring;
+    if (check_owner(w->node, req, w->uid, &ring, rep) == 0) {
         answer(w->node, w->uid, &w->q, req->request_id, rep);
+        owner_release(w->node, ring);
+    }
     free(w);
 }
 
@@ -416,10 +420,12 @@ void events_handle(hs_request *req, hs_reply *rep)
     cache_node *n = req->ctx;
     int64_t uid;
     events_query q;
-    if (parse_poll(req, &uid, &q, rep) || check_owner(n, req, uid, rep))
+    const ring_t *ring;
+    if (parse_poll(req, &uid, &q, rep) || check_owner(n, req, uid, &ring, rep))
         return;
     waiter *w = calloc(1, sizeof(*w));
     if (w == NULL) {
+        owner_release(n, ring);
         hs_reply_problem(rep, 503, "Service Unavailable", "out of memory");
         return;
     }
@@ -436,8 +442,11 @@ void events_handle(hs_request *req, hs_reply *rep)
         q.timeout_s == 0) {
         withdraw(n->events, w);
         answer(n, uid, &q, req->request_id, rep);
+        owner_release(n, ring);
         free(w);
         return;
     }
+    /* A waiting poll holds no claim: a handoff must not wait for it. */
+    owner_release(n, ring);
     defer_poll(n->events, req, w, rep);
 }

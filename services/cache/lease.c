@@ -95,10 +95,12 @@ static void beat_once(lease *l, beat *b)
         if (e > held_epoch(l->n))
             ringview_poke(l->n->ring);
         int64_t ms = json_integer_value(lease_ms);
-        if (ms > 0 && held_epoch(l->n) >= e)
-            extend(l, sent + ms);
+        /* The gate first: a lapsed gate renewed after the lease would
+         * let calls through in between. */
         if (ms > 0)
             heard_plan(l, j, e, sent);
+        if (ms > 0 && held_epoch(l->n) >= e)
+            extend(l, sent + ms);
     }
     json_decref(j);
 }

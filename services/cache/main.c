@@ -205,7 +205,12 @@ int main(void)
     ringview_refresh(n.ring);
     /* Best effort: until storage answers, writes are queued as one. */
     store_refresh_placement(&n, NULL);
-    ringview_start(n.ring, 1000);
+    /* The only thread that installs the rings heartbeats hear of. */
+    if (ringview_start(n.ring, 1000)) {
+        log_msg("error", "cache: cannot start the ring refresh");
+        node_destroy(&n);
+        return 1;
+    }
     n.lease = lease_start(&n, c.router_url, c.self_url, c.heartbeat_ms,
                           c.http.internal_secret);
     if (!n.lease) {
