@@ -89,6 +89,13 @@
  * share one, small enough to allocate at start-up. */
 #define USER_LOCK_STRIPES 4096
 
+/* How long a cache node gates the users of a planned move past the last
+ * heartbeat answer that named the move, or from its start if none does
+ * (a router of an older version names none). Above the lease a router
+ * grants a node (ROUTER_NODE_LEASE_MS, checked there), so a gate never
+ * lapses while the lease from the answer that last renewed it runs. */
+#define HANDOFF_GATE_MS 5000
+
 /* Service-to-service calls. */
 #define HOP_CONNECT_TIMEOUT_MS 500
 #define HOP_TIMEOUT_MS 5000

@@ -34,13 +34,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "constants.h" /* HANDOFF_GATE_MS */
 #include "http_server.h"
 #include "ring.h"
 
-/* How long a gate holds past the last heartbeat answer that named its
- * change, or from its start if none does (a router of an older version
- * names none). */
-#define HANDOFF_GATE_MS 5000
 /* Encoded keys per import call; a key larger than this is left behind
  * (its window is rebuilt from storage on first read). */
 #define HANDOFF_BATCH_BYTES (512 * 1024)

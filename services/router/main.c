@@ -41,6 +41,12 @@ static void read_timing(router_timing *t, config_errors *errs)
     t->dead_ms = (int)config_int("ROUTER_DEAD_MS", 1500, 200, 120000, errs);
     t->birth_grace_ms =
         (int)config_int("ROUTER_BIRTH_GRACE_MS", 30000, 0, 3600000, errs);
+    /* A gate that lapses on its timer (no leader named its move) then
+     * outlasts the lease of the answer that renewed it last. */
+    if (t->node_lease_ms >= HANDOFF_GATE_MS)
+        config_error(errs, "ROUTER_NODE_LEASE_MS",
+                     "must stay under a cache node's handoff gate "
+                     "(HANDOFF_GATE_MS, 5000 ms)");
     /* The margin covers a heartbeat in flight and a tick of lateness. */
     if (t->dead_ms < t->node_lease_ms + 2 * t->tick_ms)
         config_error(errs, "ROUTER_DEAD_MS",
