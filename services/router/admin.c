@@ -4,6 +4,7 @@
  */
 #include "admin.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,55 @@ static json_t *hand_over(router *r, const ring_node *source, const char *next)
     hc_response_free(&resp);
     json_object_set_new(report, "node", json_string(source->name));
     return report;
+}
+
+typedef struct hand_over_job {
+    router *r;
+    const ring_node *sources[RING_NODES_MAX];
+    json_t *reports[RING_NODES_MAX];
+    int n;
+    const char *next;
+    pthread_mutex_t lock;
+    int taken; /* next source to hand over, under lock */
+} hand_over_job;
+
+static void *hand_over_worker(void *arg)
+{
+    hand_over_job *j = arg;
+    for (;;) {
+        pthread_mutex_lock(&j->lock);
+        int i = j->taken < j->n ? j->taken++ : -1;
+        pthread_mutex_unlock(&j->lock);
+        if (i < 0)
+            return NULL;
+        j->reports[i] = hand_over(j->r, j->sources[i], j->next);
+    }
+}
+
+/* Hands over from every source of cur, several at once; appends their
+ * reports to reports in ring order. */
+static void hand_over_all(router *r, const ring_t *cur,
+                          bool (*is_source)(const ring_node *, void *),
+                          void *arg, const char *next, json_t *reports)
+{
+    hand_over_job j = {.r = r, .next = next};
+    pthread_mutex_init(&j.lock, NULL);
+    for (int i = 0; i < cur->nnodes; i++) {
+        if (is_source(&cur->nodes[i], arg))
+            j.sources[j.n++] = &cur->nodes[i];
+    }
+    pthread_t threads[ADMIN_PARALLEL_SOURCES];
+    int started = 0;
+    while (started < ADMIN_PARALLEL_SOURCES && started < j.n &&
+           pthread_create(&threads[started], NULL, hand_over_worker, &j) == 0)
+        started++;
+    if (started == 0)
+        hand_over_worker(&j); /* no thread: this one does them all */
+    for (int t = 0; t < started; t++)
+        pthread_join(threads[t], NULL);
+    for (int i = 0; i < j.n; i++)
+        json_array_append_new(reports, j.reports[i]);
+    pthread_mutex_destroy(&j.lock);
 }
 
 /* The id of a new attempt at a planned change, and the lease term it
@@ -115,11 +165,7 @@ static void change(router *r, const ring_t *cur, const ring_node *nodes, int n,
         goto out;
     }
     set_plan(r, next->epoch, next->attempt);
-    for (int i = 0; i < cur->nnodes; i++) {
-        if (is_source(&cur->nodes[i], arg))
-            json_array_append_new(reports,
-                                  hand_over(r, &cur->nodes[i], next_json));
-    }
+    hand_over_all(r, cur, is_source, arg, next_json, reports);
     pthread_mutex_lock(&r->change_lock);
     int64_t now_epoch;
     pthread_mutex_lock(&r->lock);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "clockms.h"
 #include "config.h"
 #include "constants.h"
@@ -99,7 +100,7 @@ static int router_init(router *r, const router_config *c)
     pthread_mutex_init(&r->change_lock, NULL);
     r->metrics = metrics_new("router");
     r->state = rstate_new(c->pg_url, c->epoch_file, c->name);
-    r->hops = hc_pool_new(8, ROUTER_HANDOFF_TIMEOUT_MS);
+    r->hops = hc_pool_new(ADMIN_PARALLEL_SOURCES, ROUTER_HANDOFF_TIMEOUT_MS);
     if (members_init(&r->members, clockms_monotonic()) || !r->metrics ||
         !r->state || !r->hops ||
         hc_pool_set_signer(r->hops, c->http.internal_secret))

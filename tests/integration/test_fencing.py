@@ -40,7 +40,8 @@ docs/failover.md): a handoff the leading router does not run is called
 off at the node's next heartbeat answer; an import for an epoch the node
 already holds is refused; a source keeps its users gated past its 5 s
 timer while the router still hands over from others (a frozen target
-makes each source's copy wait); and after an attempt that was called
+makes each source's copy wait, and a second source is frozen past the
+first one's timer); and after an attempt that was called
 off, a later attempt at the same epoch leaves no stale copy behind.
 
 Run: python3 tests/integration/test_fencing.py
@@ -89,8 +90,12 @@ def cluster_start(var, *args, check_rc=True):
     """run_with_own_cluster's start: scripts/cluster with this layout."""
     global CLUSTER
     if CLUSTER is None:
+        # ROUTER_DEAD_MS: a node frozen for 2 s during a planned move
+        # (test_a_gate_holds_while_the_router_hands_over_from_others) must
+        # not be taken for dead.
         CLUSTER = Cluster(var, BASE_PORT, {"MESSENGER_GATEWAYS": "1", "MESSENGER_CACHES": "3",
                                            "MESSENGER_STANDBYS": "1",
+                                           "ROUTER_DEAD_MS": "4000",
                                            "GATEWAY_SEND_RATE": "1000",
                                            "GATEWAY_SEND_BURST": "2000"})
     return e2e_lib.run_cluster(var, BASE_PORT, *args, extra_env=CLUSTER.extra_env,
@@ -447,9 +452,15 @@ def test_an_import_for_an_installed_epoch_is_refused(api):
     check(answers == [200, 409, 200], "imports of attempts 10, 9, 11: %r" % answers)
 
 
-# The standby's imports wait this long at each source before failing
-# (HOP_TIMEOUT_MS), and the router hands over from one source at a time.
+# A copy to a frozen target waits this long before it fails
+# (HOP_TIMEOUT_MS); the router hands over from every source at once.
 IMPORT_HANG_S = 5.0
+# A second source is frozen around the end of that wait, so the change
+# lasts past the first source's 5 s gate timer (ROUTER_DEAD_MS is 4 s in
+# this cluster: the freeze stays under it).
+SECOND_FROZEN_AT_S = IMPORT_HANG_S - 0.4
+SECOND_FROZEN_FOR_S = 2.0
+CHECK_AT_S = 6.0
 
 
 def users_moving(r0, after, count):
@@ -466,10 +477,11 @@ def users_moving(r0, after, count):
 
 @test
 def test_a_gate_holds_while_the_router_hands_over_from_others(api):
-    """Adds a frozen standby: each source's copy to it waits IMPORT_HANG_S,
-    so the router hands over for several times HANDOFF_GATE_MS. The first
-    source must still gate its moving users when its own 5 s have passed,
-    and the change must then complete with every message in place."""
+    """Adds a frozen standby: every source's copy to it waits
+    IMPORT_HANG_S, and a second source is frozen around the end of that
+    wait, so the change outlasts HANDOFF_GATE_MS. The first source must
+    still gate its moving users when its own 5 s have passed, and the
+    change must then complete with every message in place."""
     c = CLUSTER
     r0 = c.ring()
     leader_url, st = leader_state(c)
@@ -481,35 +493,50 @@ def test_a_gate_holds_while_the_router_hands_over_from_others(api):
     doc["nodes"] = list(r0.doc["nodes"]) + [{"name": new["name"], "url": new["url"]}]
     after = Ring(doc)
     moving = users_moving(r0, after, 2)
-    first = r0.doc["nodes"][0]["name"]
-    for name, (a, b) in moving.items():  # warm: each source has keys to copy
+    first, second = r0.doc["nodes"][0]["name"], r0.doc["nodes"][1]["name"]
+    for name, users in moving.items():  # warm: each source has keys to copy
+        a, b = users[:2]
         check(api.send(a, b, "before the move, on %s" % name).status == 201, "warm send")
     out = []
+    frozen = [new["name"]]
     c.run("pause", new["name"])
     try:
         t0 = time.monotonic()
         th = threading.Thread(target=lambda: out.append(c.signed(
             "POST", leader_url + "/internal/admin/nodes",
-            {"name": new["name"], "url": new["url"]}, timeout=120)), daemon=True)
+            {"name": new["name"], "url": new["url"]}, timeout=120) +
+            (time.monotonic() - t0,)), daemon=True)
         th.start()
-        time.sleep(IMPORT_HANG_S + 1.5)
+        time.sleep(SECOND_FROZEN_AT_S)
+        c.run("pause", second)
+        frozen.append(second)
+        time.sleep(CHECK_AT_S - SECOND_FROZEN_AT_S)
         mid = c.ring()
         gated = read_at(c, r0.url_of(first), moving[first][0], r0.epoch)
         mid_s = time.monotonic() - t0
+        # The new node heartbeats again before the change can publish
+        # (once the second source answers): unheard, it would be taken
+        # for dead as soon as it is in the ring.
+        c.run("resume", frozen.pop(0))
+        time.sleep(max(0.0, SECOND_FROZEN_AT_S + SECOND_FROZEN_FOR_S -
+                       (time.monotonic() - t0)))
     finally:
-        c.run("resume", new["name"])
+        for name in frozen:
+            c.run("resume", name)
     th.join(120)
     print("# after %.2f s: ring epoch %d (was %d), %s answered %s for a moving user; "
-          "add-node: %s" % (mid_s, mid.epoch, r0.epoch, first, gated,
-                            out and (out[0][0], out[0][1][:160])))
+          "add-node answered in %s s: %s" % (
+              mid_s, mid.epoch, r0.epoch, first, gated, out and "%.2f" % out[0][2],
+              out and (out[0][0], out[0][1][:120])))
     check(mid.epoch == r0.epoch, "the router published before the check: the case is not "
-          "made (the sources did not wait on the frozen standby)")
+          "made (the sources did not wait on the frozen standby and %s)" % second)
     check(gated == 503, "%s served a moving user %.1f s into the change, before the ring "
           "moved: its gate ended on its timer" % (first, mid_s))
     check(out and out[0][0] == 200, "add-node: %r" % out)
     r1, _ = c.wait_ring(lambda r: new["name"] in r.active, 15)
     check(r1 is not None, "the new node never joined")
-    for name, (a, b) in moving.items():
+    for name, users in moving.items():
+        a, b = users[:2]
         cid = e2e_lib.conversation_id(a, b)
         for u in (a, b):
             got = history_retrying(api, u, cid)
