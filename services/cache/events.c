@@ -329,10 +329,15 @@ static void reply_delta(cache_node *n, int64_t uid, int64_t since,
  * ahead of the meta while a write's Redis update is under way, and only
  * storage tells such a token from one newer than the mailbox. */
 static void answer(cache_node *n, int64_t uid, const events_query *q,
-                   const char *rid, hs_reply *rep)
+                   const char *rid, const ring_t *ring, hs_reply *rep)
 {
     hot_meta meta;
-    if (fill_meta(n, uid, rid, &meta)) {
+    int rc = fill_meta(n, uid, rid, &meta);
+    /* The claim ends here (taken by check_owner): the fill is the only
+     * write to Redis, and the storage reads below may take seconds that
+     * a handoff waiting for the barrier must not wait. */
+    owner_release(n, ring);
+    if (rc) {
         reply_unavailable(rep);
         return;
     }
@@ -347,9 +352,9 @@ static void answer(cache_node *n, int64_t uid, const events_query *q,
 
 /* Serves uid only if this node owns it at the caller's epoch (a ring
  * change while waiting makes a resumed poll answer 421). On 0 the call
- * holds its claim in *ring (owner.h) until owner_release: whatever it
- * reads or loads into Redis meanwhile is fenced like any other call, so
- * a fill cannot land after a handoff copied or dropped the user. */
+ * holds its claim in *ring (owner.h) until owner_release: what it loads
+ * into Redis meanwhile is fenced like any other call's, so a fill cannot
+ * land after a handoff copied or dropped the user. */
 static int check_owner(cache_node *n, const hs_request *req, int64_t uid,
                        const ring_t **ring, hs_reply *rep)
 {
@@ -365,10 +370,8 @@ static void resume_poll(hs_request *req, void *arg, hs_reply *rep)
 {
     waiter *w = arg;
     const ring_t *ring;
-    if (check_owner(w->node, req, w->uid, &ring, rep) == 0) {
-        answer(w->node, w->uid, &w->q, req->request_id, rep);
-        owner_release(w->node, ring);
-    }
+    if (check_owner(w->node, req, w->uid, &ring, rep) == 0)
+        answer(w->node, w->uid, &w->q, req->request_id, ring, rep);
     free(w);
 }
 
@@ -403,8 +406,7 @@ static void defer_poll(events_t *e, hs_request *req, waiter *w, hs_reply *rep)
     hs_deferred *d = hs_defer(req, resume_poll, w);
     if (d == NULL) { /* the server cannot suspend: answer now */
         withdraw(e, w);
-        answer(w->node, w->uid, &w->q, req->request_id, rep);
-        free(w);
+        resume_poll(req, w, rep); /* claims again, frees w */
         return;
     }
     pthread_mutex_lock(&e->mu);
@@ -441,8 +443,7 @@ void events_handle(hs_request *req, hs_reply *rep)
     if (fill_meta(n, uid, req->request_id, &meta) || meta.seq != q.since.seq ||
         q.timeout_s == 0) {
         withdraw(n->events, w);
-        answer(n, uid, &q, req->request_id, rep);
-        owner_release(n, ring);
+        answer(n, uid, &q, req->request_id, ring, rep);
         free(w);
         return;
     }

@@ -177,7 +177,10 @@ void handoff_ring_coming(cache_node *n, const ring_t *next)
     pthread_mutex_lock(&h->import_lock);
     if (next->epoch > h->installed_epoch)
         h->installed_epoch = next->epoch;
-    if (h->imported_epoch == next->epoch &&
+    /* Attempt 0 names no change (a failover's ring, or a router that
+     * sends no attempt): copies are kept only for the change that
+     * published the ring. */
+    if (h->imported_epoch == next->epoch && next->attempt != 0 &&
         h->imported_attempt == next->attempt) {
         /* The change they were copied for: the users stay, now owned. */
         h->imported.n = 0;

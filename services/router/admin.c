@@ -111,7 +111,10 @@ static void hand_over_all(router *r, const ring_t *cur,
  * begins in: a retry of the same change prepares the same epoch, and its
  * targets must tell the copies of an attempt that was called off from
  * those of a later one. Ordered: the lease term (which grows with every
- * leadership, of any router) above a count of this router's attempts. */
+ * change of leader) above a count of this router's attempts, which
+ * starts from the clock (main.c), so a router restarted within its own
+ * term, or alone with no shared term, does not reuse its predecessor's
+ * ids. */
 static int64_t new_attempt(router *r, int64_t *term)
 {
     pthread_mutex_lock(&r->lock);
@@ -127,7 +130,7 @@ static void set_plan(router *r, int64_t epoch, int64_t attempt)
     pthread_mutex_lock(&r->lock);
     r->planned_epoch = epoch;
     r->planned_attempt = attempt;
-    r->plan_unsettled = false;
+    r->plan_unsettled = 0;
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -141,7 +144,7 @@ static void end_plan(router *r, int64_t published)
         return;
     }
     pthread_mutex_lock(&r->lock);
-    r->plan_unsettled = true;
+    r->plan_unsettled = 1;
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -220,6 +223,19 @@ static ring_t *begin(router *r, hs_reply *rep)
         hs_reply_problem(rep, 421, "Not the leader",
                          "only the leading router changes the ring; ask "
                          "GET /internal/router on each router");
+        return NULL;
+    }
+    pthread_mutex_lock(&r->lock);
+    bool planned = r->planned_epoch != 0;
+    pthread_mutex_unlock(&r->lock);
+    if (planned) {
+        /* A change whose publish had an unknown outcome: another, made
+         * from the ring this router holds, would call it off at its
+         * sources while its ring may be stored. */
+        hs_reply_problem(rep, 503, "Change unsettled",
+                         "the last change's outcome is not known yet; "
+                         "retry once the router has read the stored ring");
+        rep->retry_after_s = 1;
         return NULL;
     }
     ring_t *cur = copy_ring(r);

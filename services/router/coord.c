@@ -124,16 +124,29 @@ static void publish_initial(coord *c)
 }
 
 /* A plan whose publish had an unknown outcome stays announced, so its
- * sources keep their users gated, until a read of the router state shows
- * what is stored (installed just before): then it is withdrawn. */
-static void settle_plan(router *r)
+ * sources keep their users gated, until the router knows what is stored:
+ * one tick takes a new term, so that the publish, if still in flight,
+ * can no longer commit; the next one (a statement begun after that)
+ * reads the stored ring for good, installed just before; then the plan
+ * is withdrawn. fenced: this tick was the fencing one and succeeded. */
+static void settle_plan(router *r, bool fenced)
 {
     pthread_mutex_lock(&r->lock);
-    if (r->plan_unsettled) {
-        r->plan_unsettled = false;
+    if (r->plan_unsettled == 2) {
+        r->plan_unsettled = 0;
         r->planned_epoch = r->planned_attempt = 0;
+    } else if (r->plan_unsettled == 1 && fenced) {
+        r->plan_unsettled = 2;
     }
     pthread_mutex_unlock(&r->lock);
+}
+
+static bool must_fence(router *r)
+{
+    pthread_mutex_lock(&r->lock);
+    bool fence = r->plan_unsettled == 1;
+    pthread_mutex_unlock(&r->lock);
+    return fence;
 }
 
 /* Reads the lease and the stored ring; updates leadership. */
@@ -141,8 +154,9 @@ static void follow(coord *c, int64_t t0)
 {
     router *r = c->r;
     rstate_view v;
+    bool fence = must_fence(r);
     if (rstate_tick(r->state, r->timing.leader_lease_ms, current_epoch(r),
-                    &v)) {
+                    fence, &v)) {
         return; /* keep what we had: the lease end bounds it */
     }
     /* The stored ring first: a leader answers heartbeats with its epoch
@@ -156,7 +170,7 @@ static void follow(coord *c, int64_t t0)
             log_msg("error", "router: the stored ring does not parse");
         free(v.ring);
     }
-    settle_plan(r);
+    settle_plan(r, fence);
     pthread_mutex_lock(&r->lock);
     bool was = r->is_leader && t0 < r->lease_end_ms;
     r->is_leader = v.is_leader;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "admin.h"
 #include "clockms.h"
@@ -96,6 +97,8 @@ static int router_init(router *r, const router_config *c)
     snprintf(r->name, sizeof(r->name), "%s", c->name);
     r->vnodes = c->vnodes;
     r->timing = c->timing;
+    /* Attempt ids of planned changes count on from here (admin.c). */
+    r->attempts = (int64_t)time(NULL) & 0xffffff;
     pthread_mutex_init(&r->lock, NULL);
     pthread_mutex_init(&r->change_lock, NULL);
     r->metrics = metrics_new("router");

@@ -52,9 +52,11 @@ typedef struct router {
      * while it runs and let them go once it is called off (cache
      * handoff.h). */
     int64_t planned_epoch, planned_attempt;
-    /* Its publish had an unknown outcome: the coordinator withdraws it
-     * at its next read of the router state. */
-    bool plan_unsettled;
+    /* Its publish had an unknown outcome. 1: the coordinator's next tick
+     * fences that publish off (a new term); 2: fenced, so the tick after
+     * reads what is stored for good, installs it and withdraws the plan
+     * (coord.c). 0: neither. */
+    int plan_unsettled;
     int64_t attempts; /* planned changes begun by this router */
 } router;
 

@@ -21,13 +21,15 @@ struct rstate {
 };
 
 /* Renews when we hold it, takes it when it expired; the term grows on
- * every change of holder. The outer SELECT sees the row as it was before
- * the UPDATE, which is all it needs: epoch and ring are not changed. */
+ * every change of holder, and when $4 (fence) asks for it. The outer
+ * SELECT sees the row as it was when the statement began, which is all
+ * it needs: epoch and ring are not changed here (a publish that
+ * committed meanwhile shows at the next tick). */
 static const char SQL_TICK[] =
     "WITH upd AS ("
     " UPDATE router_state SET"
     "  term = CASE WHEN holder = $1 AND lease_until > clock_timestamp()"
-    "         THEN term ELSE term + 1 END,"
+    "         AND NOT $4::boolean THEN term ELSE term + 1 END,"
     "  holder = $1,"
     "  lease_until = clock_timestamp() + $2::bigint * interval '1 millisecond'"
     " WHERE id = 1 AND (holder = $1 OR lease_until <= clock_timestamp())"
@@ -111,7 +113,8 @@ static PGresult *exec(rstate *s, const char *sql, int n,
     return r;
 }
 
-int rstate_tick(rstate *s, int lease_ms, int64_t known_epoch, rstate_view *v)
+int rstate_tick(rstate *s, int lease_ms, int64_t known_epoch, bool fence,
+                rstate_view *v)
 {
     memset(v, 0, sizeof(*v));
     if (!s->pg_url) {
@@ -123,8 +126,8 @@ int rstate_tick(rstate *s, int lease_ms, int64_t known_epoch, rstate_view *v)
     char lease[24], known[24];
     snprintf(lease, sizeof(lease), "%d", lease_ms);
     snprintf(known, sizeof(known), "%" PRId64, known_epoch);
-    const char *params[] = {s->name, lease, known};
-    PGresult *r = exec(s, SQL_TICK, 3, params, PGRES_TUPLES_OK);
+    const char *params[] = {s->name, lease, known, fence ? "t" : "f"};
+    PGresult *r = exec(s, SQL_TICK, 4, params, PGRES_TUPLES_OK);
     if (!r)
         return -1;
     if (PQntuples(r) != 1) {

@@ -40,9 +40,13 @@ typedef struct rstate_view {
 } rstate_view;
 
 /* Takes or renews the lease for lease_ms and reads the stored ring if its
- * epoch is above known_epoch. Returns 0 and fills *v, or -1 when the
- * database did not answer (logged; *v then says nothing). */
-int rstate_tick(rstate *s, int lease_ms, int64_t known_epoch, rstate_view *v);
+ * epoch is above known_epoch. fence: a leader renewing takes a new term
+ * all the same, so that a publish of its old term still in flight (one
+ * whose outcome it could not learn) can no longer commit. Returns 0 and
+ * fills *v, or -1 when the database did not answer (logged; *v then says
+ * nothing). */
+int rstate_tick(rstate *s, int lease_ms, int64_t known_epoch, bool fence,
+                rstate_view *v);
 
 /* Stores ring_json at epoch, if this router still holds the lease at term
  * and epoch is above the stored one. Returns 0 when stored, 1 when
