@@ -46,9 +46,13 @@ typedef struct job {
     PGresult **results;
     bool is_detached; /* batcher_post: nobody waits, the leader frees it */
     int64_t due_ms;   /* detached: when the poster leads it alone */
-    waiter *w;        /* its waiting thread's; NULL when detached */
-    int state;        /* guarded by the batcher's lock */
-    pgpool_err err;   /* valid once DONE */
+    /* clockms_monotonic time by which its answer is due: its batch gives
+     * up on PostgreSQL then, and it is never taken with less than
+     * BATCH_SLICE_MIN_MS left. */
+    int64_t deadline_ms;
+    waiter *w;      /* its waiting thread's; NULL when detached */
+    int state;      /* guarded by the batcher's lock */
+    pgpool_err err; /* valid once DONE */
     char errbuf[256];
     struct job *next;
 } job;
@@ -135,28 +139,6 @@ static size_t job_bytes(const batch_stmt *stmts, int n)
     return bytes;
 }
 
-/* Takes jobs from the head of the queue into taken[] (the caller holds
- * the lock): at most BATCH_JOBS_MAX, and no more than BATCH_BYTES_MAX of
- * parameters unless it is the first job. */
-static int take_jobs(batcher *b, job **taken)
-{
-    int n = 0;
-    size_t bytes = 0;
-    while (b->head && n < BATCH_JOBS_MAX &&
-           (n == 0 || bytes + b->head->bytes <= BATCH_BYTES_MAX)) {
-        job *j = b->head;
-        b->head = j->next;
-        if (!b->head)
-            b->tail = NULL;
-        j->state = TAKEN;
-        if (!j->is_detached)
-            b->waiters--;
-        bytes += j->bytes;
-        taken[n++] = j;
-    }
-    return n;
-}
-
 /* A statement of the batch: which job and which of its statements. */
 typedef struct slot {
     job *owner;
@@ -186,7 +168,9 @@ static int compare_slots(const void *a, const void *b)
  * delivers again (a duplicate the recipient's copy ignores). */
 static const char SQL_ASYNC_COMMIT[] = "SET LOCAL synchronous_commit TO off";
 
-/* Runs jobs[0..n) as one transaction and sets each job's outcome. Returns
+/* Runs jobs[0..n) as one transaction, by the earliest of their deadlines
+ * (the others arrived later, and no job is taken with less than
+ * BATCH_SLICE_MIN_MS left), and sets each job's outcome. Returns
  * true when the transaction certainly rolled back after a failed
  * statement (the jobs may run again). */
 static bool run_batch(batcher *b, job **jobs, int n)
@@ -197,8 +181,11 @@ static bool run_batch(batcher *b, job **jobs, int n)
     PGresult *results[BATCH_JOBS_MAX * BATCH_JOB_STMTS_MAX + 1];
     int total = 0;
     bool all_posted = true;
+    int64_t deadline_ms = jobs[0]->deadline_ms;
     for (int i = 0; i < n; i++) {
         all_posted = all_posted && jobs[i]->is_detached;
+        if (jobs[i]->deadline_ms < deadline_ms)
+            deadline_ms = jobs[i]->deadline_ms;
         for (int k = 0; k < jobs[i]->n; k++) {
             const batch_stmt *s = &jobs[i]->stmts[k];
             slots[total] =
@@ -218,8 +205,9 @@ static bool run_batch(batcher *b, job **jobs, int n)
     }
     char errbuf[256];
     bool is_rolled_back;
-    pgpool_err err = pgpool_exec_batch(b->pool, stmts, first + total, results,
-                                       &is_rolled_back, errbuf, sizeof errbuf);
+    pgpool_err err =
+        pgpool_exec_batch(b->pool, stmts, first + total, deadline_ms, results,
+                          &is_rolled_back, errbuf, sizeof errbuf);
     if (all_posted)
         PQclear(results[0]);
     for (int i = 0; i < total; i++)
@@ -280,6 +268,68 @@ static void finish_waited_locked(job *j)
     pthread_mutex_unlock(&w->lock);
 }
 
+/* Answers j unsent: it waited for a lane until less than
+ * BATCH_SLICE_MIN_MS was left before its deadline, so its caller gets a
+ * retryable error now rather than an answer after it gave up (a cache
+ * node stops waiting for storage after HOP_TIMEOUT_MS). Only a stalled
+ * instance, whose batches each take their whole deadline, keeps jobs
+ * queued that long. Called with the lock held, j just off the queue. */
+static void expire_locked(job *j)
+{
+    j->err = PGPOOL_UNAVAILABLE;
+    snprintf(j->errbuf, sizeof j->errbuf,
+             "waited for a free lane until too close to its deadline; "
+             "not sent");
+    if (j->is_detached)
+        finish_detached(j);
+    else
+        finish_waited_locked(j);
+}
+
+/* Takes jobs from the head of the queue into taken[] (the caller holds
+ * the lock): at most BATCH_JOBS_MAX, and no more than BATCH_BYTES_MAX of
+ * parameters unless it is the first job. A job with less than
+ * BATCH_SLICE_MIN_MS left before its deadline at now_ms is answered
+ * unsent instead (expire_locked). Returns how many were taken: 0 when
+ * every job it met expired. */
+static int take_jobs(batcher *b, job **taken, int64_t now_ms)
+{
+    int n = 0;
+    size_t bytes = 0;
+    while (b->head && n < BATCH_JOBS_MAX &&
+           (n == 0 || bytes + b->head->bytes <= BATCH_BYTES_MAX)) {
+        job *j = b->head;
+        b->head = j->next;
+        if (!b->head)
+            b->tail = NULL;
+        if (!j->is_detached)
+            b->waiters--;
+        if (j->deadline_ms - now_ms < BATCH_SLICE_MIN_MS) {
+            expire_locked(j);
+            continue;
+        }
+        j->state = TAKEN;
+        bytes += j->bytes;
+        taken[n++] = j;
+    }
+    return n;
+}
+
+/* After its batch rolled back, runs j again in a transaction of its own,
+ * unless too little is left before its deadline: then it fails unsent
+ * and retryable (its batch rolled back, so nothing of it is stored). */
+static void run_again_alone(batcher *b, job *j)
+{
+    if (j->deadline_ms - clockms_monotonic() >= BATCH_SLICE_MIN_MS) {
+        run_batch(b, &j, 1);
+        return;
+    }
+    j->err = PGPOOL_UNAVAILABLE;
+    snprintf(j->errbuf, sizeof j->errbuf,
+             "its batch rolled back too close to its deadline to run it "
+             "alone; not stored");
+}
+
 /* Leads one batch: takes the head of the queue, runs it (once more one
  * job per transaction if a batch of several rolled back), publishes the
  * outcomes. Called and returns with the lock held; releases it while the
@@ -287,14 +337,16 @@ static void finish_waited_locked(job *j)
 static void lead_locked(batcher *b)
 {
     job *taken[BATCH_JOBS_MAX];
-    int n = take_jobs(b, taken);
+    int n = take_jobs(b, taken, clockms_monotonic());
+    if (n == 0)
+        return;
     b->lanes_busy++;
     /* What is left may start on the other lane at once. */
     wake_head_locked(b);
     pthread_mutex_unlock(&b->lock);
     if (run_batch(b, taken, n) && n > 1) {
         for (int i = 0; i < n; i++)
-            run_batch(b, &taken[i], 1);
+            run_again_alone(b, taken[i]);
     }
     /* A waiter may return as soon as its job is DONE, and a detached job
      * is freed here: neither is touched afterwards. */
@@ -401,9 +453,11 @@ void batcher_run_all(batch_job *bjs, int k)
             free(jobs);
         return;
     }
+    int64_t deadline_ms = clockms_monotonic() + PGPOOL_CALL_DEADLINE_MS;
     for (int i = 0; i < k; i++) {
         memset(bjs[i].results, 0, (size_t)bjs[i].n * sizeof *bjs[i].results);
         jobs[i] = (job){.b = bjs[i].b,
+                        .deadline_ms = deadline_ms,
                         .stmts = bjs[i].stmts,
                         .n = bjs[i].n,
                         .bytes = job_bytes(bjs[i].stmts, bjs[i].n),
@@ -451,6 +505,7 @@ int batcher_post(batcher *b, const char *sql, int phase, int64_t key,
                  .is_detached = true,
                  .due_ms = clockms_monotonic() + BATCH_POST_DELAY_MS,
                  .state = QUEUED};
+    d->j.deadline_ms = d->j.due_ms + PGPOOL_CALL_DEADLINE_MS;
     pthread_mutex_lock(&b->lock);
     enqueue_locked(b, &d->j);
     pthread_cond_signal(&b->poster_cv);

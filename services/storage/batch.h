@@ -19,7 +19,8 @@
  * cannot fail its neighbours; when the outcome is unknown (connection
  * lost during COMMIT) every job gets PGPOOL_UNAVAILABLE and nothing is
  * retried, since the writes may have committed (callers retry
- * idempotently).
+ * idempotently). A job is answered within PGPOOL_CALL_DEADLINE_MS of
+ * being queued, its wait for a lane included (BATCH_SLICE_MIN_MS).
  *
  * Lock order: within a batch the statements run sorted by (phase, key,
  * subkey): mailbox writes by the mailbox owner's id first, then outbox
@@ -52,6 +53,15 @@
  * thread runs it alone: under load it goes with the next batch and costs
  * no transaction of its own; when idle it is late by this much. */
 #define BATCH_POST_DELAY_MS 20
+/* Least time before its deadline a queued job must have left to be
+ * taken into a batch, ms. A job's deadline is PGPOOL_CALL_DEADLINE_MS
+ * after it was queued, and its batch gives up on PostgreSQL by the
+ * earliest deadline among its jobs; a job that waited for a lane until
+ * less than this was left is answered unsent (PGPOOL_UNAVAILABLE)
+ * rather than sent in a batch with no time to run. A healthy instance
+ * takes a job within milliseconds; only a stalled one, whose batches each
+ * use up their deadline, keeps jobs queued this long. */
+#define BATCH_SLICE_MIN_MS 1000
 /* Statements of one job. */
 #define BATCH_JOB_STMTS_MAX 2
 

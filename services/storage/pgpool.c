@@ -2,7 +2,7 @@
  * pgpool.c - libpq connection pool of one PostgreSQL instance.
  *
  * Idle connections sit on a stack guarded by the pool mutex; a borrower
- * waits on a condition variable (bounded by PGPOOL_WAIT_MS) when all are
+ * waits on a condition variable (until the call's deadline) when all are
  * in use. A borrowed connection belongs to one thread until it is given
  * back, which is what libpq requires.
  *
@@ -20,7 +20,8 @@
  * kernel still acknowledges is silent forever: TCP timeouts never fire.
  * So a borrowed connection runs in libpq's nonblocking mode and every
  * wait is a poll of PQsocket bounded by the call's deadline
- * (PGPOOL_CALL_DEADLINE_MS from the moment it holds its connection),
+ * (PGPOOL_CALL_DEADLINE_MS from the moment it asks for a connection, or
+ * the deadline a batch is given),
  * the asynchronous pattern of the libpq manual: PQflush until sent,
  * PQconsumeInput until PQisBusy says PQgetResult will not block, and
  * PQresetStart/PQresetPoll to reconnect. A call that reaches its
@@ -228,11 +229,13 @@ void pgpool_free(pgpool *p)
     free(p);
 }
 
-/* Takes an idle connection, waiting at most PGPOOL_WAIT_MS. NULL when
+/* Takes an idle connection, waiting no later than deadline_ms (a time of
+ * clockms_monotonic): the wait is part of the call's time. NULL when
  * none became free in time. */
-static pool_conn *borrow(pgpool *p)
+static pool_conn *borrow(pgpool *p, int64_t deadline_ms)
 {
-    struct timespec deadline = clockms_monotonic_deadline_in(PGPOOL_WAIT_MS);
+    struct timespec deadline =
+        clockms_monotonic_deadline_in(deadline_ms - clockms_monotonic());
     pthread_mutex_lock(&p->lock);
     while (p->nidle == 0) {
         if (pthread_cond_timedwait(&p->available, &p->lock, &deadline) ==
@@ -362,8 +365,9 @@ static void set_wait_error(const pgpool *p, const PGconn *pg,
         set_error(errbuf, errcap, p->name, PQerrorMessage(pg));
         return;
     }
-    char why[64];
-    snprintf(why, sizeof why, "no answer within %d ms",
+    char why[80];
+    snprintf(why, sizeof why,
+             "no answer by the call's deadline (%d ms at most)",
              PGPOOL_CALL_DEADLINE_MS);
     set_error(errbuf, errcap, p->name, why);
 }
@@ -461,6 +465,14 @@ static bool is_transient_sqlstate(const char *state)
            strncmp(state, "53", 2) == 0 || strncmp(state, "40", 2) == 0;
 }
 
+/* Errors of a session's prepared statements rather than of the data:
+ * feature not supported (a cached plan whose result type changed) and
+ * invalid statement name (a prepared statement the session lost). */
+static bool is_prepared_sqlstate(const char *state)
+{
+    return strcmp(state, "0A000") == 0 || strcmp(state, "26000") == 0;
+}
+
 /* Runs the statement once on c, by deadline_ms. On success *out holds
  * the result. */
 static pgpool_err run_once(pgpool *p, pool_conn *c, const char *sql,
@@ -503,14 +515,14 @@ pgpool_err pgpool_exec(pgpool *p, const char *sql, const pgpool_params *ps,
         return PGPOOL_FAILED;
     }
     double started = monotonic_seconds();
-    pool_conn *c = borrow(p);
+    int64_t deadline_ms = monotonic_ms() + PGPOOL_CALL_DEADLINE_MS;
+    pool_conn *c = borrow(p, deadline_ms);
     if (!c) {
         set_error(errbuf, errcap, p->name, "no free connection in time");
         return PGPOOL_UNAVAILABLE;
     }
     pgpool_err err = PGPOOL_UNAVAILABLE;
     bool is_fresh = false;
-    int64_t deadline_ms = monotonic_ms() + PGPOOL_CALL_DEADLINE_MS;
     for (int attempt = 0; attempt < 2; attempt++) {
         if (ensure_connected(p, c, deadline_ms, &is_fresh, errbuf, errcap) !=
             0) {
@@ -633,6 +645,7 @@ typedef struct pipeline_outcome {
     bool has_error;    /* a statement failed (the server said so) */
     bool is_committed; /* COMMIT answered COMMIT */
     bool is_transient; /* the failure is worth retrying later */
+    char sqlstate[6];  /* of the statement that failed, when one did */
 } pipeline_outcome;
 
 /* Reads the result of query k of the pipeline (0: BEGIN, n+1: COMMIT)
@@ -650,8 +663,9 @@ static void read_one(pgpool *p, PGconn *pg, int k, int n, int64_t deadline_ms,
     bool is_ok = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
     if (st == PGRES_FATAL_ERROR && !o->has_error) {
         o->has_error = true;
-        o->is_transient =
-            is_transient_sqlstate(PQresultErrorField(res, PG_DIAG_SQLSTATE));
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        o->is_transient = is_transient_sqlstate(state);
+        snprintf(o->sqlstate, sizeof o->sqlstate, "%s", state ? state : "");
         set_error(errbuf, errcap, p->name, PQresultErrorMessage(res));
         log_pg_problem(p, "postgresql batch statement failed", errbuf);
     }
@@ -693,6 +707,19 @@ static void clear_results(PGresult **results, int n)
     }
 }
 
+/* Ends the transaction block a failed batch leaves open: in pipeline
+ * mode a failed statement makes the server skip the rest up to the sync,
+ * COMMIT included, and the session stays in its aborted BEGIN. One
+ * round trip, where a reconnect would fork a backend and prepare every
+ * statement again. The caller checks the session is idle after. */
+static void roll_back_by(PGconn *pg, int64_t deadline_ms)
+{
+    PGresult *r = NULL;
+    if (PQsendQueryParams(pg, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 1) == 1)
+        finish_query(pg, deadline_ms, &r);
+    PQclear(r);
+}
+
 /* Gives up on c after its connection failed under a batch or the
  * deadline passed: logged as what, errbuf set unless it already holds a
  * statement's error, and c reset before its next use. */
@@ -731,6 +758,8 @@ static pgpool_err run_pipeline(pgpool *p, pool_conn *c,
     }
     pipeline_outcome o = {0};
     read_pipeline(p, c->pg, n, deadline_ms, results, &o, errbuf, errcap);
+    if (!o.is_broken && PQtransactionStatus(c->pg) == PQTRANS_INERROR)
+        roll_back_by(c->pg, deadline_ms);
     if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         c->needs_reset = true;
     if (o.is_broken) {
@@ -743,16 +772,18 @@ static pgpool_err run_pipeline(pgpool *p, pool_conn *c,
     if (!o.has_error)
         set_error(errbuf, errcap, p->name, "COMMIT did not commit");
     *is_rolled_back = true;
-    /* A new session after a failed statement: one prepared before a
-     * schema change would otherwise keep failing on this connection
-     * ("cached plan must not change result type"). */
-    c->needs_reset = true;
+    /* The session survives a rolled-back batch, except when its prepared
+     * statements are what failed: one prepared before a schema change
+     * keeps failing on this connection ("cached plan must not change
+     * result type"), and a new session prepares it again. */
+    if (is_prepared_sqlstate(o.sqlstate))
+        c->needs_reset = true;
     return o.is_transient ? PGPOOL_UNAVAILABLE : PGPOOL_FAILED;
 }
 
 pgpool_err pgpool_exec_batch(pgpool *p, const pgpool_stmt *stmts, int n,
-                             PGresult **results, bool *is_rolled_back,
-                             char *errbuf, size_t errcap)
+                             int64_t deadline_ms, PGresult **results,
+                             bool *is_rolled_back, char *errbuf, size_t errcap)
 {
     *is_rolled_back = false;
     memset(results, 0, (size_t)n * sizeof *results);
@@ -764,7 +795,7 @@ pgpool_err pgpool_exec_batch(pgpool *p, const pgpool_stmt *stmts, int n,
         }
     }
     double started = monotonic_seconds();
-    pool_conn *c = borrow(p);
+    pool_conn *c = borrow(p, deadline_ms);
     if (!c) {
         /* Nothing was sent, and no statement failed: not rolled back, so
          * the jobs are not run again one by one, each waiting as long. */
@@ -772,7 +803,6 @@ pgpool_err pgpool_exec_batch(pgpool *p, const pgpool_stmt *stmts, int n,
         return PGPOOL_UNAVAILABLE;
     }
     bool is_fresh;
-    int64_t deadline_ms = monotonic_ms() + PGPOOL_CALL_DEADLINE_MS;
     pgpool_err err = PGPOOL_UNAVAILABLE; /* nothing sent, as above */
     if (ensure_connected(p, c, deadline_ms, &is_fresh, errbuf, errcap) == 0)
         err = run_pipeline(p, c, stmts, n, deadline_ms, results, is_rolled_back,

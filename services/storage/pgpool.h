@@ -7,7 +7,8 @@
  * broken is reset (PQreset) before its next use; while an instance stays
  * unreachable the pool answers PGPOOL_UNAVAILABLE at once for a short
  * back-off instead of making every caller wait for a connect timeout.
- * No call waits on its server longer than PGPOOL_CALL_DEADLINE_MS: one
+ * No call lasts longer than PGPOOL_CALL_DEADLINE_MS, its wait for a free
+ * connection included (a batch: until the deadline it is given): one
  * that has no answer by then gives up and resets its connection.
  *
  * Statements are parameterised (PQexecParams, one round trip each; the
@@ -33,7 +34,7 @@
  * Below PGPOOL_CALL_DEADLINE_MS, so a statement that is merely slow is
  * ended by the server, which reports the rollback. */
 #define PGPOOL_STATEMENT_TIMEOUT_MS 3000
-/* Client-side bound on one call once it holds its connection, ms:
+/* Client-side bound on one call, ms: waiting for a free connection,
  * reconnecting, preparing, sending, and reading every result. It ends a
  * call whose server stopped answering while its kernel still
  * acknowledges (a stopped or wedged backend, which TCP timeouts never
@@ -49,8 +50,6 @@
  * (PGPOOL_CALL_DEADLINE_MS); this ends the idle connections of a host
  * that is gone. */
 #define PGPOOL_TCP_TIMEOUT_MS 10000
-/* How long a caller waits for a free connection before giving up, ms. */
-#define PGPOOL_WAIT_MS 5000
 /* After a failed reconnect, calls fail fast for this long, ms. */
 #define PGPOOL_BACKOFF_MS 500
 /* Most parameters one statement takes. */
@@ -134,11 +133,12 @@ typedef struct pgpool_stmt {
  * *is_rolled_back tells whether the server reported the failure of a
  * statement (the transaction certainly did not commit, so running the
  * statements again is safe) or the outcome is unknown (the connection
- * failed, perhaps during COMMIT, or the results did not all come within
- * PGPOOL_CALL_DEADLINE_MS). Never retried here. Thread safe. */
+ * failed, perhaps during COMMIT, or the results did not all come by
+ * deadline_ms, a time of clockms_monotonic that bounds the wait for a
+ * connection too). Never retried here. Thread safe. */
 pgpool_err pgpool_exec_batch(pgpool *p, const pgpool_stmt *stmts, int n,
-                             PGresult **results, bool *is_rolled_back,
-                             char *errbuf, size_t errcap);
+                             int64_t deadline_ms, PGresult **results,
+                             bool *is_rolled_back, char *errbuf, size_t errcap);
 
 /* Binary result readers. Each returns 0, or -1 when the value is SQL NULL
  * or not of the expected type and size. */

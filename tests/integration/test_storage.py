@@ -1058,14 +1058,14 @@ def test_stopped_backend_answers_503_within_the_deadline(env):
         status, problem, headers, took = outcomes[name]
         expect_eq(status, 503, "%s on a stopped backend (%r)" % (name, problem))
         expect_eq(headers.get("Retry-After"), "1", "%s Retry-After" % name)
-        assert "no answer within %d ms" % PGPOOL_CALL_DEADLINE_MS in problem["detail"], problem
+        assert "no answer by the call's deadline" in problem["detail"], problem
         assert deadline_s - 0.3 <= took <= deadline_s + 1.5, \
             "%s answered after %.2f s, deadline %.1f s" % (name, took, deadline_s)
     # Each path met the deadline: the pipeline's results, the single
     # statement, the prepare before a batch.
     for what in ("postgresql batch outcome unknown", "postgresql statement failed",
                  "postgresql batch not sent"):
-        assert log_lines_with(env, what, "no answer within"), "no %r in the log" % what
+        assert log_lines_with(env, what, "no answer by the call's deadline"), "no %r in the log" % what
     # The callers retry idempotently: the write whose pipeline had gone
     # out may have committed once its backend resumed; stored once either way.
     for m in (m1, m2):
@@ -1085,6 +1085,114 @@ def test_stopped_backend_answers_503_within_the_deadline(env):
     expect_eq(len(st.messages(c, cid_of(c, b))["messages"]), 2, "c's writes once each")
     expect_eq(st.call("GET", "/readyz")[0], 200, "ready")
     st.ack([ack_key(m) for m in (warm, m1, m2, m3)])
+
+
+def test_a_rolled_back_batch_keeps_its_session(env):
+    """A batch the server rolled back leaves its connection's session as
+    it is: here a write waits on its mailbox's row lock, held by another
+    session, until the statement timeout cancels it. The write gets a
+    503, and the same backends, with their prepared statements, serve the
+    writes after it. Before, every rolled-back batch reconnected."""
+    st = env.storage
+    a, b = USERS.on(0), USERS.on(1)
+    renew_pool(env, 0, a)  # every pooled connection live
+    send_ok(st, make_msg(a, b, "makes a's mailbox"))
+    before = sorted(storage_backends(env, 0))
+    expect_eq(len(before), STORAGE_PG_POOL, "storage backends on instance 0")
+    m = make_msg(a, b, "waits for the lock")
+    holder = LockHolder(env, 0, "SELECT 1 FROM mailboxes WHERE owner_id = %d"
+                                " FOR UPDATE" % a)
+    try:
+        status, body = st.send(m)
+    finally:
+        holder.release()
+    expect_eq(status, 503, "a write cancelled by the statement timeout (%r)" % body)
+    assert "statement timeout" in body["detail"], body
+    send_ok(st, m)  # its retry, now that the lock is gone
+    send_ok(st, make_msg(a, b, "after the rolled-back batch"))
+    expect_eq(sorted(storage_backends(env, 0)), before,
+              "the same sessions before and after the rolled-back batch")
+    expect_eq(st.meta(a)["seq"], 3, "a's three writes, once each")
+    st.ack([ack_key(x) for x in st.messages(a, cid_of(a, b))["messages"]])
+
+
+def postmaster_pid(env, i):
+    with open(os.path.join(env.pg_dirs[i], "data", "postmaster.pid")) as f:
+        return int(f.readline())
+
+
+def test_a_stalled_instance_answers_every_queued_call_by_its_deadline(env):
+    """Every call meets PGPOOL_CALL_DEADLINE_MS from the moment it asks,
+    not from the moment it got a lane and a connection. Instance 1 stops
+    answering altogether (its backends and its postmaster SIGSTOPped: a
+    reconnect hangs too) under eight concurrent writes and three reads.
+    Two writes take the instance's two batch lanes and the third pooled
+    connection goes to a read; the other six writes queue for a lane and
+    two reads for a connection. Each of the eleven gets a 503 within the
+    deadline plus a margin of its own start: the queued writes unsent
+    once too little time was left to send them. (Before, a queued write
+    got its batch once a lane gave up, 4 s in, and then waited for a
+    reconnect; a queued read waited up to 5 s for a connection before its
+    own 4 s began.) Once the instance resumes, each write retried is
+    stored once."""
+    st = env.storage
+    b = USERS.on(0)
+    senders = [USERS.on(1) for _ in range(8)]
+    renew_pool(env, 1, senders[0])
+    pids = storage_backends(env, 1) + [postmaster_pid(env, 1)]
+    writes = [make_msg(s, b, "write to a stalled instance") for s in senders]
+    calls = [("write%d" % i, "POST", "/internal/send", {"message": m})
+             for i, m in enumerate(writes[:2])]
+    calls += [("read0", "GET", "/internal/users/%d/meta" % senders[0], None)]
+    calls += [("write%d" % (i + 2), "POST", "/internal/send", {"message": m})
+              for i, m in enumerate(writes[2:])]
+    calls += [("read%d" % i, "GET", "/internal/users/%d/meta" % senders[i], None)
+              for i in (1, 2)]
+    outcomes = {}
+    threads = []
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        for name, method, path, body in calls:
+            t = threading.Thread(target=timed_call,
+                                 args=(st, method, path, body, outcomes, name))
+            t.start()
+            threads.append(t)
+            time.sleep(0.05)  # lanes and connections go in this order
+        for t in threads:
+            t.join(PGPOOL_CALL_DEADLINE_MS / 1000 + 10)
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    deadline_s = PGPOOL_CALL_DEADLINE_MS / 1000
+    print("     answered after: %s" % ", ".join(
+        "%s %.2f s" % (name, outcomes[name][3]) for name, *_ in calls if name in outcomes),
+        flush=True)
+    unsent = 0
+    for name, *_ in calls:
+        assert name in outcomes, "%s: no outcome" % name
+        status, problem, headers, took = outcomes[name]
+        expect_eq(status, 503, "%s on a stalled instance (%r)" % (name, problem))
+        expect_eq(headers.get("Retry-After"), "1", "%s Retry-After" % name)
+        assert took <= deadline_s + 0.5, \
+            "%s answered after %.2f s, deadline %.1f s" % (name, took, deadline_s)
+        unsent += "not sent" in problem["detail"]
+    assert unsent >= 4, "queued writes answered unsent: %d of 6" % unsent
+    for m in writes:
+        status = None
+        deadline = time.monotonic() + 15
+        while status not in (200, 201) and time.monotonic() < deadline:
+            status, body = st.send(m)
+            if status not in (200, 201):
+                time.sleep(0.2)
+        assert status in (200, 201), "retry of a stalled write: %r" % status
+    for s, m in zip(senders, writes):
+        expect_eq(st.meta(s)["seq"], 1, "user %d: its write stored once" % s)
+    expect_eq(st.call("GET", "/readyz")[0], 200, "ready")
+    st.ack([ack_key(m) for m in writes])
 
 
 TESTS = [
@@ -1113,6 +1221,8 @@ TESTS = [
     test_ack_and_batch_on_the_same_entries_do_not_deadlock,
     test_two_acks_of_the_same_entries_do_not_deadlock,
     test_stopped_backend_answers_503_within_the_deadline,
+    test_a_stalled_instance_answers_every_queued_call_by_its_deadline,
+    test_a_rolled_back_batch_keeps_its_session,
 ]
 
 # ---------------------------------------------------------------- harness

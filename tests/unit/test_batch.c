@@ -1,5 +1,6 @@
 /*
- * test_batch.c - Check suite for the lock order of services/storage/batch.c.
+ * test_batch.c - Check suite for the lock order and the deadlines of
+ * services/storage/batch.c.
  *
  * A batch runs its statements sorted by (phase, key, subkey) whatever
  * order their jobs came in: mailbox writes by owner, then outbox deletes
@@ -11,8 +12,16 @@
  * tests/integration/test_storage.py (test_batch_outbox_deletes_lock_in_
  * message_id_order).
  *
+ * Deadlines: a job is due PGPOOL_CALL_DEADLINE_MS after it was queued.
+ * A batch runs by the earliest deadline of its jobs, a job with less
+ * than BATCH_SLICE_MIN_MS left is answered unsent instead of taken, and
+ * a job of a rolled-back batch runs again alone only with that much
+ * left. These tests queue jobs by hand with deadlines of their own.
+ *
  * batch.c is compiled in directly. pgpool_exec_batch is a fake that
- * records the statements of each batch instead of running them, and
+ * records the statements of each batch (and the deadline it was given)
+ * instead of running them, rolling back the next roll_backs batches if
+ * told to, and
  * pgpool_param_int a stand-in for pgpool.c's: each statement carries one
  * integer parameter, its name in the test, so the order shows. The
  * batchers get no pool: the fake needs none.
@@ -34,24 +43,39 @@ static struct {
     pthread_mutex_t lock;
     int batches;
     int n;
-    int64_t names[SEEN_MAX]; /* each statement's parameter, in run order */
+    int64_t names[SEEN_MAX];     /* each statement's parameter, in run order */
+    int64_t deadlines[SEEN_MAX]; /* each batch's deadline, in run order */
+    int roll_backs;              /* batches still to roll back */
+    int roll_back_ms;            /* how long a rolled-back batch takes */
 } seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 pgpool_err pgpool_exec_batch(pgpool *p, const pgpool_stmt *stmts, int n,
-                             PGresult **results, bool *is_rolled_back,
-                             char *errbuf, size_t errcap)
+                             int64_t deadline_ms, PGresult **results,
+                             bool *is_rolled_back, char *errbuf, size_t errcap)
 {
     pthread_mutex_lock(&seen.lock);
+    if (seen.batches < SEEN_MAX)
+        seen.deadlines[seen.batches] = deadline_ms;
     seen.batches++;
     for (int i = 0; i < n && seen.n < SEEN_MAX; i++) {
         if (!stmts[i].params)
             continue; /* batch.c's own SET LOCAL before posted jobs */
         seen.names[seen.n++] = strtoll(stmts[i].params->values[0], NULL, 10);
     }
+    bool roll_back = seen.roll_backs > 0;
+    if (roll_back)
+        seen.roll_backs--;
+    int sleep_ms = roll_back ? seen.roll_back_ms : 0;
     pthread_mutex_unlock(&seen.lock);
+    if (sleep_ms > 0) {
+        struct timespec ts = {sleep_ms / 1000, (sleep_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     memset(results, 0, (size_t)n * sizeof *results);
-    *is_rolled_back = false;
-    return PGPOOL_OK;
+    *is_rolled_back = roll_back;
+    if (roll_back)
+        snprintf(errbuf, errcap, "a statement failed");
+    return roll_back ? PGPOOL_FAILED : PGPOOL_OK;
 }
 
 void pgpool_param_int(pgpool_params *ps, int64_t v)
@@ -66,6 +90,8 @@ static void seen_reset(void)
     pthread_mutex_lock(&seen.lock);
     seen.batches = 0;
     seen.n = 0;
+    seen.roll_backs = 0;
+    seen.roll_back_ms = 0;
     pthread_mutex_unlock(&seen.lock);
 }
 
@@ -188,6 +214,156 @@ START_TEST(test_posted_deletes_run_in_message_id_order)
 }
 END_TEST
 
+/* Queues a one-statement job named name with its own deadline, as
+ * batcher_run_all would with the deadline it computes; w counts it. */
+static void queue_job(batcher *b, job *j, test_job *t, waiter *w, int64_t name,
+                      int64_t deadline_ms)
+{
+    memset(&t->params[0], 0, sizeof t->params[0]);
+    pgpool_param_int(&t->params[0], name);
+    t->stmts[0] = (batch_stmt){"sql", &t->params[0], PHASE_WRITE, name, 0};
+    *j = (job){.b = b,
+               .stmts = t->stmts,
+               .n = 1,
+               .results = t->results,
+               .w = w,
+               .state = QUEUED,
+               .deadline_ms = deadline_ms};
+    pthread_mutex_lock(&b->lock);
+    enqueue_locked(b, j);
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* Leads one batch from the head of b's queue, as a waiting thread does. */
+static void lead(batcher *b)
+{
+    pthread_mutex_lock(&b->lock);
+    lead_locked(b);
+    pthread_mutex_unlock(&b->lock);
+}
+
+START_TEST(test_a_job_without_time_left_is_answered_unsent)
+{
+    seen_reset();
+    batcher *b = batcher_new(NULL);
+    ck_assert_ptr_nonnull(b);
+    waiter w;
+    ck_assert_int_eq(waiter_init(&w, 3), 0);
+    test_job t[3];
+    job j[3];
+    int64_t now = clockms_monotonic();
+    /* The first waited until less than BATCH_SLICE_MIN_MS was left. */
+    queue_job(b, &j[0], &t[0], &w, 1, now + BATCH_SLICE_MIN_MS - 200);
+    queue_job(b, &j[1], &t[1], &w, 2, now + PGPOOL_CALL_DEADLINE_MS);
+    queue_job(b, &j[2], &t[2], &w, 3, now + PGPOOL_CALL_DEADLINE_MS);
+    lead(b);
+    ck_assert_int_eq(w.pending, 0);
+    ck_assert_int_eq(j[0].state, DONE);
+    ck_assert_int_eq(j[0].err, PGPOOL_UNAVAILABLE);
+    ck_assert_msg(strstr(j[0].errbuf, "not sent") != NULL, "%s", j[0].errbuf);
+    ck_assert_int_eq(j[1].err, PGPOOL_OK);
+    ck_assert_int_eq(j[2].err, PGPOOL_OK);
+    const int64_t want[] = {2, 3};
+    expect_seen(1, want, 2);
+    waiter_destroy(&w);
+    batcher_free(b);
+}
+END_TEST
+
+START_TEST(test_only_expired_jobs_run_no_batch)
+{
+    seen_reset();
+    batcher *b = batcher_new(NULL);
+    ck_assert_ptr_nonnull(b);
+    waiter w;
+    ck_assert_int_eq(waiter_init(&w, 2), 0);
+    test_job t[2];
+    job j[2];
+    int64_t now = clockms_monotonic();
+    queue_job(b, &j[0], &t[0], &w, 1, now - 1);
+    queue_job(b, &j[1], &t[1], &w, 2, now + 10);
+    lead(b);
+    ck_assert_int_eq(w.pending, 0);
+    ck_assert_int_eq(j[0].err, PGPOOL_UNAVAILABLE);
+    ck_assert_int_eq(j[1].err, PGPOOL_UNAVAILABLE);
+    ck_assert_int_eq(b->lanes_busy, 0);
+    ck_assert_ptr_null(b->head);
+    expect_seen(0, NULL, 0);
+    waiter_destroy(&w);
+    batcher_free(b);
+}
+END_TEST
+
+START_TEST(test_a_batch_runs_by_its_earliest_deadline)
+{
+    seen_reset();
+    batcher *b = batcher_new(NULL);
+    ck_assert_ptr_nonnull(b);
+    waiter w;
+    ck_assert_int_eq(waiter_init(&w, 3), 0);
+    test_job t[3];
+    job j[3];
+    int64_t now = clockms_monotonic();
+    queue_job(b, &j[0], &t[0], &w, 1, now + 3500);
+    queue_job(b, &j[1], &t[1], &w, 2, now + 2500);
+    queue_job(b, &j[2], &t[2], &w, 3, now + 3900);
+    lead(b);
+    ck_assert_int_eq(w.pending, 0);
+    const int64_t want[] = {1, 2, 3};
+    expect_seen(1, want, 3);
+    ck_assert_int_eq(seen.deadlines[0], now + 2500);
+    waiter_destroy(&w);
+    batcher_free(b);
+}
+END_TEST
+
+START_TEST(test_a_rolled_back_job_runs_alone_only_with_time_left)
+{
+    /* The batch of two rolls back after 600 ms; by then the second job
+     * has less than BATCH_SLICE_MIN_MS left, the first plenty. */
+    seen_reset();
+    seen.roll_backs = 1;
+    seen.roll_back_ms = 600;
+    batcher *b = batcher_new(NULL);
+    ck_assert_ptr_nonnull(b);
+    waiter w;
+    ck_assert_int_eq(waiter_init(&w, 2), 0);
+    test_job t[2];
+    job j[2];
+    int64_t now = clockms_monotonic();
+    queue_job(b, &j[0], &t[0], &w, 1, now + PGPOOL_CALL_DEADLINE_MS);
+    queue_job(b, &j[1], &t[1], &w, 2, now + BATCH_SLICE_MIN_MS + 300);
+    lead(b);
+    ck_assert_int_eq(w.pending, 0);
+    ck_assert_int_eq(j[0].err, PGPOOL_OK);
+    ck_assert_int_eq(j[1].err, PGPOOL_UNAVAILABLE);
+    ck_assert_msg(strstr(j[1].errbuf, "not stored") != NULL, "%s", j[1].errbuf);
+    /* The batch, then the first job alone; the second never again. */
+    const int64_t want[] = {1, 2, 1};
+    expect_seen(2, want, 3);
+    ck_assert_int_eq(seen.deadlines[1], now + PGPOOL_CALL_DEADLINE_MS);
+    waiter_destroy(&w);
+    batcher_free(b);
+}
+END_TEST
+
+START_TEST(test_queued_jobs_are_due_within_the_call_deadline)
+{
+    seen_reset();
+    batcher *b = batcher_new(NULL);
+    ck_assert_ptr_nonnull(b);
+    test_job t[1];
+    batch_job bjs[1] = {0};
+    add_stmt(&t[0], &bjs[0], 1, PHASE_WRITE, 1, 0);
+    int64_t before = clockms_monotonic();
+    run_jobs(b, bjs, 1);
+    int64_t after = clockms_monotonic();
+    batcher_free(b);
+    ck_assert_int_ge(seen.deadlines[0], before + PGPOOL_CALL_DEADLINE_MS);
+    ck_assert_int_le(seen.deadlines[0], after + PGPOOL_CALL_DEADLINE_MS);
+}
+END_TEST
+
 static Suite *batch_suite(void)
 {
     Suite *s = suite_create("batch");
@@ -199,6 +375,14 @@ static Suite *batch_suite(void)
     tcase_add_test(tc, test_equal_statements_keep_arrival_order);
     tcase_add_test(tc, test_posted_deletes_run_in_message_id_order);
     suite_add_tcase(s, tc);
+    TCase *td = tcase_create("deadlines");
+    tcase_set_timeout(td, 30);
+    tcase_add_test(td, test_a_job_without_time_left_is_answered_unsent);
+    tcase_add_test(td, test_only_expired_jobs_run_no_batch);
+    tcase_add_test(td, test_a_batch_runs_by_its_earliest_deadline);
+    tcase_add_test(td, test_a_rolled_back_job_runs_alone_only_with_time_left);
+    tcase_add_test(td, test_queued_jobs_are_due_within_the_call_deadline);
+    suite_add_tcase(s, td);
     return s;
 }
 
