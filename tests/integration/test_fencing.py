@@ -43,6 +43,8 @@ timer while the router still hands over from others (a frozen target
 makes each source's copy wait, and a second source is frozen past the
 first one's timer); and after an attempt that was called
 off, a later attempt at the same epoch leaves no stale copy behind.
+One more covers a publish whose outcome the router cannot know: the
+next change waits (503) until a new lease term fenced it.
 
 Run: python3 tests/integration/test_fencing.py
 """
@@ -610,6 +612,91 @@ def redis_forget(c, node, user):
     check(keys, "no hot keys of %d on %s" % (user, node))
     subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", port, "DEL"] + keys,
                    stdout=subprocess.DEVNULL, check=True, timeout=30)
+
+
+def router_psql(c, sql):
+    """sql on the routers' shared state (the first PostgreSQL instance)."""
+    out = subprocess.run(["psql", "-X", "-qAt", c.env["PG_URLS"].split(",")[0], "-c", sql],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    check(out.returncode == 0, "psql: %s" % out.stderr.decode()[:300])
+    return out.stdout.decode().strip()
+
+
+# Refuses every write of the ring and every new lease term: the router
+# cannot tell a refused publish from a COMMIT whose answer was lost, and
+# the leader's fencing tick (a new term) fails until the trigger goes.
+REFUSE_TRIGGER = """
+CREATE FUNCTION test_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.ring IS DISTINCT FROM OLD.ring OR NEW.term IS DISTINCT FROM OLD.term THEN
+    RAISE EXCEPTION 'refused by test_fencing';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER test_refuse_change BEFORE UPDATE ON router_state
+  FOR EACH ROW EXECUTE FUNCTION test_refuse_change();
+"""
+DROP_TRIGGER = ("DROP TRIGGER IF EXISTS test_refuse_change ON router_state; "
+                "DROP FUNCTION IF EXISTS test_refuse_change()")
+
+
+def problem_title(body):
+    try:
+        return json.loads(body).get("title")
+    except ValueError:
+        return None
+
+
+@test
+def test_an_unknown_publish_holds_the_next_change_until_fenced(api):
+    """A planned change whose publish has an unknown outcome stays
+    announced: the leader refuses the next change with 503 "Change
+    unsettled" (made from the ring it holds, it would call the first
+    change off at its sources while that ring may be stored) until it has
+    taken a new lease term, so that the publish can no longer commit,
+    and read the stored ring. A trigger refuses the publish, and new
+    terms for a while, so that window lasts; once it is gone the term has
+    grown and the next change goes through."""
+    c = CLUSTER
+    r0 = c.ring()
+    check(r0 is not None and len(r0.active) >= 3, "too few nodes: %r" % (r0 and r0.active))
+    node = r0.active[-1]
+    term0 = int(router_psql(c, "SELECT term FROM router_state"))
+    leader_url, _ = leader_state(c)
+    remove = "%s/internal/admin/nodes/%s/remove" % (leader_url, node)
+    router_psql(c, REFUSE_TRIGGER)
+    try:
+        first, body1 = c.signed("POST", remove, timeout=120)
+        second, body2 = c.signed("POST", remove, timeout=120)
+        term_held = int(router_psql(c, "SELECT term FROM router_state"))
+    finally:
+        router_psql(c, DROP_TRIGGER)
+    print("# with the trigger: %s %s, then %s %s" % (
+        first, problem_title(body1), second, problem_title(body2)))
+    check(first == 503 and problem_title(body1) == "Ring not published",
+          "a refused publish: %s %r" % (first, body1[:200]))
+    check(second == 503 and problem_title(body2) == "Change unsettled",
+          "a change right after a publish of unknown outcome: %s %r" % (second, body2[:200]))
+    check(term_held == term0, "the term moved while the trigger refused it: %d -> %d" % (
+        term0, term_held))
+    check(c.ring().epoch == r0.epoch, "a refused publish changed the ring")
+    deadline = time.monotonic() + 20
+    answers = []
+    while True:
+        leader_url, _ = leader_state(c)
+        status, body = c.signed("POST", "%s/internal/admin/nodes/%s/remove" % (
+            leader_url, node), timeout=120)
+        answers.append((status, problem_title(body)))
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    term1 = int(router_psql(c, "SELECT term FROM router_state"))
+    print("# after the trigger: %r; term %d -> %d" % (answers, term0, term1))
+    check(status == 200, "remove-node once the publish settled: %r" % answers)
+    check(term1 > term0, "no new term fenced the publish of unknown outcome (%d)" % term1)
+    r1, _ = c.wait_ring(lambda r: node not in r.active, 15)
+    check(r1 is not None and r1.epoch == r0.epoch + 1,
+          "the ring after remove-node (was %d): %r" % (r0.epoch, r1 and r1.doc))
 
 
 @test
