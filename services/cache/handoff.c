@@ -15,14 +15,21 @@
 #include "log.h"
 #include "node.h"
 
-/* Imported users remembered: past this, an import is refused (the users
- * then start cold). */
-#define HANDOFF_IMPORTED_MAX (1 << 20)
+/* Bytes of imported key names remembered: past this, a key is refused
+ * (its user then starts cold). */
+#define HANDOFF_IMPORTED_BYTES (64 << 20)
 
-typedef struct id_list {
-    int64_t *ids;
-    size_t n, cap;
-} id_list;
+/* Names of the keys restored for one change, NUL-terminated back to
+ * back: what a change that is called off leaves here, unlinked exactly
+ * (a scan of the whole keyspace would take seconds on a large Redis,
+ * and a ring install waits for it). The target holds no other key of
+ * those users: it does not own them, and its clean-up after each ring
+ * change dropped whatever it held of users it lost. */
+typedef struct key_list {
+    char *names;
+    size_t len, cap; /* bytes */
+    size_t n;        /* names */
+} key_list;
 
 struct handoff {
     pthread_rwlock_t barrier;
@@ -38,10 +45,10 @@ struct handoff {
      * below. */
     pthread_mutex_t import_lock;
     int64_t installed_epoch; /* of the newest ring installed */
-    /* The change (epoch, attempt) the imported users are for, and their
-     * ids; attempts are ordered (router admin.c). */
+    /* The change (epoch, attempt) the imported keys are for, and their
+     * names; attempts are ordered (router admin.c). */
     int64_t imported_epoch, imported_attempt;
-    id_list imported;
+    key_list imported;
 };
 
 handoff *handoff_new(void)
@@ -66,7 +73,7 @@ void handoff_free(handoff *h)
     if (!h)
         return;
     ring_free(h->next);
-    free(h->imported.ids);
+    free(h->imported.names);
     pthread_rwlock_destroy(&h->barrier);
     pthread_mutex_destroy(&h->lock);
     pthread_mutex_destroy(&h->import_lock);
@@ -122,53 +129,57 @@ void handoff_heard(handoff *h, int64_t plan_epoch, int64_t plan_attempt,
 
 /* ------------------------------------------------------------ ring change */
 
-static int cmp_id(const void *a, const void *b)
+/* Appends a key name; -1 when full or out of memory. */
+static int keys_add(key_list *l, const char *key, size_t klen)
 {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Appends uid; -1 when full or out of memory. */
-static int list_add(id_list *l, int64_t uid)
-{
-    if (l->n && l->ids[l->n - 1] == uid)
-        return 0; /* a user's keys often come one after another */
-    if (l->n >= HANDOFF_IMPORTED_MAX)
+    if (l->len + klen + 1 > HANDOFF_IMPORTED_BYTES)
         return -1;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 1024;
-        int64_t *grown = realloc(l->ids, cap * sizeof(int64_t));
+    if (l->len + klen + 1 > l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64 * 1024;
+        while (cap < l->len + klen + 1)
+            cap *= 2;
+        char *grown = realloc(l->names, cap);
         if (!grown)
             return -1;
-        l->ids = grown;
+        l->names = grown;
         l->cap = cap;
     }
-    l->ids[l->n++] = uid;
+    memcpy(l->names + l->len, key, klen);
+    l->names[l->len + klen] = '\0';
+    l->len += klen + 1;
+    l->n++;
     return 0;
 }
 
-static bool in_list(int64_t uid, void *arg)
+static void keys_clear(key_list *l)
 {
-    const id_list *l = arg;
-    return bsearch(&uid, l->ids, l->n, sizeof(int64_t), cmp_id) != NULL;
+    free(l->names);
+    *l = (key_list){0};
 }
 
-/* Deletes every key of the imported users and forgets them (import_lock
- * held): they were copied for a change that is not coming. */
+/* Forgets the imported keys, which stay (import_lock held): the change
+ * they were copied for came. */
+static void keep_imported(handoff *h)
+{
+    keys_clear(&h->imported);
+    h->imported_epoch = h->imported_attempt = 0;
+}
+
+/* Deletes every imported key and forgets them (import_lock held): they
+ * were copied for a change that is not coming. */
 static void drop_imported(cache_node *n, const char *why)
 {
     handoff *h = n->handoff;
     if (h->imported.n) {
-        qsort(h->imported.ids, h->imported.n, sizeof(int64_t), cmp_id);
-        long dropped = hot_drop_users(n->hot, in_list, &h->imported);
+        long dropped =
+            hot_unlink_keys(n->hot, h->imported.names, h->imported.n);
         log_msg("info",
-                "hot: dropped %ld keys of %zu users imported for epoch %lld "
+                "hot: dropped %ld of %zu keys imported for epoch %lld "
                 "(attempt %lld): %s",
                 dropped, h->imported.n, (long long)h->imported_epoch,
                 (long long)h->imported_attempt, why);
     }
-    h->imported.n = 0;
-    h->imported_epoch = h->imported_attempt = 0;
+    keep_imported(h);
 }
 
 void handoff_ring_coming(cache_node *n, const ring_t *next)
@@ -183,8 +194,7 @@ void handoff_ring_coming(cache_node *n, const ring_t *next)
     if (h->imported_epoch == next->epoch && next->attempt != 0 &&
         h->imported_attempt == next->attempt) {
         /* The change they were copied for: the users stay, now owned. */
-        h->imported.n = 0;
-        h->imported_epoch = h->imported_attempt = 0;
+        keep_imported(h);
     } else if (h->imported_epoch != 0 && h->imported_epoch <= next->epoch) {
         /* Another ring of that epoch (a failover, or an attempt other
          * than theirs), or one past it: another node may have changed
@@ -448,7 +458,8 @@ static int restore_entry(cache_node *n, const ring_t *cur, const json_t *e)
     if (!key || !dump || !json_is_integer(ttl) || json_integer_value(ttl) < 0)
         return -1;
     size_t klen = json_string_length(json_object_get(e, "key"));
-    if (hot_key_user(key, klen, &uid) != 0 || (cur && owns(cur, n->name, uid)))
+    if (memchr(key, '\0', klen) || hot_key_user(key, klen, &uid) != 0 ||
+        (cur && owns(cur, n->name, uid)))
         return -1;
     size_t dlen = strlen(dump);
     unsigned char *raw = malloc(dlen);
@@ -456,7 +467,7 @@ static int restore_entry(cache_node *n, const ring_t *cur, const json_t *e)
     int rc = -1;
     /* Remembered first: a key restored but not remembered could not be
      * dropped if its change is called off. */
-    if (len > 0 && list_add(&h->imported, uid) == 0)
+    if (len > 0 && keys_add(&h->imported, key, klen) == 0)
         rc = hot_restore(n->hot, key, klen, (const char *)raw, (size_t)len,
                          json_integer_value(ttl));
     free(raw);

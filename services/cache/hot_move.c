@@ -134,6 +134,44 @@ long hot_drop_users(hot_t *h, hot_user_pred drop, void *arg)
     return deleted;
 }
 
+long hot_unlink_keys(hot_t *h, const char *names, size_t n)
+{
+    redisContext *c = hot_conn_borrow(h);
+    if (!c) {
+        /* The keys may still be there: never served as they are. */
+        hot_mark_dirty(h);
+        return -1;
+    }
+    drop_ctx *d = calloc(1, sizeof(*d));
+    int rc = d ? 0 : -1;
+    if (d) {
+        d->argv[0] = "UNLINK";
+        d->argvlen[0] = 6;
+        d->argc = 1;
+    }
+    const char *p = names;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        size_t len = strlen(p);
+        d->argv[d->argc] = p;
+        d->argvlen[d->argc] = len;
+        d->argc++;
+        p += len + 1;
+        if (d->argc == (int)(sizeof(d->argv) / sizeof(d->argv[0])))
+            rc = flush_drops(c, d);
+    }
+    if (rc == 0 && d)
+        rc = flush_drops(c, d);
+    long deleted = d ? d->deleted : -1;
+    free(d);
+    hot_conn_give_back(h, c);
+    if (rc) {
+        log_msg("warn", "hot: unlinking imported keys failed; flushing first");
+        hot_mark_dirty(h);
+        return -1;
+    }
+    return deleted;
+}
+
 typedef struct dump_ctx {
     hot_user_pred move;
     void *arg;

@@ -28,6 +28,12 @@ typedef bool (*hot_user_pred)(int64_t uid, void *arg);
  * cache is then marked dirty: flushed before its next use). */
 long hot_drop_users(hot_t *h, hot_user_pred drop, void *arg);
 
+/* Deletes the n keys named in names (NUL-terminated, back to back), a
+ * thousand per UNLINK. Returns the number of keys that existed, or -1
+ * when Redis failed (the cache is then marked dirty: flushed before its
+ * next use). */
+long hot_unlink_keys(hot_t *h, const char *names, size_t n);
+
 /* One dumped key: what RESTORE needs. */
 typedef struct hot_dump {
     int64_t uid;

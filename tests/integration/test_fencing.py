@@ -44,11 +44,14 @@ makes each source's copy wait, and a second source is frozen past the
 first one's timer); and after an attempt that was called
 off, a later attempt at the same epoch leaves no stale copy behind.
 One more covers a publish whose outcome the router cannot know: the
-next change waits (503) until a new lease term fenced it.
+next change waits (503) until a new lease term fenced it; and one that
+a called-off change's copies are dropped by the names restored, with
+no scan of the target's Redis.
 
 Run: python3 tests/integration/test_fencing.py
 """
 
+import base64
 import json
 import os
 import signal
@@ -452,6 +455,96 @@ def test_an_import_for_an_installed_epoch_is_refused(api):
                              {"epoch": r0.epoch + 1, "attempt": attempt, "entries": []})
         answers.append(status)
     check(answers == [200, 409, 200], "imports of attempts 10, 9, 11: %r" % answers)
+
+
+def redis_port(node):
+    return BASE_PORT + 400 + int(node.split("-")[1])
+
+
+def redis_dump(node, key):
+    """DUMP key on node's Redis, raw (redis-cli would escape it)."""
+    import socket
+    k = key.encode()
+    with socket.create_connection(("127.0.0.1", redis_port(node)), timeout=10) as s:
+        s.sendall(b"*2\r\n$4\r\nDUMP\r\n$%d\r\n%s\r\n" % (len(k), k))
+        data = b""
+        while b"\r\n" not in data:
+            data += s.recv(65536)
+        head, rest = data.split(b"\r\n", 1)
+        check(head.startswith(b"$") and head != b"$-1", "DUMP %s: %r" % (key, head))
+        size = int(head[1:])
+        while len(rest) < size + 2:
+            rest += s.recv(65536)
+        return rest[:size]
+
+
+def redis_pipe(node, commands):
+    """Runs commands (lists of strings) through redis-cli --pipe."""
+    lines = []
+    for cmd in commands:
+        lines.append("*%d\r\n" % len(cmd))
+        for a in cmd:
+            lines.append("$%d\r\n%s\r\n" % (len(a), a))
+    out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(redis_port(node)), "--pipe"],
+                         input="".join(lines).encode(), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, timeout=120)
+    check(out.returncode == 0, "redis-cli --pipe: %r" % out.stdout[-300:])
+
+
+def scan_calls(node):
+    for line in redis_cmd(node, "INFO", "commandstats"):
+        if line.startswith("cmdstat_scan:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+# Keys of nobody's users in the target's Redis while it drops a called-off
+# change's copies: a scan of the whole keyspace would walk them all.
+JUNK_KEYS = 300000
+
+
+@test
+def test_a_called_off_change_drops_only_its_own_copies(api):
+    """The first import of a later attempt drops what the earlier attempt
+    copied to the node, by the names it restored: no scan of the node's
+    whole Redis (which holds many more keys), and nothing else goes."""
+    c = CLUSTER
+    r0 = c.ring()
+    node = r0.active[0]
+    url = r0.url_of(node)
+    others = [u for u in new_users(400) if r0.owner(u) != node][:4]
+    redis_cmd(node, "SET", "t:{1}", "a copied value")
+    payload = redis_dump(node, "t:{1}")
+    redis_cmd(node, "DEL", "t:{1}")
+    dump = base64.urlsafe_b64encode(payload).decode().rstrip("=")
+    junk = ["j:{%d}" % (9000000000000000 + i) for i in range(JUNK_KEYS)]
+    redis_pipe(node, [["SET", k, "1"] for k in junk])
+    try:
+        epoch = r0.epoch + 1
+        first = [{"key": "t:{%d}" % u, "dump": dump, "ttl": 0} for u in others[:2]]
+        later = [{"key": "t:{%d}" % u, "dump": dump, "ttl": 0} for u in others[2:]]
+        status, body = c.signed("POST", url + "/internal/handoff/import",
+                                {"epoch": epoch, "attempt": 20, "entries": first})
+        check(status == 200 and json.loads(body)["restored"] == 2,
+              "import of attempt 20: %s %r" % (status, body[:200]))
+        scans = scan_calls(node)
+        t0 = time.monotonic()
+        status, body = c.signed("POST", url + "/internal/handoff/import",
+                                {"epoch": epoch, "attempt": 21, "entries": later})
+        took = time.monotonic() - t0
+        scanned = scan_calls(node) - scans
+        check(status == 200 and json.loads(body)["restored"] == 2,
+              "import of attempt 21: %s %r" % (status, body[:200]))
+        present = {u: redis_cmd(node, "EXISTS", "t:{%d}" % u)[0] for u in others}
+        size = int(redis_cmd(node, "DBSIZE")[0])
+    finally:
+        redis_pipe(node, [["UNLINK"] + junk[i:i + 1000] for i in range(0, len(junk), 1000)])
+    print("# a later attempt's first import on %s (%d keys): %.3f s, %d SCAN calls" % (
+        node, size, took, scanned))
+    check(present == {others[0]: "0", others[1]: "0", others[2]: "1", others[3]: "1"},
+          "the earlier attempt's copies dropped, the later one's kept: %r" % present)
+    check(size >= JUNK_KEYS + 2, "other keys went too: %d left" % size)
+    check(scanned == 0, "the drop scanned the keyspace (%d SCAN calls)" % scanned)
 
 
 # A copy to a frozen target waits this long before it fails
