@@ -44,7 +44,8 @@ makes each source's copy wait, and a second source is frozen past the
 first one's timer); and after an attempt that was called
 off, a later attempt at the same epoch leaves no stale copy behind.
 One more covers a publish whose outcome the router cannot know: the
-next change waits (503) until a new lease term fenced it; and one that
+next change waits (503) until a new lease term fenced it; one that a
+change whose leader's term moved during it publishes nothing; and one that
 a called-off change's copies are dropped by the names restored, with
 no scan of the target's Redis.
 
@@ -790,6 +791,49 @@ def test_an_unknown_publish_holds_the_next_change_until_fenced(api):
     r1, _ = c.wait_ring(lambda r: node not in r.active, 15)
     check(r1 is not None and r1.epoch == r0.epoch + 1,
           "the ring after remove-node (was %d): %r" % (r0.epoch, r1 and r1.doc))
+
+
+@test
+def test_a_change_does_not_publish_in_a_later_term(api):
+    """A leader publishes a change only in the lease term it began the
+    change in. If its term moved meanwhile (it lost the lease and took it
+    back), another leader may have run a change of its own in between,
+    which this one's sources know nothing of. The term is moved by hand
+    while the change waits on its frozen source; the change must answer
+    409 and publish nothing."""
+    c = CLUSTER
+    r0 = c.ring()
+    check(r0 is not None and len(r0.active) >= 2, "too few nodes")
+    node = r0.active[0]
+    leader_url, _ = leader_state(c)
+    out = []
+    c.run("pause", node)
+    try:
+        th = threading.Thread(target=lambda: out.append(c.signed(
+            "POST", "%s/internal/admin/nodes/%s/remove" % (leader_url, node), timeout=120)),
+            daemon=True)
+        th.start()
+        time.sleep(0.5)  # the change waits for its source's copy
+        term0 = int(router_psql(c, "SELECT term FROM router_state"))
+        router_psql(c, "UPDATE router_state SET term = term + 1")
+        time.sleep(0.5)  # the leader ticks in the new term
+    finally:
+        c.run("resume", node)
+    th.join(60)
+    r1 = c.ring()
+    print("# a change whose leader's term moved from %d during it: %r" % (
+        term0, out and (out[0][0], problem_title(out[0][1]))))
+    check(out and out[0][0] == 409 and
+          problem_title(out[0][1]) == "Ring changed or leadership lost",
+          "remove-node across a change of term: %r" % ((out and (out[0][0], out[0][1][:200])),))
+    check(r1.epoch == r0.epoch and node in r1.active, "the change published: %r" % (r1.doc,))
+    # Its source serves its users again once the leader names no change.
+    user = [u for u in new_users(400) if r0.owner(u) == node][0]
+    deadline = time.monotonic() + 10
+    while read_at(c, r0.url_of(node), user, r0.epoch) != 200:
+        check(time.monotonic() < deadline, "%s still gates %d after the change failed" % (
+            node, user))
+        time.sleep(0.05)
 
 
 @test
