@@ -1005,6 +1005,48 @@ def log_lines_with(env, *needles):
         return [line for line in f if all(n in line for n in needles)]
 
 
+def calls_while_stopped(env, pids, calls, pause_s):
+    """SIGSTOPs pids, makes calls [(name, method, path, body)] each in a
+    thread of its own, pause_s apart (so they borrow connections and
+    lanes in this order), waits for them and SIGCONTs pids. Returns
+    {name: (status, body, headers, seconds)} and prints the times."""
+    st = env.storage
+    outcomes = {}
+    threads = []
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        for name, method, path, body in calls:
+            t = threading.Thread(target=timed_call,
+                                 args=(st, method, path, body, outcomes, name))
+            t.start()
+            threads.append(t)
+            time.sleep(pause_s)
+        for t in threads:
+            t.join(PGPOOL_CALL_DEADLINE_MS / 1000 + 10)
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    print("     answered after: %s" % ", ".join(
+        "%s %.2f s" % (name, outcomes[name][3]) for name, *_ in calls if name in outcomes),
+        flush=True)
+    return outcomes
+
+
+def retry_until_stored(st, m, limit_s=10):
+    """A stalled write retried as its caller would, by its key."""
+    status = None
+    deadline = time.monotonic() + limit_s
+    while status not in (200, 201) and time.monotonic() < deadline:
+        status, body = st.send(m)
+        if status not in (200, 201):
+            time.sleep(0.2)
+    assert status in (200, 201), "retry of a stalled write: %r" % status
+
+
 def test_stopped_backend_answers_503_within_the_deadline(env):
     """PostgreSQL backends that stop answering while their host's kernel
     still acknowledges (SIGSTOP: no TCP timeout ever fires) cost each call
@@ -1031,29 +1073,8 @@ def test_stopped_backend_answers_503_within_the_deadline(env):
     calls = [("write", "POST", "/internal/send", {"message": m1}),
              ("read", "GET", "/internal/users/%d/meta" % a, None),
              ("write_prepare", "POST", "/internal/send", {"message": m2})]
-    outcomes = {}
-    threads = []
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        for name, method, path, body in calls:
-            t = threading.Thread(target=timed_call,
-                                 args=(st, method, path, body, outcomes, name))
-            t.start()
-            threads.append(t)
-            time.sleep(0.2)  # each borrows its own connection, in this order
-        for t in threads:
-            t.join(PGPOOL_CALL_DEADLINE_MS / 1000 + 10)
-    finally:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+    outcomes = calls_while_stopped(env, pids, calls, 0.2)
     deadline_s = PGPOOL_CALL_DEADLINE_MS / 1000
-    print("     answered after: %s" % ", ".join(
-        "%s %.2f s" % (name, outcomes[name][3]) for name, *_ in calls if name in outcomes),
-        flush=True)
     for name, *_ in calls:
         status, problem, headers, took = outcomes[name]
         expect_eq(status, 503, "%s on a stopped backend (%r)" % (name, problem))
@@ -1069,13 +1090,7 @@ def test_stopped_backend_answers_503_within_the_deadline(env):
     # The callers retry idempotently: the write whose pipeline had gone
     # out may have committed once its backend resumed; stored once either way.
     for m in (m1, m2):
-        status = None
-        deadline = time.monotonic() + 10
-        while status not in (200, 201) and time.monotonic() < deadline:
-            status, body = st.send(m)
-            if status not in (200, 201):
-                time.sleep(0.2)
-        assert status in (200, 201), "retry of a stalled write: %r" % status
+        retry_until_stored(st, m)
     m3 = make_msg(a, b, "after the backends resumed")
     send_ok(st, m3)
     msgs = st.messages(a, cid_of(a, b))["messages"]
@@ -1148,29 +1163,8 @@ def test_a_stalled_instance_answers_every_queued_call_by_its_deadline(env):
               for i, m in enumerate(writes[2:])]
     calls += [("read%d" % i, "GET", "/internal/users/%d/meta" % senders[i], None)
               for i in (1, 2)]
-    outcomes = {}
-    threads = []
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        for name, method, path, body in calls:
-            t = threading.Thread(target=timed_call,
-                                 args=(st, method, path, body, outcomes, name))
-            t.start()
-            threads.append(t)
-            time.sleep(0.05)  # lanes and connections go in this order
-        for t in threads:
-            t.join(PGPOOL_CALL_DEADLINE_MS / 1000 + 10)
-    finally:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+    outcomes = calls_while_stopped(env, pids, calls, 0.05)
     deadline_s = PGPOOL_CALL_DEADLINE_MS / 1000
-    print("     answered after: %s" % ", ".join(
-        "%s %.2f s" % (name, outcomes[name][3]) for name, *_ in calls if name in outcomes),
-        flush=True)
     unsent = 0
     for name, *_ in calls:
         assert name in outcomes, "%s: no outcome" % name
@@ -1182,13 +1176,7 @@ def test_a_stalled_instance_answers_every_queued_call_by_its_deadline(env):
         unsent += "not sent" in problem["detail"]
     assert unsent >= 4, "queued writes answered unsent: %d of 6" % unsent
     for m in writes:
-        status = None
-        deadline = time.monotonic() + 15
-        while status not in (200, 201) and time.monotonic() < deadline:
-            status, body = st.send(m)
-            if status not in (200, 201):
-                time.sleep(0.2)
-        assert status in (200, 201), "retry of a stalled write: %r" % status
+        retry_until_stored(st, m, limit_s=15)
     for s, m in zip(senders, writes):
         expect_eq(st.meta(s)["seq"], 1, "user %d: its write stored once" % s)
     expect_eq(st.call("GET", "/readyz")[0], 200, "ready")

@@ -234,6 +234,33 @@ static void queue_job(batcher *b, job *j, test_job *t, waiter *w, int64_t name,
     pthread_mutex_unlock(&b->lock);
 }
 
+/* A batcher with k jobs queued by hand, all counted by one waiter. */
+typedef struct queued {
+    batcher *b;
+    waiter w;
+    test_job t[4];
+    job j[4];
+    int64_t now;
+} queued;
+
+/* Queues jobs named 1..k with deadlines now + after_ms[i]. */
+static void queue_jobs(queued *q, const int64_t *after_ms, int k)
+{
+    seen_reset();
+    q->b = batcher_new(NULL);
+    ck_assert_ptr_nonnull(q->b);
+    ck_assert_int_eq(waiter_init(&q->w, k), 0);
+    q->now = clockms_monotonic();
+    for (int i = 0; i < k; i++)
+        queue_job(q->b, &q->j[i], &q->t[i], &q->w, i + 1, q->now + after_ms[i]);
+}
+
+static void queued_free(queued *q)
+{
+    waiter_destroy(&q->w);
+    batcher_free(q->b);
+}
+
 /* Leads one batch from the head of b's queue, as a waiting thread does. */
 static void lead(batcher *b)
 {
@@ -244,76 +271,52 @@ static void lead(batcher *b)
 
 START_TEST(test_a_job_without_time_left_is_answered_unsent)
 {
-    seen_reset();
-    batcher *b = batcher_new(NULL);
-    ck_assert_ptr_nonnull(b);
-    waiter w;
-    ck_assert_int_eq(waiter_init(&w, 3), 0);
-    test_job t[3];
-    job j[3];
-    int64_t now = clockms_monotonic();
     /* The first waited until less than BATCH_SLICE_MIN_MS was left. */
-    queue_job(b, &j[0], &t[0], &w, 1, now + BATCH_SLICE_MIN_MS - 200);
-    queue_job(b, &j[1], &t[1], &w, 2, now + PGPOOL_CALL_DEADLINE_MS);
-    queue_job(b, &j[2], &t[2], &w, 3, now + PGPOOL_CALL_DEADLINE_MS);
-    lead(b);
-    ck_assert_int_eq(w.pending, 0);
-    ck_assert_int_eq(j[0].state, DONE);
-    ck_assert_int_eq(j[0].err, PGPOOL_UNAVAILABLE);
-    ck_assert_msg(strstr(j[0].errbuf, "not sent") != NULL, "%s", j[0].errbuf);
-    ck_assert_int_eq(j[1].err, PGPOOL_OK);
-    ck_assert_int_eq(j[2].err, PGPOOL_OK);
+    const int64_t after[] = {BATCH_SLICE_MIN_MS - 200, PGPOOL_CALL_DEADLINE_MS,
+                             PGPOOL_CALL_DEADLINE_MS};
+    queued q;
+    queue_jobs(&q, after, 3);
+    lead(q.b);
+    ck_assert_int_eq(q.w.pending, 0);
+    ck_assert_int_eq(q.j[0].state, DONE);
+    ck_assert_int_eq(q.j[0].err, PGPOOL_UNAVAILABLE);
+    ck_assert_msg(strstr(q.j[0].errbuf, "not sent") != NULL, "%s",
+                  q.j[0].errbuf);
+    ck_assert_int_eq(q.j[1].err, PGPOOL_OK);
+    ck_assert_int_eq(q.j[2].err, PGPOOL_OK);
     const int64_t want[] = {2, 3};
     expect_seen(1, want, 2);
-    waiter_destroy(&w);
-    batcher_free(b);
+    queued_free(&q);
 }
 END_TEST
 
 START_TEST(test_only_expired_jobs_run_no_batch)
 {
-    seen_reset();
-    batcher *b = batcher_new(NULL);
-    ck_assert_ptr_nonnull(b);
-    waiter w;
-    ck_assert_int_eq(waiter_init(&w, 2), 0);
-    test_job t[2];
-    job j[2];
-    int64_t now = clockms_monotonic();
-    queue_job(b, &j[0], &t[0], &w, 1, now - 1);
-    queue_job(b, &j[1], &t[1], &w, 2, now + 10);
-    lead(b);
-    ck_assert_int_eq(w.pending, 0);
-    ck_assert_int_eq(j[0].err, PGPOOL_UNAVAILABLE);
-    ck_assert_int_eq(j[1].err, PGPOOL_UNAVAILABLE);
-    ck_assert_int_eq(b->lanes_busy, 0);
-    ck_assert_ptr_null(b->head);
+    const int64_t after[] = {-1, 10};
+    queued q;
+    queue_jobs(&q, after, 2);
+    lead(q.b);
+    ck_assert_int_eq(q.w.pending, 0);
+    ck_assert_int_eq(q.j[0].err, PGPOOL_UNAVAILABLE);
+    ck_assert_int_eq(q.j[1].err, PGPOOL_UNAVAILABLE);
+    ck_assert_int_eq(q.b->lanes_busy, 0);
+    ck_assert_ptr_null(q.b->head);
     expect_seen(0, NULL, 0);
-    waiter_destroy(&w);
-    batcher_free(b);
+    queued_free(&q);
 }
 END_TEST
 
 START_TEST(test_a_batch_runs_by_its_earliest_deadline)
 {
-    seen_reset();
-    batcher *b = batcher_new(NULL);
-    ck_assert_ptr_nonnull(b);
-    waiter w;
-    ck_assert_int_eq(waiter_init(&w, 3), 0);
-    test_job t[3];
-    job j[3];
-    int64_t now = clockms_monotonic();
-    queue_job(b, &j[0], &t[0], &w, 1, now + 3500);
-    queue_job(b, &j[1], &t[1], &w, 2, now + 2500);
-    queue_job(b, &j[2], &t[2], &w, 3, now + 3900);
-    lead(b);
-    ck_assert_int_eq(w.pending, 0);
+    const int64_t after[] = {3500, 2500, 3900};
+    queued q;
+    queue_jobs(&q, after, 3);
+    lead(q.b);
+    ck_assert_int_eq(q.w.pending, 0);
     const int64_t want[] = {1, 2, 3};
     expect_seen(1, want, 3);
-    ck_assert_int_eq(seen.deadlines[0], now + 2500);
-    waiter_destroy(&w);
-    batcher_free(b);
+    ck_assert_int_eq(seen.deadlines[0], q.now + 2500);
+    queued_free(&q);
 }
 END_TEST
 
@@ -321,29 +324,22 @@ START_TEST(test_a_rolled_back_job_runs_alone_only_with_time_left)
 {
     /* The batch of two rolls back after 600 ms; by then the second job
      * has less than BATCH_SLICE_MIN_MS left, the first plenty. */
-    seen_reset();
+    const int64_t after[] = {PGPOOL_CALL_DEADLINE_MS, BATCH_SLICE_MIN_MS + 300};
+    queued q;
+    queue_jobs(&q, after, 2);
     seen.roll_backs = 1;
     seen.roll_back_ms = 600;
-    batcher *b = batcher_new(NULL);
-    ck_assert_ptr_nonnull(b);
-    waiter w;
-    ck_assert_int_eq(waiter_init(&w, 2), 0);
-    test_job t[2];
-    job j[2];
-    int64_t now = clockms_monotonic();
-    queue_job(b, &j[0], &t[0], &w, 1, now + PGPOOL_CALL_DEADLINE_MS);
-    queue_job(b, &j[1], &t[1], &w, 2, now + BATCH_SLICE_MIN_MS + 300);
-    lead(b);
-    ck_assert_int_eq(w.pending, 0);
-    ck_assert_int_eq(j[0].err, PGPOOL_OK);
-    ck_assert_int_eq(j[1].err, PGPOOL_UNAVAILABLE);
-    ck_assert_msg(strstr(j[1].errbuf, "not stored") != NULL, "%s", j[1].errbuf);
+    lead(q.b);
+    ck_assert_int_eq(q.w.pending, 0);
+    ck_assert_int_eq(q.j[0].err, PGPOOL_OK);
+    ck_assert_int_eq(q.j[1].err, PGPOOL_UNAVAILABLE);
+    ck_assert_msg(strstr(q.j[1].errbuf, "not stored") != NULL, "%s",
+                  q.j[1].errbuf);
     /* The batch, then the first job alone; the second never again. */
     const int64_t want[] = {1, 2, 1};
     expect_seen(2, want, 3);
-    ck_assert_int_eq(seen.deadlines[1], now + PGPOOL_CALL_DEADLINE_MS);
-    waiter_destroy(&w);
-    batcher_free(b);
+    ck_assert_int_eq(seen.deadlines[1], q.now + PGPOOL_CALL_DEADLINE_MS);
+    queued_free(&q);
 }
 END_TEST
 
