@@ -18,10 +18,15 @@ double clockms_seconds_since(const struct timespec *start)
            (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 }
 
+/* A deadline ms from now; one in the past is now. (A negative ms would
+ * otherwise leave tv_nsec negative, which pthread_cond_timedwait refuses
+ * with EINVAL instead of timing out.) */
 static struct timespec deadline_on(clockid_t clock, int64_t ms)
 {
     struct timespec t;
     clock_gettime(clock, &t);
+    if (ms < 0)
+        ms = 0;
     t.tv_sec += (time_t)(ms / 1000);
     t.tv_nsec += (long)(ms % 1000) * 1000000L;
     if (t.tv_nsec >= 1000000000L) {

@@ -20,15 +20,17 @@
 #define HANDOFF_IMPORTED_BYTES (64 << 20)
 
 /* Names of the keys restored for one change, NUL-terminated back to
- * back: what a change that is called off leaves here, unlinked exactly
- * (a scan of the whole keyspace would take seconds on a large Redis,
- * and a ring install waits for it). The target holds no other key of
- * those users: it does not own them, and its clean-up after each ring
- * change dropped whatever it held of users it lost. */
+ * back, and of their users' base keys: what a change that is called off
+ * leaves here, unlinked exactly (a scan of the whole keyspace would take
+ * seconds on a large Redis, and a ring install waits for it). The base
+ * keys cover whatever else of those users the node holds (a read that
+ * ran on under an older ring, after that ring's clean-up scanned past
+ * its keys): without its meta, none of a user's keys is read. */
 typedef struct key_list {
     char *names;
-    size_t len, cap; /* bytes */
-    size_t n;        /* names */
+    size_t len, cap;   /* bytes */
+    size_t n;          /* names */
+    int64_t last_user; /* whose base keys were added last; 0: none */
 } key_list;
 
 struct handoff {
@@ -149,6 +151,21 @@ static int keys_add(key_list *l, const char *key, size_t klen)
     l->len += klen + 1;
     l->n++;
     return 0;
+}
+
+/* Remembers a restored key and, when its user differs from the last
+ * key's (a user's keys come one after another), the user's base keys. */
+static int remember_key(key_list *l, int64_t uid, const char *key, size_t klen)
+{
+    if (uid != l->last_user) {
+        char u[HOT_KEY_NAME_MAX], c[HOT_KEY_NAME_MAX], x[HOT_KEY_NAME_MAX];
+        hot_user_base_keys(uid, u, c, x);
+        if (keys_add(l, u, strlen(u)) || keys_add(l, c, strlen(c)) ||
+            keys_add(l, x, strlen(x)))
+            return -1;
+        l->last_user = uid;
+    }
+    return keys_add(l, key, klen);
 }
 
 static void keys_clear(key_list *l)
@@ -467,7 +484,7 @@ static int restore_entry(cache_node *n, const ring_t *cur, const json_t *e)
     int rc = -1;
     /* Remembered first: a key restored but not remembered could not be
      * dropped if its change is called off. */
-    if (len > 0 && keys_add(&h->imported, key, klen) == 0)
+    if (len > 0 && remember_key(&h->imported, uid, key, klen) == 0)
         rc = hot_restore(n->hot, key, klen, (const char *)raw, (size_t)len,
                          json_integer_value(ttl));
     free(raw);

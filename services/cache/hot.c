@@ -251,7 +251,8 @@ bool hot_ping(hot_t *h)
 }
 
 typedef struct user_keys {
-    char u[48], c[48], x[48], m[48 + 64];
+    char u[HOT_KEY_NAME_MAX], c[HOT_KEY_NAME_MAX], x[HOT_KEY_NAME_MAX];
+    char m[HOT_KEY_NAME_MAX + 64];
 } user_keys;
 
 static void make_keys(user_keys *k, int64_t uid, const char *cid)
@@ -618,6 +619,16 @@ void hot_apply(hot_t *h, int64_t uid, const hot_meta *meta, const char *cid,
         memo_put(h->memo, t, uid, meta);
     else
         memo_forget(h->memo, uid);
+}
+
+void hot_user_base_keys(int64_t uid, char u[HOT_KEY_NAME_MAX],
+                        char c[HOT_KEY_NAME_MAX], char x[HOT_KEY_NAME_MAX])
+{
+    user_keys k;
+    make_keys(&k, uid, NULL);
+    memcpy(u, k.u, HOT_KEY_NAME_MAX);
+    memcpy(c, k.c, HOT_KEY_NAME_MAX);
+    memcpy(x, k.x, HOT_KEY_NAME_MAX);
 }
 
 void hot_forget_user(hot_t *h, int64_t uid)

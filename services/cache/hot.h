@@ -91,4 +91,13 @@ void hot_apply(hot_t *h, int64_t uid, const hot_meta *meta, const char *cid,
  * landed, so Redis may be behind storage for this user. */
 void hot_forget_user(hot_t *h, int64_t uid);
 
+/* Size of a buffer hot_user_base_keys writes one name into. */
+#define HOT_KEY_NAME_MAX 48
+
+/* The names of uid's meta, conversation window and conversation index
+ * (hot_scripts.h): every read of the user starts from its meta, so with
+ * these gone no other key of the user is read. */
+void hot_user_base_keys(int64_t uid, char u[HOT_KEY_NAME_MAX],
+                        char c[HOT_KEY_NAME_MAX], char x[HOT_KEY_NAME_MAX]);
+
 #endif

@@ -169,8 +169,9 @@ static int compare_slots(const void *a, const void *b)
 static const char SQL_ASYNC_COMMIT[] = "SET LOCAL synchronous_commit TO off";
 
 /* Runs jobs[0..n) as one transaction, by the earliest of their deadlines
- * (the others arrived later, and no job is taken with less than
- * BATCH_SLICE_MIN_MS left), and sets each job's outcome. Returns
+ * (none is taken with less than BATCH_SLICE_MIN_MS left, nor due more
+ * than BATCH_SPREAD_MS after the first), and sets each job's outcome.
+ * Returns
  * true when the transaction certainly rolled back after a failed
  * statement (the jobs may run again). */
 static bool run_batch(batcher *b, job **jobs, int n)
@@ -288,16 +289,19 @@ static void expire_locked(job *j)
 
 /* Takes jobs from the head of the queue into taken[] (the caller holds
  * the lock): at most BATCH_JOBS_MAX, and no more than BATCH_BYTES_MAX of
- * parameters unless it is the first job. A job with less than
- * BATCH_SLICE_MIN_MS left before its deadline at now_ms is answered
- * unsent instead (expire_locked). Returns how many were taken: 0 when
- * every job it met expired. */
+ * parameters unless it is the first job, and none due more than
+ * BATCH_SPREAD_MS after the first (the batch runs by the first's
+ * deadline). A job with less than BATCH_SLICE_MIN_MS left before its
+ * deadline at now_ms is answered unsent instead (expire_locked). Returns
+ * how many were taken: 0 when every job it met expired. */
 static int take_jobs(batcher *b, job **taken, int64_t now_ms)
 {
     int n = 0;
     size_t bytes = 0;
     while (b->head && n < BATCH_JOBS_MAX &&
-           (n == 0 || bytes + b->head->bytes <= BATCH_BYTES_MAX)) {
+           (n == 0 || (bytes + b->head->bytes <= BATCH_BYTES_MAX &&
+                       b->head->deadline_ms - taken[0]->deadline_ms <=
+                           BATCH_SPREAD_MS))) {
         job *j = b->head;
         b->head = j->next;
         if (!b->head)
@@ -344,18 +348,24 @@ static void lead_locked(batcher *b)
     /* What is left may start on the other lane at once. */
     wake_head_locked(b);
     pthread_mutex_unlock(&b->lock);
-    if (run_batch(b, taken, n) && n > 1) {
-        for (int i = 0; i < n; i++)
-            run_again_alone(b, taken[i]);
-    }
+    bool rerun = run_batch(b, taken, n) && n > 1;
     /* A waiter may return as soon as its job is DONE, and a detached job
-     * is freed here: neither is touched afterwards. */
+     * is freed here: neither is touched afterwards. After a roll-back
+     * each job is answered as soon as its own run ends, not after the
+     * others' (each may take until its own deadline). */
     int waited = 0;
     for (int i = 0; i < n; i++) {
-        if (taken[i]->is_detached)
+        if (rerun)
+            run_again_alone(b, taken[i]);
+        if (taken[i]->is_detached) {
             finish_detached(taken[i]);
-        else
+        } else if (rerun) {
+            pthread_mutex_lock(&b->lock);
+            finish_waited_locked(taken[i]);
+            pthread_mutex_unlock(&b->lock);
+        } else {
             taken[waited++] = taken[i];
+        }
     }
     pthread_mutex_lock(&b->lock);
     for (int i = 0; i < waited; i++)

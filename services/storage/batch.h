@@ -62,6 +62,13 @@
  * takes a job within milliseconds; only a stalled one, whose batches each
  * use up their deadline, keeps jobs queued this long. */
 #define BATCH_SLICE_MIN_MS 1000
+/* Most time between the deadlines of the first and the last job of a
+ * batch, ms. A batch runs by its earliest deadline; a job queued much
+ * later (fresh, behind writes that waited seconds for a stalled
+ * instance) waits for a batch of its own instead of running with their
+ * short remainder. Under a healthy load every queued job is within
+ * milliseconds of the others. */
+#define BATCH_SPREAD_MS 500
 /* Statements of one job. */
 #define BATCH_JOB_STMTS_MAX 2
 

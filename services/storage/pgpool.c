@@ -238,8 +238,8 @@ static pool_conn *borrow(pgpool *p, int64_t deadline_ms)
         clockms_monotonic_deadline_in(deadline_ms - clockms_monotonic());
     pthread_mutex_lock(&p->lock);
     while (p->nidle == 0) {
-        if (pthread_cond_timedwait(&p->available, &p->lock, &deadline) ==
-            ETIMEDOUT)
+        /* ETIMEDOUT, or any error: never a loop that holds the lock. */
+        if (pthread_cond_timedwait(&p->available, &p->lock, &deadline) != 0)
             break;
     }
     pool_conn *c = p->nidle > 0 ? p->idle[--p->nidle] : NULL;

@@ -39,9 +39,11 @@
  * call whose server stopped answering while its kernel still
  * acknowledges (a stopped or wedged backend, which TCP timeouts never
  * notice) with PGPOOL_UNAVAILABLE and an unknown outcome. The margin
- * over the statement timeout lets the server's own cancel arrive first;
- * the whole stays under a cache node's HOP_TIMEOUT_MS (checked in
- * pgpool.c), so storage answers 503 before its caller gives up. */
+ * over the statement timeout lets the server's own cancel arrive first
+ * for a call that found a connection at once (one that waited has less
+ * time left, and may stop first); the whole stays under a cache node's
+ * HOP_TIMEOUT_MS (checked in pgpool.c), so storage answers 503 before
+ * its caller gives up. */
 #define PGPOOL_CALL_DEADLINE_MS (PGPOOL_STATEMENT_TIMEOUT_MS + 1000)
 /* TCP's own bound on a server that stopped answering (a hung host, a
  * dropped network), ms: sent data unacknowledged this long ends the

@@ -45,6 +45,8 @@ static struct {
     int n;
     int64_t names[SEEN_MAX];     /* each statement's parameter, in run order */
     int64_t deadlines[SEEN_MAX]; /* each batch's deadline, in run order */
+    int pending[SEEN_MAX];       /* jobs of watched not answered yet */
+    waiter *watched;             /* at the start of each batch */
     int roll_backs;              /* batches still to roll back */
     int roll_back_ms;            /* how long a rolled-back batch takes */
 } seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -54,8 +56,14 @@ pgpool_err pgpool_exec_batch(pgpool *p, const pgpool_stmt *stmts, int n,
                              bool *is_rolled_back, char *errbuf, size_t errcap)
 {
     pthread_mutex_lock(&seen.lock);
-    if (seen.batches < SEEN_MAX)
+    if (seen.batches < SEEN_MAX) {
         seen.deadlines[seen.batches] = deadline_ms;
+        if (seen.watched) {
+            pthread_mutex_lock(&seen.watched->lock);
+            seen.pending[seen.batches] = seen.watched->pending;
+            pthread_mutex_unlock(&seen.watched->lock);
+        }
+    }
     seen.batches++;
     for (int i = 0; i < n && seen.n < SEEN_MAX; i++) {
         if (!stmts[i].params)
@@ -92,6 +100,7 @@ static void seen_reset(void)
     seen.n = 0;
     seen.roll_backs = 0;
     seen.roll_back_ms = 0;
+    seen.watched = NULL;
     pthread_mutex_unlock(&seen.lock);
 }
 
@@ -343,6 +352,46 @@ START_TEST(test_a_rolled_back_job_runs_alone_only_with_time_left)
 }
 END_TEST
 
+START_TEST(test_a_batch_takes_no_job_due_much_later)
+{
+    /* The third was queued well after the first two: it waits for a
+     * batch of its own rather than run by their deadline. */
+    const int64_t after[] = {1500, 1600, 1500 + BATCH_SPREAD_MS + 100};
+    queued q;
+    queue_jobs(&q, after, 3);
+    lead(q.b);
+    ck_assert_int_eq(q.w.pending, 1);
+    ck_assert_ptr_eq(q.b->head, &q.j[2]);
+    lead(q.b);
+    ck_assert_int_eq(q.w.pending, 0);
+    const int64_t want[] = {1, 2, 3};
+    expect_seen(2, want, 3);
+    ck_assert_int_eq(seen.deadlines[1], q.now + after[2]);
+    queued_free(&q);
+}
+END_TEST
+
+START_TEST(test_a_rolled_back_job_is_answered_after_its_own_run)
+{
+    /* After the roll-back each job runs alone; the first is answered
+     * before the second's run begins, which may take until its own
+     * deadline. */
+    const int64_t after[] = {PGPOOL_CALL_DEADLINE_MS, PGPOOL_CALL_DEADLINE_MS};
+    queued q;
+    queue_jobs(&q, after, 2);
+    seen.roll_backs = 1;
+    seen.watched = &q.w;
+    lead(q.b);
+    ck_assert_int_eq(q.w.pending, 0);
+    const int64_t want[] = {1, 2, 1, 2};
+    expect_seen(3, want, 4);
+    ck_assert_int_eq(seen.pending[0], 2);
+    ck_assert_int_eq(seen.pending[1], 2);
+    ck_assert_int_eq(seen.pending[2], 1);
+    queued_free(&q);
+}
+END_TEST
+
 START_TEST(test_queued_jobs_are_due_within_the_call_deadline)
 {
     seen_reset();
@@ -378,6 +427,8 @@ static Suite *batch_suite(void)
     tcase_add_test(td, test_a_batch_runs_by_its_earliest_deadline);
     tcase_add_test(td, test_a_rolled_back_job_runs_alone_only_with_time_left);
     tcase_add_test(td, test_queued_jobs_are_due_within_the_call_deadline);
+    tcase_add_test(td, test_a_batch_takes_no_job_due_much_later);
+    tcase_add_test(td, test_a_rolled_back_job_is_answered_after_its_own_run);
     suite_add_tcase(s, td);
     return s;
 }

@@ -2,6 +2,8 @@
  * test_ticker.c - interval threads and millisecond clocks.
  */
 #include <check.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -82,6 +84,28 @@ START_TEST(test_deadline_normalises_nanoseconds)
 }
 END_TEST
 
+/* A deadline in the past is now, never a negative tv_nsec (which
+ * pthread_cond_timedwait refuses with EINVAL instead of timing out). */
+START_TEST(test_a_deadline_in_the_past_is_now)
+{
+    for (int64_t ms = -1; ms >= -2500; ms -= 499) {
+        struct timespec now, d = clockms_monotonic_deadline_in(ms);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        ck_assert_int_ge(d.tv_nsec, 0);
+        ck_assert_int_lt(d.tv_nsec, 1000000000L);
+        double behind = (double)(now.tv_sec - d.tv_sec) +
+                        (double)(now.tv_nsec - d.tv_nsec) / 1e9;
+        ck_assert(behind >= 0.0 && behind < 0.5);
+        pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+        pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+        struct timespec r = clockms_deadline_in(ms);
+        pthread_mutex_lock(&mu);
+        ck_assert_int_eq(pthread_cond_timedwait(&cv, &mu, &r), ETIMEDOUT);
+        pthread_mutex_unlock(&mu);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ticker");
@@ -91,6 +115,7 @@ int main(void)
     tcase_add_test(tc, test_stop_wakes_a_long_wait);
     tcase_add_test(tc, test_poke_calls_now);
     tcase_add_test(tc, test_deadline_normalises_nanoseconds);
+    tcase_add_test(tc, test_a_deadline_in_the_past_is_now);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
