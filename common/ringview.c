@@ -38,7 +38,8 @@ struct ringview {
 
     pthread_mutex_t lock; /* guards current, retired, last_ok_ms */
     rv_entry *current;
-    rv_entry *retired; /* no longer current, still referenced */
+    rv_entry *retired;      /* no longer current, still referenced */
+    pthread_cond_t drained; /* a retired entry lost a reference */
     int64_t last_ok_ms;
 
     pthread_mutex_t fetch_lock; /* one fetch at a time */
@@ -70,6 +71,11 @@ ringview *ringview_new(const char *router_url, hc_pool *pool,
     v->changed_arg = arg;
     pthread_mutex_init(&v->lock, NULL);
     pthread_mutex_init(&v->fetch_lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&v->drained, &attr);
+    pthread_condattr_destroy(&attr);
     return v;
 }
 
@@ -97,6 +103,7 @@ void ringview_free(ringview *v)
     free_entries(v->retired);
     pthread_mutex_destroy(&v->lock);
     pthread_mutex_destroy(&v->fetch_lock);
+    pthread_cond_destroy(&v->drained);
     free(v);
 }
 
@@ -221,13 +228,40 @@ void ringview_release(ringview *v, const ring_t *r)
     while (*link && (*link)->ring != r)
         link = &(*link)->next;
     rv_entry *dead = NULL;
-    if (*link && --(*link)->refs == 0) {
-        dead = *link;
-        *link = dead->next;
-        dead->next = NULL;
+    if (*link) {
+        if (--(*link)->refs == 0) {
+            dead = *link;
+            *link = dead->next;
+            dead->next = NULL;
+        }
+        /* Only for calls that straddled a ring change. */
+        pthread_cond_broadcast(&v->drained);
     }
     pthread_mutex_unlock(&v->lock);
     free_entries(dead);
+}
+
+/* Whether no retired ring is referenced but held, by one reference. */
+static bool retired_drained(const ringview *v, const ring_t *held)
+{
+    for (const rv_entry *e = v->retired; e; e = e->next) {
+        if (e->ring != held || e->refs > 1)
+            return false;
+    }
+    return true;
+}
+
+int ringview_wait_retired(ringview *v, const ring_t *held, int timeout_ms)
+{
+    struct timespec until = clockms_monotonic_deadline_in(timeout_ms);
+    pthread_mutex_lock(&v->lock);
+    bool drained = retired_drained(v, held);
+    while (!drained &&
+           pthread_cond_timedwait(&v->drained, &v->lock, &until) == 0)
+        drained = retired_drained(v, held);
+    drained = drained || retired_drained(v, held);
+    pthread_mutex_unlock(&v->lock);
+    return drained ? 0 : -1;
 }
 
 bool ringview_is_fresh(ringview *v, int64_t max_age_ms)

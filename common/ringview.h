@@ -64,6 +64,13 @@ void ringview_poke(ringview *v);
 const ring_t *ringview_acquire(ringview *v);
 void ringview_release(ringview *v, const ring_t *r);
 
+/* Waits until no ring older than the current one is referenced any
+ * more, but held, which the caller holds once (the changed callback's
+ * old ring; NULL: none): every call that acquired an older ring released
+ * it. At most timeout_ms: a call holding an older ring may itself wait
+ * for the refreshing thread. Returns 0 when drained, -1 at the timeout. */
+int ringview_wait_retired(ringview *v, const ring_t *held, int timeout_ms);
+
 /* True when a ring is held and the router answered within max_age_ms. */
 bool ringview_is_fresh(ringview *v, int64_t max_age_ms);
 

@@ -15,6 +15,11 @@
 #include "log.h"
 #include "node.h"
 
+/* How long a ring change's clean-up waits for calls still running under
+ * an older ring, ms. They end within milliseconds unless storage
+ * stalls. */
+#define HANDOFF_DRAIN_MS 1000
+
 /* Bytes of imported key names remembered: past this, a key is refused
  * (its user then starts cold). */
 #define HANDOFF_IMPORTED_BYTES (64 << 20)
@@ -245,6 +250,16 @@ void handoff_ring_changed(cache_node *n, const ring_t *old, const ring_t *now)
     pthread_mutex_unlock(&h->lock);
     if (!old)
         return; /* the first ring: Redis was flushed at start */
+    /* A call that passed its epoch check under an older ring (a read
+     * filling a user it has just lost) may still write that user's keys:
+     * the scan waits for such calls, or it could pass those keys before
+     * they are written. Bounded: such a call may itself wait for this
+     * thread (it asks for a newer ring). */
+    if (ringview_wait_retired(n->ring, old, HANDOFF_DRAIN_MS) != 0)
+        log_msg("warn",
+                "hot: calls under an older ring still running after %d ms; "
+                "cleaning up for epoch %lld without them",
+                HANDOFF_DRAIN_MS, (long long)now->epoch);
     owner_arg o = {now, n->name};
     long dropped = hot_drop_users(n->hot, not_owned, &o);
     if (dropped > 0)
