@@ -112,14 +112,15 @@ static void hand_over_all(router *r, const ring_t *cur,
  * targets must tell the copies of an attempt that was called off from
  * those of a later one. Ordered: the lease term (which grows with every
  * change of leader) above a count of this router's attempts, which
- * starts from the clock (main.c), so a router restarted within its own
- * term, or alone with no shared term, does not reuse its predecessor's
- * ids. */
+ * starts from the wall clock in milliseconds (main.c), so a router
+ * restarted within its own term, or alone with no shared term, does not
+ * reuse its predecessor's ids. */
 static int64_t new_attempt(router *r, int64_t *term)
 {
     pthread_mutex_lock(&r->lock);
     *term = r->term;
-    int64_t attempt = (r->term << 24) | (++r->attempts & 0xffffff);
+    int64_t attempt = (r->term << ROUTER_ATTEMPT_BITS) |
+                      (++r->attempts & ROUTER_ATTEMPT_MASK);
     pthread_mutex_unlock(&r->lock);
     return attempt;
 }

@@ -97,8 +97,14 @@ static int router_init(router *r, const router_config *c)
     snprintf(r->name, sizeof(r->name), "%s", c->name);
     r->vnodes = c->vnodes;
     r->timing = c->timing;
-    /* Attempt ids of planned changes count on from here (admin.c). */
-    r->attempts = (int64_t)time(NULL) & 0xffffff;
+    /* Attempt ids of planned changes count on from the wall clock in
+     * milliseconds (admin.c): every attempt takes longer than a
+     * millisecond, so a router restarted within its lease term starts
+     * above its predecessor's last attempt. */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    r->attempts = ((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000) &
+                  ROUTER_ATTEMPT_MASK;
     pthread_mutex_init(&r->lock, NULL);
     pthread_mutex_init(&r->change_lock, NULL);
     r->metrics = metrics_new("router");

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "http_client.h"
 #include "http_server.h"
@@ -16,6 +17,14 @@
 #include "metrics.h"
 #include "ring.h"
 #include "state.h"
+
+/* An attempt id of a planned change is the lease term above
+ * ROUTER_ATTEMPT_BITS of a count that starts from the wall clock in
+ * milliseconds (admin.c, main.c). The count wraps after 49 days; a wrap
+ * can only make a target take a later attempt's copies for an earlier
+ * one's and refuse them (409), and those users then start cold. */
+#define ROUTER_ATTEMPT_BITS 32
+#define ROUTER_ATTEMPT_MASK ((INT64_C(1) << ROUTER_ATTEMPT_BITS) - 1)
 
 /* Timings, in milliseconds (README.md, Configuration). */
 typedef struct router_timing {
@@ -57,7 +66,8 @@ typedef struct router {
      * reads what is stored for good, installs it and withdraws the plan
      * (coord.c). 0: neither. */
     int plan_unsettled;
-    int64_t attempts; /* planned changes begun by this router */
+    int64_t attempts; /* planned changes begun by this router, counted
+                         on from its start time (main.c) */
 } router;
 
 extern const hs_route router_routes[];

@@ -45,7 +45,8 @@ first one's timer); and after an attempt that was called
 off, a later attempt at the same epoch leaves no stale copy behind.
 One more covers a publish whose outcome the router cannot know: the
 next change waits (503) until a new lease term fenced it; one that a
-change whose leader's term moved during it publishes nothing; and one that
+change whose leader's term moved during it publishes nothing; one that
+a leader restarted within its term counts its attempt ids on; and one that
 a called-off change's copies are dropped by the names restored, with
 no scan of the target's Redis.
 
@@ -841,6 +842,54 @@ def test_a_change_does_not_publish_in_a_later_term(api):
         check(time.monotonic() < deadline, "%s still gates %d after the change failed" % (
             node, user))
         time.sleep(0.05)
+
+
+@test
+def test_a_restarted_leader_counts_its_attempts_on(api):
+    """Attempt ids order the attempts at one change for its targets. A
+    router restarted within its lease term keeps that term, so its count
+    of attempts must start above its predecessor's last: the leading
+    router is restarted, makes two changes, is restarted again at once
+    and makes two more; the ids increase throughout."""
+    c = CLUSTER
+    r0 = c.ring()
+    check(r0 is not None and len(r0.active) >= 3, "too few nodes: %r" % (r0 and r0.active))
+    node, url = r0.active[-1], r0.url_of(r0.active[-1])
+    seen = []
+    for restart, verb in ((True, "remove"), (False, "add"), (True, "remove"), (False, "add")):
+        name = c.leader()
+        check(name, "no leading router")
+        if restart:
+            c.run("restart", name)
+        leader_url, st = leader_state(c)
+        if verb == "remove":
+            status, body = c.signed("POST", "%s/internal/admin/nodes/%s/remove" % (
+                leader_url, node), timeout=120)
+            r, _ = c.wait_ring(lambda r: node not in r.active, 15)
+        else:
+            deadline = time.monotonic() + 10  # the restarted router hears it
+            while not any(m["name"] == node and m["age_ms"] < 1000 for m in st["nodes"]):
+                check(time.monotonic() < deadline, "%s unheard: %r" % (node, st["nodes"]))
+                time.sleep(0.1)
+                leader_url, st = leader_state(c)
+            status, body = c.signed("POST", leader_url + "/internal/admin/nodes",
+                                    {"name": node, "url": url}, timeout=120)
+            r, _ = c.wait_ring(lambda r: node in r.active, 15)
+        check(status == 200 and r is not None, "%s-node after restarting %s: %s %r" % (
+            verb, name, status, body[:200]))
+        seen.append((name, st["term"] if "term" in st else None, r.epoch, r.doc.get("attempt")))
+    print("# changes right after restarting the leader (router, term, epoch, attempt): %r" % seen)
+    check(all(isinstance(s[3], int) for s in seen), "a published ring without its attempt")
+    ids = [s[3] for s in seen]
+    check(ids == sorted(set(ids)), "attempt ids do not increase: %r" % ids)
+    # Settled before the next test: the re-added node serves its users.
+    r1 = c.ring()
+    user = [u for u in new_users(400) if r1.owner(u) == node][0]
+    deadline = time.monotonic() + 10
+    while api.send(new_users(1)[0], user, "after the changes").status != 201:
+        check(time.monotonic() < deadline, "%s does not serve %d after the changes" % (
+            node, user))
+        time.sleep(0.1)
 
 
 @test
