@@ -16,9 +16,11 @@
 #include "node.h"
 
 /* How long a ring change's clean-up waits for calls still running under
- * an older ring, ms. They end within milliseconds unless storage
- * stalls. */
-#define HANDOFF_DRAIN_MS 1000
+ * an older ring, ms. A fill ends within milliseconds unless storage
+ * stalls; some calls hold their ring longer (an export for its whole
+ * run, a batch of reads while it asks for a newer ring, which waits for
+ * this very thread), and those cost the change's clean-up this much. */
+#define HANDOFF_DRAIN_MS 250
 
 /* Bytes of imported key names remembered: past this, a key is refused
  * (its user then starts cold). */

@@ -255,20 +255,21 @@ static deliver_rc land_here(cache_node *n, const msg *m, const char *rid)
     return rc;
 }
 
-/* One attempt against the owner in the current ring. */
+/* One attempt against the owner in the current ring. The ring is let go
+ * before the call: a ring change's clean-up waits for calls that hold an
+ * older ring (handoff.c), and a post to a stopped peer takes up to the
+ * hop timeout. */
 static deliver_rc deliver_once(cache_node *n, const msg *m, const char *rid)
 {
     const ring_t *r = ringview_acquire(n->ring);
     if (!r)
         return UNREACHABLE;
-    deliver_rc rc;
-    if (owner_is_self(n, r, m->recipient_id))
-        rc = land_here(n, m, rid);
-    else
-        rc = post_to_peer(n, &r->nodes[ring_owner(r, m->recipient_id)],
-                          r->epoch, m, rid);
+    bool here = owner_is_self(n, r, m->recipient_id);
+    ring_node peer = r->nodes[ring_owner(r, m->recipient_id)];
+    int64_t epoch = r->epoch;
     ringview_release(n->ring, r);
-    return rc;
+    /* land_here checks ownership again under its own ring. */
+    return here ? land_here(n, m, rid) : post_to_peer(n, &peer, epoch, m, rid);
 }
 
 /* Pauses between attempts against an owner that refuses: short first (a

@@ -410,7 +410,11 @@ static void lead_where_free(job *jobs, int k)
     for (int i = 0; i < k; i++) {
         batcher *b = jobs[i].b;
         pthread_mutex_lock(&b->lock);
-        if (jobs[i].state == QUEUED && b->lanes_busy < BATCH_LANES)
+        /* Only a batch that takes our job along: one of older jobs
+         * alone (BATCH_SPREAD_MS) is their own waiters' to lead, and
+         * leading it would leave ours queued while we are busy. */
+        if (jobs[i].state == QUEUED && b->lanes_busy < BATCH_LANES &&
+            jobs[i].deadline_ms - b->head->deadline_ms <= BATCH_SPREAD_MS)
             lead_locked(b);
         pthread_mutex_unlock(&b->lock);
     }

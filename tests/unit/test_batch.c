@@ -392,6 +392,33 @@ START_TEST(test_a_rolled_back_job_is_answered_after_its_own_run)
 }
 END_TEST
 
+START_TEST(test_a_waiter_does_not_lead_a_batch_without_its_job)
+{
+    /* Job 2 was queued well after job 1: a batch from the head would
+     * leave it queued while its thread ran job 1's batch. */
+    const int64_t after[] = {1500, 1500 + BATCH_SPREAD_MS + 100};
+    queued q;
+    queue_jobs(&q, after, 2);
+    waiter other; /* job 1 is another thread's */
+    ck_assert_int_eq(waiter_init(&other, 1), 0);
+    pthread_mutex_lock(&q.b->lock);
+    q.j[0].w = &other;
+    pthread_mutex_unlock(&q.b->lock);
+    q.w.pending = 1;
+    lead_where_free(&q.j[1], 1);
+    expect_seen(0, NULL, 0);
+    ck_assert_int_eq(q.j[1].state, QUEUED);
+    lead(q.b); /* job 1's own thread */
+    ck_assert_int_eq(other.pending, 0);
+    lead_where_free(&q.j[1], 1);
+    ck_assert_int_eq(q.w.pending, 0);
+    const int64_t want[] = {1, 2};
+    expect_seen(2, want, 2);
+    waiter_destroy(&other);
+    queued_free(&q);
+}
+END_TEST
+
 START_TEST(test_queued_jobs_are_due_within_the_call_deadline)
 {
     seen_reset();
@@ -428,6 +455,7 @@ static Suite *batch_suite(void)
     tcase_add_test(td, test_a_rolled_back_job_runs_alone_only_with_time_left);
     tcase_add_test(td, test_queued_jobs_are_due_within_the_call_deadline);
     tcase_add_test(td, test_a_batch_takes_no_job_due_much_later);
+    tcase_add_test(td, test_a_waiter_does_not_lead_a_batch_without_its_job);
     tcase_add_test(td, test_a_rolled_back_job_is_answered_after_its_own_run);
     suite_add_tcase(s, td);
     return s;
