@@ -181,9 +181,9 @@ static void keys_clear(key_list *l)
     *l = (key_list){0};
 }
 
-/* Forgets the imported keys, which stay (import_lock held): the change
- * they were copied for came. */
-static void keep_imported(handoff *h)
+/* Forgets the imported keys and their change (import_lock held): the
+ * keys stay when their change came, or are already gone. */
+static void forget_imported(handoff *h)
 {
     keys_clear(&h->imported);
     h->imported_epoch = h->imported_attempt = 0;
@@ -203,7 +203,7 @@ static void drop_imported(cache_node *n, const char *why)
                 dropped, h->imported.n, (long long)h->imported_epoch,
                 (long long)h->imported_attempt, why);
     }
-    keep_imported(h);
+    forget_imported(h);
 }
 
 void handoff_ring_coming(cache_node *n, const ring_t *next)
@@ -218,7 +218,7 @@ void handoff_ring_coming(cache_node *n, const ring_t *next)
     if (h->imported_epoch == next->epoch && next->attempt != 0 &&
         h->imported_attempt == next->attempt) {
         /* The change they were copied for: the users stay, now owned. */
-        keep_imported(h);
+        forget_imported(h);
     } else if (h->imported_epoch != 0 && h->imported_epoch <= next->epoch) {
         /* Another ring of that epoch (a failover, or an attempt other
          * than theirs), or one past it: another node may have changed

@@ -171,8 +171,7 @@ static const char SQL_ASYNC_COMMIT[] = "SET LOCAL synchronous_commit TO off";
 /* Runs jobs[0..n) as one transaction, by the earliest of their deadlines
  * (none is taken with less than BATCH_SLICE_MIN_MS left, nor due more
  * than BATCH_SPREAD_MS after the first), and sets each job's outcome.
- * Returns
- * true when the transaction certainly rolled back after a failed
+ * Returns true when the transaction certainly rolled back after a failed
  * statement (the jobs may run again). */
 static bool run_batch(batcher *b, job **jobs, int n)
 {
