@@ -87,18 +87,39 @@ static int flush_drops(redisContext *c, drop_ctx *d)
     return ok ? 0 : -1;
 }
 
+/* A context for one run of UNLINKs; NULL when out of memory. */
+static drop_ctx *drop_ctx_new(hot_user_pred drop, void *arg)
+{
+    drop_ctx *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    d->drop = drop;
+    d->arg = arg;
+    d->argv[0] = "UNLINK";
+    d->argvlen[0] = 6;
+    d->argc = 1;
+    return d;
+}
+
+/* Adds a key (borrowed until the next flush) to the UNLINK being
+ * gathered, which goes out once it is full. */
+static int queue_drop(redisContext *c, drop_ctx *d, const char *key, size_t len)
+{
+    d->argv[d->argc] = key;
+    d->argvlen[d->argc] = len;
+    d->argc++;
+    return d->argc == (int)(sizeof(d->argv) / sizeof(d->argv[0]))
+               ? flush_drops(c, d)
+               : 0;
+}
+
 static int drop_key(redisContext *c, const redisReply *key, void *arg)
 {
     drop_ctx *d = arg;
     int64_t uid;
     if (hot_key_user(key->str, key->len, &uid) || !d->drop(uid, d->arg))
         return 0;
-    d->argv[d->argc] = key->str;
-    d->argvlen[d->argc] = key->len;
-    d->argc++;
-    return d->argc == (int)(sizeof(d->argv) / sizeof(d->argv[0]))
-               ? flush_drops(c, d)
-               : 0;
+    return queue_drop(c, d, key->str, key->len);
 }
 
 static int page_done(redisContext *c, void *arg)
@@ -111,17 +132,12 @@ long hot_drop_users(hot_t *h, hot_user_pred drop, void *arg)
     redisContext *c = hot_conn_borrow(h);
     if (!c)
         return -1;
-    drop_ctx *d = calloc(1, sizeof(*d));
+    drop_ctx *d = drop_ctx_new(drop, arg);
     if (!d) {
         hot_conn_give_back(h, c);
         hot_mark_dirty(h);
         return -1;
     }
-    d->drop = drop;
-    d->arg = arg;
-    d->argv[0] = "UNLINK";
-    d->argvlen[0] = 6;
-    d->argc = 1;
     int rc = scan_all(c, drop_key, d, page_done);
     long deleted = d->deleted;
     free(d);
@@ -142,24 +158,15 @@ long hot_unlink_keys(hot_t *h, const char *names, size_t n)
         hot_mark_dirty(h);
         return -1;
     }
-    drop_ctx *d = calloc(1, sizeof(*d));
+    drop_ctx *d = drop_ctx_new(NULL, NULL);
     int rc = d ? 0 : -1;
-    if (d) {
-        d->argv[0] = "UNLINK";
-        d->argvlen[0] = 6;
-        d->argc = 1;
-    }
     const char *p = names;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         size_t len = strlen(p);
-        d->argv[d->argc] = p;
-        d->argvlen[d->argc] = len;
-        d->argc++;
+        rc = queue_drop(c, d, p, len);
         p += len + 1;
-        if (d->argc == (int)(sizeof(d->argv) / sizeof(d->argv[0])))
-            rc = flush_drops(c, d);
     }
-    if (rc == 0 && d)
+    if (rc == 0)
         rc = flush_drops(c, d);
     long deleted = d ? d->deleted : -1;
     free(d);
