@@ -26,14 +26,15 @@ static int parse_epoch(const char *s, int64_t *epoch)
     return ids_parse(s, strlen(s), epoch);
 }
 
-/* owner_check inside the handoff barrier. */
+/* owner_check inside the handoff barrier; may_refresh: a node behind
+ * the caller fetches the ring before it judges. */
 static own_result check_held(cache_node *n, int64_t epoch, int64_t user_id,
-                             const ring_t **ring)
+                             bool may_refresh, const ring_t **ring)
 {
     if (!lease_is_valid(n->lease))
         return OWN_NO_LEASE;
     const ring_t *r = ringview_acquire(n->ring);
-    if (!r || r->epoch < epoch) {
+    if (may_refresh && (!r || r->epoch < epoch)) {
         /* We are behind the caller: catch up before judging. */
         ringview_release(n->ring, r);
         ringview_refresh(n->ring);
@@ -56,11 +57,28 @@ static own_result check_held(cache_node *n, int64_t epoch, int64_t user_id,
 own_result owner_check(cache_node *n, const char *epoch_header, int64_t user_id,
                        const ring_t **ring)
 {
+    int64_t epoch;
+    if (parse_epoch(epoch_header, &epoch))
+        return OWN_BAD_EPOCH;
     handoff_enter(n->handoff);
-    own_result res = owner_check_entered(n, epoch_header, user_id, ring);
+    own_result res = check_held(n, epoch, user_id, true, ring);
     if (res != OWN_OK)
         handoff_leave(n->handoff);
     return res;
+}
+
+void owner_catch_up(cache_node *n, const char *const *epoch_headers,
+                    size_t count)
+{
+    int64_t newest = 0, epoch;
+    for (size_t i = 0; i < count; i++)
+        if (parse_epoch(epoch_headers[i], &epoch) == 0 && epoch > newest)
+            newest = epoch;
+    const ring_t *r = ringview_acquire(n->ring);
+    bool behind = !r || r->epoch < newest;
+    ringview_release(n->ring, r);
+    if (behind)
+        ringview_refresh(n->ring);
 }
 
 own_result owner_check_entered(cache_node *n, const char *epoch_header,
@@ -69,7 +87,9 @@ own_result owner_check_entered(cache_node *n, const char *epoch_header,
     int64_t epoch;
     if (parse_epoch(epoch_header, &epoch))
         return OWN_BAD_EPOCH;
-    return check_held(n, epoch, user_id, ring);
+    /* Never fetches: the ring it would install waits, in its clean-up,
+     * for the rings this caller's earlier claims hold (owner_catch_up). */
+    return check_held(n, epoch, user_id, false, ring);
 }
 
 void owner_release(cache_node *n, const ring_t *ring)

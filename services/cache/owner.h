@@ -38,9 +38,18 @@ void owner_release(cache_node *n, const ring_t *ring);
  * barrier lets a waiting handoff go first, so a thread entering it a
  * second time would wait for the handoff, which waits for that thread.
  * On OWN_OK, *ring holds a reference: give it back with
- * ringview_release. */
+ * ringview_release. Unlike owner_check it never fetches the ring: a node
+ * behind the caller refuses (421). A ring installed while the caller
+ * holds the rings of earlier claims would wait, in its clean-up
+ * (handoff_ring_changed), for those very claims. */
 own_result owner_check_entered(cache_node *n, const char *epoch_header,
                                int64_t user_id, const ring_t **ring);
+
+/* Fetches the ring when the node is behind the newest of the given
+ * X-Ring-Epoch values (malformed ones are skipped): what a batch does
+ * before it enters the barrier and claims anything. */
+void owner_catch_up(cache_node *n, const char *const *epoch_headers,
+                    size_t count);
 
 /* True if this node owns user_id in ring. */
 bool owner_is_self(const cache_node *n, const ring_t *ring, int64_t user_id);

@@ -7,7 +7,10 @@
  * the same list code, and its answer is kept as the exact body the GET
  * would have sent (reads_wire.h): the gateway passes it on unchanged.
  *
- * In three steps: every read is checked and claimed (fenced) first; the
+ * A node behind the newest epoch of the batch fetches the ring first,
+ * before it claims anything: claims never fetch (owner_check_entered).
+ *
+ * Then in three steps: every read is checked and claimed (fenced); the
  * hot pages the claimed ones start with are then read from Redis in one
  * round trip, after the fencing as a GET reads them; last, each read is
  * answered from its page (or as its GET would go on: a miss loads the
@@ -173,6 +176,17 @@ static size_t answer_all(cache_node *n, read_run *runs, size_t count,
     return done;
 }
 
+/* A node behind the batch's newest epoch fetches the ring before it
+ * claims any read: a ring installed while the batch holds its first
+ * claims' ring would wait for them (owner.h). */
+static void catch_up(cache_node *n, const read_item *items, size_t count)
+{
+    const char *epochs[READS_BATCH_MAX];
+    for (size_t i = 0; i < count; i++)
+        epochs[i] = items[i].epoch;
+    owner_catch_up(n, epochs, count);
+}
+
 void reads_handle(hs_request *req, hs_reply *rep)
 {
     cache_node *n = req->ctx;
@@ -193,6 +207,7 @@ void reads_handle(hs_request *req, hs_reply *rep)
     read_run runs[READS_BATCH_MAX];
     memset(runs, 0, count * sizeof(runs[0]));
     int64_t started_ms = clockms_monotonic();
+    catch_up(n, items, count);
     handoff_enter(n->handoff);
     for (size_t i = 0; i < count; i++) {
         runs[i].it = &items[i];
