@@ -34,6 +34,7 @@ struct ringview {
     metrics_t *metrics;
     ringview_changed_fn changed;
     ringview_coming_fn coming;
+    ringview_fetched_fn fetched;
     void *changed_arg;
 
     pthread_mutex_t lock; /* guards current, retired, last_ok_ms */
@@ -82,6 +83,11 @@ ringview *ringview_new(const char *router_url, hc_pool *pool,
 void ringview_on_coming(ringview *v, ringview_coming_fn coming)
 {
     v->coming = coming;
+}
+
+void ringview_on_fetched(ringview *v, ringview_fetched_fn fetched)
+{
+    v->fetched = fetched;
 }
 
 static void free_entries(rv_entry *e)
@@ -193,6 +199,8 @@ int ringview_refresh(ringview *v)
     bool shared = v->fetches != seen;
     pthread_mutex_unlock(&v->lock);
     int rc = shared ? 0 : fetch(v);
+    if (!shared && v->fetched)
+        v->fetched(v->changed_arg); /* still under fetch_lock */
     pthread_mutex_lock(&v->lock);
     if (!shared)
         v->fetches++;

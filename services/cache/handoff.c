@@ -17,9 +17,8 @@
 
 /* How long a ring change's clean-up waits for calls still running under
  * an older ring, ms. A fill ends within milliseconds unless storage
- * stalls; some calls hold their ring longer (an export for its whole
- * run, a batch of reads while it asks for a newer ring, which waits for
- * this very thread), and those cost the change's clean-up this much. */
+ * stalls; a call that outlasts the bound is cleaned up after by a
+ * second scan once it is gone (handoff_fetched). */
 #define HANDOFF_DRAIN_MS 250
 
 /* Bytes of imported key names remembered: past this, a key is refused
@@ -58,6 +57,9 @@ struct handoff {
      * names; attempts are ordered (router admin.c). */
     int64_t imported_epoch, imported_attempt;
     key_list imported;
+    /* The last clean-up went ahead without calls under an older ring:
+     * scan again once they are gone (handoff_fetched). */
+    bool rescan;
 };
 
 handoff *handoff_new(void)
@@ -241,6 +243,40 @@ static bool not_owned(int64_t uid, void *arg)
     return !owns(o->ring, o->self, uid);
 }
 
+static void count_drain_timeouts(cache_node *n, int64_t by)
+{
+    metrics_count(n->metrics, "cache_ring_drain_timeouts_total",
+                  "Ring changes whose clean-up did not wait for every "
+                  "call under an older ring (a second scan follows)",
+                  by);
+}
+
+static void count_rescans(cache_node *n, int64_t by)
+{
+    metrics_count(n->metrics, "cache_ring_rescans_total",
+                  "Second clean-up scans after calls under an older ring "
+                  "ended",
+                  by);
+}
+
+void handoff_show_metrics(cache_node *n)
+{
+    count_drain_timeouts(n, 0);
+    count_rescans(n, 0);
+}
+
+/* Drops the hot keys of every user this node does not own under now. */
+static void drop_not_owned(cache_node *n, const ring_t *now)
+{
+    owner_arg o = {now, n->name};
+    long dropped = hot_drop_users(n->hot, not_owned, &o);
+    if (dropped > 0)
+        log_msg("info",
+                "hot: dropped %ld keys of users not owned at epoch "
+                "%lld",
+                dropped, (long long)now->epoch);
+}
+
 void handoff_ring_changed(cache_node *n, const ring_t *old, const ring_t *now)
 {
     handoff *h = n->handoff;
@@ -255,20 +291,49 @@ void handoff_ring_changed(cache_node *n, const ring_t *old, const ring_t *now)
     /* A call that passed its epoch check under an older ring (a read
      * filling a user it has just lost) may still write that user's keys:
      * the scan waits for such calls, or it could pass those keys before
-     * they are written. Bounded: such a call may itself wait for this
-     * thread (it asks for a newer ring). */
-    if (ringview_wait_retired(n->ring, old, HANDOFF_DRAIN_MS) != 0)
+     * they are written. Bounded, as storage may stall such a call for
+     * seconds: past the bound the scan runs now and again once they are
+     * gone. */
+    bool drained = ringview_wait_retired(n->ring, old, HANDOFF_DRAIN_MS) == 0;
+    if (!drained) {
         log_msg("warn",
                 "hot: calls under an older ring still running after %d ms; "
-                "cleaning up for epoch %lld without them",
+                "cleaning up for epoch %lld now and again once they end",
                 HANDOFF_DRAIN_MS, (long long)now->epoch);
-    owner_arg o = {now, n->name};
-    long dropped = hot_drop_users(n->hot, not_owned, &o);
-    if (dropped > 0)
-        log_msg("info",
-                "hot: dropped %ld keys of users not owned at epoch "
-                "%lld",
-                dropped, (long long)now->epoch);
+        count_drain_timeouts(n, 1);
+    }
+    pthread_mutex_lock(&h->import_lock);
+    h->rescan = !drained;
+    pthread_mutex_unlock(&h->import_lock);
+    drop_not_owned(n, now);
+}
+
+/* Whether a second scan is due now (import_lock held): the calls it
+ * waits for are gone, and no copies for a coming ring are here (users
+ * this ring gives to others, which that ring's own clean-up keeps or
+ * drops). */
+static bool rescan_due(cache_node *n)
+{
+    handoff *h = n->handoff;
+    return h->rescan && h->imported_epoch == 0 &&
+           ringview_wait_retired(n->ring, NULL, 0) == 0;
+}
+
+void handoff_fetched(cache_node *n)
+{
+    handoff *h = n->handoff;
+    pthread_mutex_lock(&h->import_lock);
+    if (rescan_due(n)) {
+        /* Current until this returns: installs wait for this thread. */
+        const ring_t *now = ringview_acquire(n->ring);
+        if (now) {
+            drop_not_owned(n, now);
+            count_rescans(n, 1);
+        }
+        ringview_release(n->ring, now);
+        h->rescan = false;
+    }
+    pthread_mutex_unlock(&h->import_lock);
 }
 
 /* ---------------------------------------------------------------- export */
@@ -435,15 +500,21 @@ void handoff_handle_export(hs_request *req, hs_reply *rep)
                          "body must be {\"ring\": \"<ring JSON>\"}");
         return;
     }
-    const ring_t *cur = ring_before(n, next);
-    if (!cur) {
+    /* The export runs on a copy: a ring change's clean-up waits for
+     * every reference to an older ring (handoff_ring_changed), and an
+     * export can take seconds when a target is slow. */
+    const ring_t *held = ring_before(n, next);
+    ring_t *cur = held ? ring_copy(held) : NULL;
+    ringview_release(n->ring, held);
+    if (!held)
         hs_reply_problem(rep, 409, "Not the ring before",
                          "the node does not hold the ring of the epoch "
                          "before the one handed over to");
-    } else {
+    else if (!cur)
+        hs_reply_problem(rep, 500, NULL, "out of memory");
+    else
         export_to(n, cur, next, req->request_id, rep);
-        ringview_release(n->ring, cur);
-    }
+    ring_free(cur);
     ring_free(next);
 }
 

@@ -95,6 +95,11 @@ static void ring_coming(void *arg, const ring_t *next)
     handoff_ring_coming(arg, next);
 }
 
+static void ring_fetched(void *arg)
+{
+    handoff_fetched(arg);
+}
+
 static void drain_polls(void *ctx)
 {
     cache_node *n = ctx;
@@ -178,10 +183,12 @@ static int node_init(cache_node *n, const cache_config *c)
                           0);
     metrics_count(n->metrics, "cache_storage_queue_waits_over_1ms_total",
                   "Writes that waited over 1 ms for a call to storage", 0);
+    handoff_show_metrics(n);
     n->ring = ringview_new(c->router_url, n->hops, n->metrics, ring_changed, n);
     if (!n->ring)
         return -1;
     ringview_on_coming(n->ring, ring_coming);
+    ringview_on_fetched(n->ring, ring_fetched);
     return 0;
 }
 
