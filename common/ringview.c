@@ -34,7 +34,6 @@ struct ringview {
     metrics_t *metrics;
     ringview_changed_fn changed;
     ringview_coming_fn coming;
-    ringview_fetched_fn fetched;
     void *changed_arg;
 
     pthread_mutex_t lock; /* guards current, retired, last_ok_ms */
@@ -83,11 +82,6 @@ ringview *ringview_new(const char *router_url, hc_pool *pool,
 void ringview_on_coming(ringview *v, ringview_coming_fn coming)
 {
     v->coming = coming;
-}
-
-void ringview_on_fetched(ringview *v, ringview_fetched_fn fetched)
-{
-    v->fetched = fetched;
 }
 
 static void free_entries(rv_entry *e)
@@ -199,8 +193,6 @@ int ringview_refresh(ringview *v)
     bool shared = v->fetches != seen;
     pthread_mutex_unlock(&v->lock);
     int rc = shared ? 0 : fetch(v);
-    if (!shared && v->fetched)
-        v->fetched(v->changed_arg); /* still under fetch_lock */
     pthread_mutex_lock(&v->lock);
     if (!shared)
         v->fetches++;
@@ -220,6 +212,14 @@ const ring_t *ringview_acquire(ringview *v)
     }
     pthread_mutex_unlock(&v->lock);
     return r;
+}
+
+bool ringview_is_current(ringview *v, const ring_t *r)
+{
+    pthread_mutex_lock(&v->lock);
+    bool current = v->current && v->current->ring == r;
+    pthread_mutex_unlock(&v->lock);
+    return current;
 }
 
 void ringview_release(ringview *v, const ring_t *r)

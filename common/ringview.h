@@ -32,11 +32,6 @@ typedef void (*ringview_changed_fn)(void *arg, const ring_t *old,
  * true before any caller sees that ring is done here. */
 typedef void (*ringview_coming_fn)(void *arg, const ring_t *next);
 
-/* Called (from the fetching thread) after each fetch, whether or not it
- * installed a ring, while no install can run: for work that must not
- * race one. */
-typedef void (*ringview_fetched_fn)(void *arg);
-
 /* router_url is one base URL or a comma-separated list of them (every
  * router instance; urllist.h), copied; each refresh asks all of them and
  * keeps the newest epoch. NULL if the list does not parse (logged) or on
@@ -48,10 +43,6 @@ ringview *ringview_new(const char *router_url, hc_pool *pool,
 /* Sets the hook run before each install (the changed callback's arg
  * is passed). Call before the first refresh. */
 void ringview_on_coming(ringview *v, ringview_coming_fn coming);
-
-/* Sets the hook run after each fetch (the changed callback's arg is
- * passed). Call before the first refresh. */
-void ringview_on_fetched(ringview *v, ringview_fetched_fn fetched);
 
 /* Stops the refresh thread and frees every ring. No reference may be
  * held any more. NULL is a no-op. */
@@ -72,6 +63,8 @@ void ringview_poke(ringview *v);
  * fetched. Every non-NULL result must be given to ringview_release. */
 const ring_t *ringview_acquire(ringview *v);
 void ringview_release(ringview *v, const ring_t *r);
+/* Whether r, which the caller holds, is still the current ring. */
+bool ringview_is_current(ringview *v, const ring_t *r);
 
 /* Waits until no ring older than the current one is referenced any
  * more, but held, which the caller holds once (the changed callback's

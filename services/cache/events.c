@@ -336,7 +336,7 @@ static void answer(cache_node *n, int64_t uid, const events_query *q,
     /* The claim ends here (taken by check_owner): the fill is the only
      * write to Redis, and the storage reads below may take seconds that
      * a handoff waiting for the barrier must not wait. */
-    owner_release(n, ring);
+    owner_release(n, ring, uid);
     if (rc) {
         reply_unavailable(rep);
         return;
@@ -427,7 +427,7 @@ void events_handle(hs_request *req, hs_reply *rep)
         return;
     waiter *w = calloc(1, sizeof(*w));
     if (w == NULL) {
-        owner_release(n, ring);
+        owner_release(n, ring, uid);
         hs_reply_problem(rep, 503, "Service Unavailable", "out of memory");
         return;
     }
@@ -448,6 +448,6 @@ void events_handle(hs_request *req, hs_reply *rep)
         return;
     }
     /* A waiting poll holds no claim: a handoff must not wait for it. */
-    owner_release(n, ring);
+    owner_release(n, ring, uid);
     defer_poll(n->events, req, w, rep);
 }

@@ -17,8 +17,8 @@
 
 /* How long a ring change's clean-up waits for calls still running under
  * an older ring, ms. A fill ends within milliseconds unless storage
- * stalls; a call that outlasts the bound is cleaned up after by a
- * second scan once it is gone (handoff_fetched). */
+ * stalls; a call that outlasts the bound forgets its user's hot mailbox
+ * when it ends (owner_forget_if_replaced). */
 #define HANDOFF_DRAIN_MS 250
 
 /* Bytes of imported key names remembered: past this, a key is refused
@@ -37,6 +37,10 @@ typedef struct key_list {
     size_t len, cap;   /* bytes */
     size_t n;          /* names */
     int64_t last_user; /* whose base keys were added last; 0: none */
+    /* The users of those keys, for the ring changes' clean-up, which
+     * keeps them: their change comes later. */
+    int64_t *users;
+    size_t nusers, users_cap;
 } key_list;
 
 struct handoff {
@@ -47,9 +51,10 @@ struct handoff {
     int64_t gate_started_ms;
     int64_t gate_until_ms;
 
-    /* Orders imports against each other and against ring installs: an
-     * import lands before the ring it prepared comes (and is kept or
-     * dropped with the others then), or is refused. Guards the fields
+    /* Orders imports against each other, against ring installs and
+     * against the clean-up scans: an import lands before the ring it
+     * prepared comes (and is kept or dropped with the others then), or
+     * is refused, and never while a scan runs. Guards the fields
      * below. */
     pthread_mutex_t import_lock;
     int64_t installed_epoch; /* of the newest ring installed */
@@ -57,9 +62,6 @@ struct handoff {
      * names; attempts are ordered (router admin.c). */
     int64_t imported_epoch, imported_attempt;
     key_list imported;
-    /* The last clean-up went ahead without calls under an older ring:
-     * scan again once they are gone (handoff_fetched). */
-    bool rescan;
 };
 
 handoff *handoff_new(void)
@@ -162,24 +164,60 @@ static int keys_add(key_list *l, const char *key, size_t klen)
     return 0;
 }
 
+/* Appends a user (a user may come twice, in two imports). */
+static int users_add(key_list *l, int64_t uid)
+{
+    if (l->nusers == l->users_cap) {
+        size_t cap = l->users_cap ? 2 * l->users_cap : 1024;
+        int64_t *grown = realloc(l->users, cap * sizeof(*grown));
+        if (!grown)
+            return -1;
+        l->users = grown;
+        l->users_cap = cap;
+    }
+    l->users[l->nusers++] = uid;
+    return 0;
+}
+
 /* Remembers a restored key and, when its user differs from the last
- * key's (a user's keys come one after another), the user's base keys. */
+ * key's (a user's keys come one after another), the user and its base
+ * keys. */
 static int remember_key(key_list *l, int64_t uid, const char *key, size_t klen)
 {
     if (uid != l->last_user) {
         char u[HOT_KEY_NAME_MAX], c[HOT_KEY_NAME_MAX], x[HOT_KEY_NAME_MAX];
         hot_user_base_keys(uid, u, c, x);
-        if (keys_add(l, u, strlen(u)) || keys_add(l, c, strlen(c)) ||
-            keys_add(l, x, strlen(x)))
+        if (users_add(l, uid) || keys_add(l, u, strlen(u)) ||
+            keys_add(l, c, strlen(c)) || keys_add(l, x, strlen(x)))
             return -1;
         l->last_user = uid;
     }
     return keys_add(l, key, klen);
 }
 
+static int cmp_user(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Sorts the users for has_user. */
+static void users_sort(key_list *l)
+{
+    if (l->nusers > 1)
+        qsort(l->users, l->nusers, sizeof(*l->users), cmp_user);
+}
+
+static bool has_user(const key_list *l, int64_t uid)
+{
+    return l->nusers > 0 && bsearch(&uid, l->users, l->nusers,
+                                    sizeof(*l->users), cmp_user) != NULL;
+}
+
 static void keys_clear(key_list *l)
 {
     free(l->names);
+    free(l->users);
     *l = (key_list){0};
 }
 
@@ -235,40 +273,40 @@ void handoff_ring_coming(cache_node *n, const ring_t *next)
 typedef struct owner_arg {
     const ring_t *ring;
     const char *self;
+    const key_list *imported; /* sorted */
 } owner_arg;
 
+/* Whether the clean-up drops uid's keys: not owned under the ring in
+ * force, and not copied here for a later ring (which then keeps or
+ * drops them itself, handoff_ring_coming). */
 static bool not_owned(int64_t uid, void *arg)
 {
     const owner_arg *o = arg;
-    return !owns(o->ring, o->self, uid);
+    return !owns(o->ring, o->self, uid) && !has_user(o->imported, uid);
 }
 
 static void count_drain_timeouts(cache_node *n, int64_t by)
 {
     metrics_count(n->metrics, "cache_ring_drain_timeouts_total",
                   "Ring changes whose clean-up did not wait for every "
-                  "call under an older ring (a second scan follows)",
-                  by);
-}
-
-static void count_rescans(cache_node *n, int64_t by)
-{
-    metrics_count(n->metrics, "cache_ring_rescans_total",
-                  "Second clean-up scans after calls under an older ring "
-                  "ended",
+                  "call under an older ring",
                   by);
 }
 
 void handoff_show_metrics(cache_node *n)
 {
     count_drain_timeouts(n, 0);
-    count_rescans(n, 0);
 }
 
-/* Drops the hot keys of every user this node does not own under now. */
+/* Drops the hot keys of every user this node does not own under now
+ * (import_lock held: an import waits, or the scan could drop what it
+ * restores for a later ring, the one the router prepares once this node
+ * installed now or even before). */
 static void drop_not_owned(cache_node *n, const ring_t *now)
 {
-    owner_arg o = {now, n->name};
+    key_list *imported = &n->handoff->imported;
+    users_sort(imported);
+    owner_arg o = {now, n->name, imported};
     long dropped = hot_drop_users(n->hot, not_owned, &o);
     if (dropped > 0)
         log_msg("info",
@@ -292,47 +330,17 @@ void handoff_ring_changed(cache_node *n, const ring_t *old, const ring_t *now)
      * filling a user it has just lost) may still write that user's keys:
      * the scan waits for such calls, or it could pass those keys before
      * they are written. Bounded, as storage may stall such a call for
-     * seconds: past the bound the scan runs now and again once they are
-     * gone. */
-    bool drained = ringview_wait_retired(n->ring, old, HANDOFF_DRAIN_MS) == 0;
-    if (!drained) {
+     * seconds: one that ends later forgets its user itself
+     * (owner_forget_if_replaced). */
+    if (ringview_wait_retired(n->ring, old, HANDOFF_DRAIN_MS) != 0) {
         log_msg("warn",
                 "hot: calls under an older ring still running after %d ms; "
-                "cleaning up for epoch %lld now and again once they end",
+                "cleaning up for epoch %lld without them",
                 HANDOFF_DRAIN_MS, (long long)now->epoch);
         count_drain_timeouts(n, 1);
     }
     pthread_mutex_lock(&h->import_lock);
-    h->rescan = !drained;
-    pthread_mutex_unlock(&h->import_lock);
     drop_not_owned(n, now);
-}
-
-/* Whether a second scan is due now (import_lock held): the calls it
- * waits for are gone, and no copies for a coming ring are here (users
- * this ring gives to others, which that ring's own clean-up keeps or
- * drops). */
-static bool rescan_due(cache_node *n)
-{
-    handoff *h = n->handoff;
-    return h->rescan && h->imported_epoch == 0 &&
-           ringview_wait_retired(n->ring, NULL, 0) == 0;
-}
-
-void handoff_fetched(cache_node *n)
-{
-    handoff *h = n->handoff;
-    pthread_mutex_lock(&h->import_lock);
-    if (rescan_due(n)) {
-        /* Current until this returns: installs wait for this thread. */
-        const ring_t *now = ringview_acquire(n->ring);
-        if (now) {
-            drop_not_owned(n, now);
-            count_rescans(n, 1);
-        }
-        ringview_release(n->ring, now);
-        h->rescan = false;
-    }
     pthread_mutex_unlock(&h->import_lock);
 }
 

@@ -71,11 +71,7 @@ void handoff_ring_coming(struct cache_node *n, const ring_t *next);
 /* The ring in force changed (ringview callback). */
 void handoff_ring_changed(struct cache_node *n, const ring_t *old,
                           const ring_t *now);
-/* The ring was fetched (ringview hook, no install running): when the
- * last clean-up went ahead without calls under an older ring, and
- * those have ended since, scans again for what they may have written. */
-void handoff_fetched(struct cache_node *n);
-/* Shows the clean-up's counters at 0 before anything moved them. */
+/* Shows the clean-up's counter at 0 before anything moved it. */
 void handoff_show_metrics(struct cache_node *n);
 
 /* POST /internal/handoff and POST /internal/handoff/import. */

@@ -95,11 +95,6 @@ static void ring_coming(void *arg, const ring_t *next)
     handoff_ring_coming(arg, next);
 }
 
-static void ring_fetched(void *arg)
-{
-    handoff_fetched(arg);
-}
-
 static void drain_polls(void *ctx)
 {
     cache_node *n = ctx;
@@ -188,7 +183,6 @@ static int node_init(cache_node *n, const cache_config *c)
     if (!n->ring)
         return -1;
     ringview_on_coming(n->ring, ring_coming);
-    ringview_on_fetched(n->ring, ring_fetched);
     return 0;
 }
 

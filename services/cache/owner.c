@@ -6,8 +6,10 @@
 #include <string.h>
 
 #include "handoff.h"
+#include "hot.h"
 #include "ids.h"
 #include "lease.h"
+#include "locks.h"
 
 bool owner_is_self(const cache_node *n, const ring_t *ring, int64_t user_id)
 {
@@ -74,11 +76,16 @@ void owner_catch_up(cache_node *n, const char *const *epoch_headers,
     for (size_t i = 0; i < count; i++)
         if (parse_epoch(epoch_headers[i], &epoch) == 0 && epoch > newest)
             newest = epoch;
-    const ring_t *r = ringview_acquire(n->ring);
-    bool behind = !r || r->epoch < newest;
-    ringview_release(n->ring, r);
-    if (behind)
+    /* Twice at most: a fetch shared with one that began before the
+     * router published can still bring the older ring. */
+    for (int tries = 0; tries < 2; tries++) {
+        const ring_t *r = ringview_acquire(n->ring);
+        bool behind = !r || r->epoch < newest;
+        ringview_release(n->ring, r);
+        if (!behind)
+            break;
         ringview_refresh(n->ring);
+    }
 }
 
 own_result owner_check_entered(cache_node *n, const char *epoch_header,
@@ -92,8 +99,19 @@ own_result owner_check_entered(cache_node *n, const char *epoch_header,
     return check_held(n, epoch, user_id, false, ring);
 }
 
-void owner_release(cache_node *n, const ring_t *ring)
+void owner_forget_if_replaced(cache_node *n, const ring_t *ring,
+                              int64_t user_id)
 {
+    if (ringview_is_current(n->ring, ring))
+        return;
+    locks_acquire(n->locks, user_id);
+    hot_forget_user(n->hot, user_id);
+    locks_release(n->locks, user_id);
+}
+
+void owner_release(cache_node *n, const ring_t *ring, int64_t user_id)
+{
+    owner_forget_if_replaced(n, ring, user_id);
     ringview_release(n->ring, ring);
     handoff_leave(n->handoff);
 }

@@ -31,7 +31,18 @@ typedef enum {
  * for handoffs (handoff.h): end it with owner_release. */
 own_result owner_check(cache_node *n, const char *epoch_header, int64_t user_id,
                        const ring_t **ring);
-void owner_release(cache_node *n, const ring_t *ring);
+/* Ends a call on user_id claimed by owner_check, after its last write to
+ * Redis and outside the user's lock (owner_forget_if_replaced). */
+void owner_release(cache_node *n, const ring_t *ring, int64_t user_id);
+
+/* Forgets user_id's hot mailbox (under the user's lock: not held by the
+ * caller) when ring, held since the call's check, is no longer the one
+ * in force. A ring change's clean-up waits for calls under the older
+ * ring only for a bound (handoff.c), so such a call may have written
+ * the keys of a user this node lost after the clean-up scanned past
+ * them; a later ring giving the user back would serve them. */
+void owner_forget_if_replaced(cache_node *n, const ring_t *ring,
+                              int64_t user_id);
 
 /* owner_check for a call that holds the handoff barrier already
  * (handoff_enter), as a batch of reads does once for all its reads: the

@@ -139,6 +139,7 @@ static void finish_one(cache_node *n, read_run *r, bool answer)
                    r->has_ask ? &r->ahead : NULL, &r->rep);
     else
         hot_page_free(&r->ahead.page);
+    owner_forget_if_replaced(n, r->ring, r->uid);
     ringview_release(n->ring, r->ring);
 }
 

@@ -84,7 +84,7 @@ static void handle_deliver(hs_request *req, hs_reply *rep)
     const ring_t *ring;
     if (claim_owner(n, req, m.recipient_id, &ring, rep) == 0) {
         land_copy(n, &m, req->request_id, rep);
-        owner_release(n, ring);
+        owner_release(n, ring, m.recipient_id);
     }
     msg_clear(&m);
 }
@@ -143,7 +143,7 @@ void routes_read_list(cache_node *n, const char *epoch, int64_t uid,
         claim_owner_at(n, epoch, uid, &ring, rep))
         return;
     lists_read(n, uid, cid, q, rid, NULL, rep);
-    owner_release(n, ring);
+    owner_release(n, ring, uid);
 }
 
 static void handle_conversations(hs_request *req, hs_reply *rep)

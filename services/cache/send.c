@@ -135,7 +135,7 @@ void send_message(cache_node *n, const msg_send_req *req, const char *rid,
      * another user's, claimed where it lands. Held on, it would keep a
      * handoff of this node waiting for the delivery, which may wait
      * seconds for another node (SEND_DELIVER_WAIT_MS). */
-    owner_release(n, ring);
+    owner_release(n, ring, req->sender_id);
     if (err) {
         /* Not "not stored": a write whose answer was lost may have
          * committed, and lands in both mailboxes. The same key is what
@@ -247,10 +247,14 @@ static deliver_rc land_here(cache_node *n, const msg *m, const char *rid)
     bool may = r != NULL && owner_is_self(n, r, m->recipient_id) &&
                lease_is_valid(n->lease) &&
                !handoff_is_moving(n->handoff, n->name, m->recipient_id);
-    ringview_release(n->ring, r);
     deliver_rc rc = REFUSED;
-    if (may && send_land_copy(n, m, rid) == 0)
-        rc = DELIVERED;
+    if (may) {
+        /* Held until the copy landed, as a call's claim (owner.h). */
+        if (send_land_copy(n, m, rid) == 0)
+            rc = DELIVERED;
+        owner_forget_if_replaced(n, r, m->recipient_id);
+    }
+    ringview_release(n->ring, r);
     handoff_leave(n->handoff);
     return rc;
 }

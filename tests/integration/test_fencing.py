@@ -908,8 +908,8 @@ def test_imports_of_a_called_off_attempt_are_dropped(api):
     """A handoff attempt that is called off leaves its copies at the
     targets. When a later attempt at the same change publishes that epoch,
     a copy the later attempt did not send again is stale (the source
-    served writes in between) and must not be served. Runs last: it
-    removes a node."""
+    served writes in between) and must not be served. Runs next to last:
+    it removes a node."""
     c = CLUSTER
     r0 = c.ring()
     check(r0 is not None and len(r0.active) >= 2, "too few nodes")
@@ -922,7 +922,15 @@ def test_imports_of_a_called_off_attempt_are_dropped(api):
     user = [u for u in new_users(400) if r0.owner(u) == node][0]
     peer = new_users(1)[0]
     cid = e2e_lib.conversation_id(user, peer)
-    check(api.send(peer, user, "one").status == 201, "first send")
+    # A gate of the changes before may still hold the user (503, retried
+    # as a client would, with the same key).
+    cmid = e2e_lib.new_cmid("first")
+    deadline = time.monotonic() + 10
+    first = api.send(peer, user, "one", cmid=cmid)
+    while first.status == 503 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        first = api.send(peer, user, "one", cmid=cmid)
+    check(first.status in (200, 201), "first send: %s" % first.describe())
     check(api.convs(user).status == 200 and api.msgs(user, cid).status == 200, "warm reads")
     # Attempt A copies the user to its successor, then nobody runs it.
     status, body = c.signed("POST", url + "/internal/handoff", {"ring": json.dumps(doc)},
@@ -947,6 +955,68 @@ def test_imports_of_a_called_off_attempt_are_dropped(api):
     print("# after a called-off attempt and remove-node, %d on %s reads %r" % (
         user, r1.owner(user), got))
     check(got == ["two", "one"], "the new owner served the called-off attempt's copy: %r" % got)
+
+
+# Users copied to a node for a later ring, and users with a stray key
+# there (whose going shows that the node's clean-up ran).
+COPIED_USERS = 8
+STRAY_USERS = 8
+CLEAN_UP_WAIT_S = 15.0
+
+
+@test
+def test_a_ring_change_keeps_copies_for_a_later_ring(api):
+    """The router prepares a planned change as soon as it published the
+    ring before it, so a target may get that change's copies before it
+    installed that ring, or while the ring's clean-up scan runs. The
+    clean-up drops the keys of every user the node does not own under the
+    ring in force; it must keep the ones copied for the later ring. Runs
+    last: it pauses a node past its lease, and leaves copies for a ring
+    that never comes."""
+    c = CLUSTER
+    r0 = c.ring()
+    check(r0 is not None and len(r0.active) >= 2, "too few nodes")
+    node, paused = r0.active[0], r0.active[1]
+    url = r0.url_of(node)
+    foreign = [u for u in new_users(4000) if r0.owner(u) != node]
+    copied, stray = foreign[:COPIED_USERS], foreign[COPIED_USERS:COPIED_USERS + STRAY_USERS]
+    redis_cmd(node, "SET", "t:{1}", "a copied value")
+    payload = redis_dump(node, "t:{1}")
+    redis_cmd(node, "DEL", "t:{1}")
+    dump = base64.urlsafe_b64encode(payload).decode().rstrip("=")
+    # Copies for the change after the next ring (the node holds r0).
+    entries = [{"key": "t:{%d}" % u, "dump": dump, "ttl": 0} for u in copied]
+    status, body = c.signed("POST", url + "/internal/handoff/import",
+                            {"epoch": r0.epoch + 2, "attempt": 40, "entries": entries})
+    check(status == 200 and json.loads(body)["restored"] == COPIED_USERS,
+          "import for epoch %d: %s %r" % (r0.epoch + 2, status, body[:200]))
+    for u in stray:
+        redis_cmd(node, "SET", "t:{%d}" % u, "stray")
+    # The next ring: a failover, which copies nothing.
+    c.run("pause", paused)
+    try:
+        r1, _ = c.wait_ring(lambda r: paused not in r.active, MOVE_WAIT_S)
+    finally:
+        c.run("resume", paused)
+    check(r1 is not None and r1.epoch == r0.epoch + 1,
+          "the ring after %s froze (was %d): %r" % (paused, r0.epoch, r1 and r1.doc))
+    lost = [u for u in stray if r1.owner(u) != node]
+    kept = [u for u in copied if r1.owner(u) != node]
+    check(lost and kept, "no user that %s does not own at epoch %d" % (node, r1.epoch))
+
+    def present(users):
+        return [u for u in users if redis_cmd(node, "EXISTS", "t:{%d}" % u)[0] == "1"]
+
+    deadline = time.monotonic() + CLEAN_UP_WAIT_S
+    while present(lost):
+        check(time.monotonic() < deadline,
+              "%s kept stray keys of users it does not own at epoch %d" % (node, r1.epoch))
+        time.sleep(0.1)
+    left = present(kept)
+    print("# %s's clean-up for epoch %d: %d stray users' keys dropped, %d of %d users copied "
+          "for epoch %d kept" % (node, r1.epoch, len(lost), len(left), len(kept), r0.epoch + 2))
+    check(left == kept, "the clean-up dropped copies for a later ring: %r of %r left" % (
+        left, kept))
 
 
 def watch_old_owner(c, url, users, old_epoch):
