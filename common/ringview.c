@@ -11,6 +11,7 @@
 #include "ringview.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,10 @@ struct ringview {
 
     pthread_mutex_t lock; /* guards current, retired, last_ok_ms */
     rv_entry *current;
+    /* current's epoch, read without the lock by ringview_is_current,
+     * which every call asks as it ends: epochs only grow, so one names
+     * one ring. */
+    _Atomic int64_t current_epoch;
     rv_entry *retired;      /* no longer current, still referenced */
     pthread_cond_t drained; /* a retired entry lost a reference */
     int64_t last_ok_ms;
@@ -132,6 +137,7 @@ static void install(ringview *v, ring_t *r)
     }
     e->ring = r;
     v->current = e;
+    atomic_store(&v->current_epoch, r->epoch);
     if (old) {
         old->refs++; /* held for the callback below */
         old->next = v->retired;
@@ -216,10 +222,7 @@ const ring_t *ringview_acquire(ringview *v)
 
 bool ringview_is_current(ringview *v, const ring_t *r)
 {
-    pthread_mutex_lock(&v->lock);
-    bool current = v->current && v->current->ring == r;
-    pthread_mutex_unlock(&v->lock);
-    return current;
+    return r && r->epoch == atomic_load(&v->current_epoch);
 }
 
 void ringview_release(ringview *v, const ring_t *r)
