@@ -64,6 +64,8 @@ struct handoff {
     key_list imported;
 };
 
+static void keys_clear(key_list *l);
+
 handoff *handoff_new(void)
 {
     handoff *h = calloc(1, sizeof(*h));
@@ -86,7 +88,7 @@ void handoff_free(handoff *h)
     if (!h)
         return;
     ring_free(h->next);
-    free(h->imported.names);
+    keys_clear(&h->imported);
     pthread_rwlock_destroy(&h->barrier);
     pthread_mutex_destroy(&h->lock);
     pthread_mutex_destroy(&h->import_lock);
@@ -270,19 +272,62 @@ void handoff_ring_coming(cache_node *n, const ring_t *next)
     pthread_mutex_unlock(&h->import_lock);
 }
 
+/* The imported key names, sorted, for the clean-up to look up. */
+typedef struct name_index {
+    const char **names;
+    size_t n;
+} name_index;
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Indexes l's names; -1 when out of memory. */
+static int index_names(const key_list *l, name_index *ix)
+{
+    *ix = (name_index){0};
+    if (l->n == 0)
+        return 0;
+    ix->names = malloc(l->n * sizeof(*ix->names));
+    if (!ix->names)
+        return -1;
+    const char *p = l->names;
+    for (size_t i = 0; i < l->n; i++) {
+        ix->names[i] = p;
+        p += strlen(p) + 1;
+    }
+    ix->n = l->n;
+    qsort(ix->names, ix->n, sizeof(*ix->names), cmp_name);
+    return 0;
+}
+
+static bool has_name(const name_index *ix, const char *key, size_t len)
+{
+    return ix->n > 0 && !memchr(key, '\0', len) &&
+           bsearch(&key, ix->names, ix->n, sizeof(*ix->names), cmp_name);
+}
+
 typedef struct owner_arg {
     const ring_t *ring;
     const char *self;
-    const key_list *imported; /* sorted */
+    const key_list *imported; /* its users sorted */
+    const name_index *names;  /* NULL: keep every key of its users */
 } owner_arg;
 
-/* Whether the clean-up drops uid's keys: not owned under the ring in
- * force, and not copied here for a later ring (which then keeps or
- * drops them itself, handoff_ring_coming). */
-static bool not_owned(int64_t uid, void *arg)
+/* Whether the clean-up drops a key of uid: uid is not owned under the
+ * ring in force, and the key was not copied here for a later ring
+ * (which then keeps or drops it itself, handoff_ring_coming). Only the
+ * copied keys stay: others of such a user (left by a call under an
+ * older ring) would be served beside them. */
+static bool not_owned(const char *key, size_t len, int64_t uid, void *arg)
 {
     const owner_arg *o = arg;
-    return !owns(o->ring, o->self, uid) && !has_user(o->imported, uid);
+    if (owns(o->ring, o->self, uid))
+        return false;
+    if (!has_user(o->imported, uid))
+        return true;
+    return o->names && !has_name(o->names, key, len);
 }
 
 static void count_drain_timeouts(cache_node *n, int64_t by)
@@ -306,8 +351,11 @@ static void drop_not_owned(cache_node *n, const ring_t *now)
 {
     key_list *imported = &n->handoff->imported;
     users_sort(imported);
-    owner_arg o = {now, n->name, imported};
+    name_index names;
+    bool indexed = index_names(imported, &names) == 0;
+    owner_arg o = {now, n->name, imported, indexed ? &names : NULL};
     long dropped = hot_drop_users(n->hot, not_owned, &o);
+    free(names.names);
     if (dropped > 0)
         log_msg("info",
                 "hot: dropped %ld keys of users not owned at epoch "

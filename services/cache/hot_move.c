@@ -63,7 +63,7 @@ static int scan_all(redisContext *c, key_fn each, void *arg, page_fn done)
 }
 
 typedef struct drop_ctx {
-    hot_user_pred drop;
+    hot_key_pred drop;
     void *arg;
     long deleted;
     /* Keys of the current SCAN page to delete, borrowed from its reply:
@@ -88,7 +88,7 @@ static int flush_drops(redisContext *c, drop_ctx *d)
 }
 
 /* A context for one run of UNLINKs; NULL when out of memory. */
-static drop_ctx *drop_ctx_new(hot_user_pred drop, void *arg)
+static drop_ctx *drop_ctx_new(hot_key_pred drop, void *arg)
 {
     drop_ctx *d = calloc(1, sizeof(*d));
     if (!d)
@@ -117,7 +117,8 @@ static int drop_key(redisContext *c, const redisReply *key, void *arg)
 {
     drop_ctx *d = arg;
     int64_t uid;
-    if (hot_key_user(key->str, key->len, &uid) || !d->drop(uid, d->arg))
+    if (hot_key_user(key->str, key->len, &uid) ||
+        !d->drop(key->str, key->len, uid, d->arg))
         return 0;
     return queue_drop(c, d, key->str, key->len);
 }
@@ -127,7 +128,7 @@ static int page_done(redisContext *c, void *arg)
     return flush_drops(c, arg);
 }
 
-long hot_drop_users(hot_t *h, hot_user_pred drop, void *arg)
+long hot_drop_users(hot_t *h, hot_key_pred drop, void *arg)
 {
     redisContext *c = hot_conn_borrow(h);
     if (!c)

@@ -22,11 +22,14 @@
 int hot_key_user(const char *key, size_t len, int64_t *uid);
 
 typedef bool (*hot_user_pred)(int64_t uid, void *arg);
+/* A key (NUL-terminated, len bytes before it) of user uid. */
+typedef bool (*hot_key_pred)(const char *key, size_t len, int64_t uid,
+                             void *arg);
 
-/* Deletes every key of each user for which drop(uid) is true. Returns
+/* Deletes every user's key for which drop(key, uid) is true. Returns
  * the number of keys deleted, or -1 when Redis failed part way (the
  * cache is then marked dirty: flushed before its next use). */
-long hot_drop_users(hot_t *h, hot_user_pred drop, void *arg);
+long hot_drop_users(hot_t *h, hot_key_pred drop, void *arg);
 
 /* Deletes the n keys named in names (NUL-terminated, back to back), a
  * thousand per UNLINK. Returns the number of keys that existed, or -1

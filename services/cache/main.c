@@ -16,6 +16,7 @@
 #include "lease.h"
 #include "log.h"
 #include "outbox.h"
+#include "owner.h"
 #include "placement.h"
 #include "routes.h"
 #include "store.h"
@@ -179,6 +180,7 @@ static int node_init(cache_node *n, const cache_config *c)
     metrics_count(n->metrics, "cache_storage_queue_waits_over_1ms_total",
                   "Writes that waited over 1 ms for a call to storage", 0);
     handoff_show_metrics(n);
+    owner_count_forgets(n, 0);
     n->ring = ringview_new(c->router_url, n->hops, n->metrics, ring_changed, n);
     if (!n->ring)
         return -1;

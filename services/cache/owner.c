@@ -17,6 +17,22 @@ bool owner_is_self(const cache_node *n, const ring_t *ring, int64_t user_id)
     return self >= 0 && ring_owner(ring, user_id) == self;
 }
 
+/* Fetches the ring when the node is behind epoch (the caller's), outside
+ * the handoff barrier (check_held). */
+static void catch_up(cache_node *n, int64_t epoch)
+{
+    /* Twice at most: a fetch shared with one that began before the
+     * router published can still bring the older ring. */
+    for (int tries = 0; tries < 2; tries++) {
+        const ring_t *r = ringview_acquire(n->ring);
+        bool behind = !r || r->epoch < epoch;
+        ringview_release(n->ring, r);
+        if (!behind)
+            break;
+        ringview_refresh(n->ring);
+    }
+}
+
 static int parse_epoch(const char *s, int64_t *epoch)
 {
     if (!s)
@@ -28,20 +44,17 @@ static int parse_epoch(const char *s, int64_t *epoch)
     return ids_parse(s, strlen(s), epoch);
 }
 
-/* owner_check inside the handoff barrier; may_refresh: a node behind
- * the caller fetches the ring before it judges. */
+/* owner_check inside the handoff barrier. It never fetches the ring:
+ * the ring a fetch installs waits, in its clean-up scan, for calls that
+ * hold an older ring, and a waiting handoff waits for every thread in
+ * the barrier, so every call queued behind that handoff would wait for
+ * the scan. Callers catch up before they enter (catch_up). */
 static own_result check_held(cache_node *n, int64_t epoch, int64_t user_id,
-                             bool may_refresh, const ring_t **ring)
+                             const ring_t **ring)
 {
     if (!lease_is_valid(n->lease))
         return OWN_NO_LEASE;
     const ring_t *r = ringview_acquire(n->ring);
-    if (may_refresh && (!r || r->epoch < epoch)) {
-        /* We are behind the caller: catch up before judging. */
-        ringview_release(n->ring, r);
-        ringview_refresh(n->ring);
-        r = ringview_acquire(n->ring);
-    }
     if (!r)
         return OWN_NO_RING;
     if (r->epoch != epoch || !owner_is_self(n, r, user_id)) {
@@ -62,8 +75,9 @@ own_result owner_check(cache_node *n, const char *epoch_header, int64_t user_id,
     int64_t epoch;
     if (parse_epoch(epoch_header, &epoch))
         return OWN_BAD_EPOCH;
+    catch_up(n, epoch);
     handoff_enter(n->handoff);
-    own_result res = check_held(n, epoch, user_id, true, ring);
+    own_result res = check_held(n, epoch, user_id, ring);
     if (res != OWN_OK)
         handoff_leave(n->handoff);
     return res;
@@ -76,16 +90,7 @@ void owner_catch_up(cache_node *n, const char *const *epoch_headers,
     for (size_t i = 0; i < count; i++)
         if (parse_epoch(epoch_headers[i], &epoch) == 0 && epoch > newest)
             newest = epoch;
-    /* Twice at most: a fetch shared with one that began before the
-     * router published can still bring the older ring. */
-    for (int tries = 0; tries < 2; tries++) {
-        const ring_t *r = ringview_acquire(n->ring);
-        bool behind = !r || r->epoch < newest;
-        ringview_release(n->ring, r);
-        if (!behind)
-            break;
-        ringview_refresh(n->ring);
-    }
+    catch_up(n, newest);
 }
 
 own_result owner_check_entered(cache_node *n, const char *epoch_header,
@@ -94,9 +99,9 @@ own_result owner_check_entered(cache_node *n, const char *epoch_header,
     int64_t epoch;
     if (parse_epoch(epoch_header, &epoch))
         return OWN_BAD_EPOCH;
-    /* Never fetches: the ring it would install waits, in its clean-up,
-     * for the rings this caller's earlier claims hold (owner_catch_up). */
-    return check_held(n, epoch, user_id, false, ring);
+    /* The ring it would install would wait, in its clean-up, for the
+     * rings this caller's earlier claims hold (owner_catch_up). */
+    return check_held(n, epoch, user_id, ring);
 }
 
 void owner_forget_if_replaced(cache_node *n, const ring_t *ring,
@@ -107,6 +112,15 @@ void owner_forget_if_replaced(cache_node *n, const ring_t *ring,
     locks_acquire(n->locks, user_id);
     hot_forget_user(n->hot, user_id);
     locks_release(n->locks, user_id);
+    owner_count_forgets(n, 1);
+}
+
+void owner_count_forgets(cache_node *n, int64_t by)
+{
+    metrics_count(n->metrics, "cache_replaced_ring_forgets_total",
+                  "Hot mailboxes forgotten by calls that ended under a "
+                  "replaced ring",
+                  by);
 }
 
 void owner_release(cache_node *n, const ring_t *ring, int64_t user_id)

@@ -43,15 +43,17 @@ void owner_release(cache_node *n, const ring_t *ring, int64_t user_id);
  * them; a later ring giving the user back would serve them. */
 void owner_forget_if_replaced(cache_node *n, const ring_t *ring,
                               int64_t user_id);
+/* Counts such forgets (by 0: shows the counter before any). */
+void owner_count_forgets(cache_node *n, int64_t by);
 
 /* owner_check for a call that holds the handoff barrier already
  * (handoff_enter), as a batch of reads does once for all its reads: the
  * barrier lets a waiting handoff go first, so a thread entering it a
  * second time would wait for the handoff, which waits for that thread.
  * On OWN_OK, *ring holds a reference: give it back with
- * ringview_release. Unlike owner_check it never fetches the ring: a node
- * behind the caller refuses (421). A ring installed while the caller
- * holds the rings of earlier claims would wait, in its clean-up
+ * ringview_release. Unlike owner_check it does not catch up first: a
+ * node behind the caller refuses (421). A ring installed while the
+ * caller holds the rings of earlier claims would wait, in its clean-up
  * (handoff_ring_changed), for those very claims. */
 own_result owner_check_entered(cache_node *n, const char *epoch_header,
                                int64_t user_id, const ring_t **ring);

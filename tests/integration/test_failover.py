@@ -563,8 +563,10 @@ def test_a_read_outlasting_the_clean_up_is_cleaned_up_after(api):
     user's keys after the ring change's clean-up scanned past them. The
     clean-up waits for such calls only for a bound (250 ms), so such a
     call forgets its user when it ends: the node keeps no keys of a user
-    it no longer owns (a later ring that gave the user back would serve
-    them, behind what the other owner stored)."""
+    it no longer owns that could be read (a later ring that gave the user
+    back would serve them, behind what the other owner stored). A
+    conversation list's fill writes the user's meta, conversation window
+    and index, which are all a forget deletes."""
     r = ring()
     # Not the node whose Redis the test before filled: its scans take
     # seconds.
@@ -578,6 +580,7 @@ def test_a_read_outlasting_the_clean_up_is_cleaned_up_after(api):
             return f.read().count(went_ahead)
 
     drains0 = clean_ups_without_calls()
+    forgets0 = metric(node, "cache_replaced_ring_forgets_total")
     answers = []
 
     def read(u):
@@ -624,6 +627,13 @@ def test_a_read_outlasting_the_clean_up_is_cleaned_up_after(api):
           "%s still holds keys of users it lost at epoch %d: %r" % (node, after.epoch, left))
     check(metric(node, "cache_ring_drain_timeouts_total") >= 1,
           "%s counted no clean-up that went ahead without its calls" % node)
+    # The reads did run past the clean-up and clean up after themselves
+    # (a fill that storage no longer answered in time writes nothing,
+    # and would leave the check above nothing to find).
+    forgets = metric(node, "cache_replaced_ring_forgets_total") - forgets0
+    check(forgets >= answers.count(200),
+          "%d reads answered under epoch %d, %d forgot their user" % (
+              answers.count(200), r.epoch, forgets))
 
 
 def start(var, what, check_rc=True):

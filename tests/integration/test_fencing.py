@@ -27,7 +27,7 @@ every claimed call, ends while the routers are still frozen (a batch
 that claimed its first read before asking held the handoff until they
 were thawed, and a ring installed meanwhile waited in its clean-up for
 that claim). Both end, and the batch answers only its first read: its
-time budget ran out while it waited.
+time budget ran out while it waited. The same holds for a single read.
 
 A third test freezes another node and sends at once for its users
 through the load balancer: the gateways send those calls to the frozen
@@ -312,6 +312,52 @@ def test_a_read_batch_and_a_waiting_handoff_both_end(api):
     check(handoff_out[0][2] < HANDOFF_SETTLE_S,
           "the handoff took %.2f s: it waited for the batch's claims while "
           "the batch asked the frozen routers" % handoff_out[0][2])
+
+@test
+def test_a_call_asking_for_a_newer_ring_does_not_hold_a_handoff(api):
+    """A single read whose epoch is newer than the node's makes the node
+    ask the routers for the ring before it enters the handoff barrier:
+    a handoff that comes while the routers are frozen ends at once,
+    instead of waiting for the read (and, once the routers answer, for
+    the ring's clean-up, which waits for calls under the older ring)."""
+    c = CLUSTER
+    r0 = c.ring()
+    check(r0 is not None and r0.active, "no ring")
+    node = r0.active[0]
+    url = r0.url_of(node)
+    user = [u for u in new_users(400) if r0.owner(u) == node][0]
+    status, raw = c.signed("GET", c.router_urls()[0] + "/internal/ring")
+    check(status == 200, "ring: %s" % status)
+    ring = json.loads(raw)
+    ring["epoch"] += 1  # the same nodes: nobody moves
+    pids = router_pids(c)
+    read_out, handoff_out = [], []
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        tr = signed_async(c, "GET", "%s/internal/users/%d/conversations" % (url, user), None,
+                          {"X-Ring-Epoch": str(r0.epoch + 1)}, read_out)
+        time.sleep(0.2)
+        th = signed_async(c, "POST", url + "/internal/handoff",
+                          {"ring": json.dumps(ring)}, None, handoff_out)
+        time.sleep(HANDOFF_SETTLE_S)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    tr.join(HANDOFF_WAIT_S + 5)
+    th.join(HANDOFF_WAIT_S + 5)
+    print("# read at epoch %d: %s; handoff: %s" % (
+        r0.epoch + 1, read_out and (read_out[0][0], "%.2f s" % read_out[0][2]),
+        handoff_out and (handoff_out[0][0], "%.2f s" % handoff_out[0][2])))
+    check(handoff_out and handoff_out[0][0] == 200, "the handoff did not end: %s" % handoff_out)
+    # The routers know no such epoch: the node stays behind and refuses.
+    check(read_out and read_out[0][0] in (421, 503), "the read: %s" % read_out)
+    check(read_out[0][2] >= HANDOFF_SETTLE_S,
+          "the read ended in %.2f s, before the routers were thawed" % read_out[0][2])
+    check(handoff_out[0][2] < HANDOFF_SETTLE_S,
+          "the handoff took %.2f s: it waited for a call that asked the frozen routers "
+          "from inside the barrier" % handoff_out[0][2])
+
 
 # Sends to a frozen node's users: how many, and the gateway's hop
 # timeout, which a call left waiting on the frozen node would take.
@@ -970,9 +1016,9 @@ def test_a_ring_change_keeps_copies_for_a_later_ring(api):
     ring before it, so a target may get that change's copies before it
     installed that ring, or while the ring's clean-up scan runs. The
     clean-up drops the keys of every user the node does not own under the
-    ring in force; it must keep the ones copied for the later ring. Runs
-    last: it pauses a node past its lease, and leaves copies for a ring
-    that never comes."""
+    ring in force; it must keep the ones copied for the later ring, and
+    only those. Runs last: it pauses a node past its lease, and leaves
+    copies for a ring that never comes."""
     c = CLUSTER
     r0 = c.ring()
     check(r0 is not None and len(r0.active) >= 2, "too few nodes")
@@ -992,6 +1038,10 @@ def test_a_ring_change_keeps_copies_for_a_later_ring(api):
           "import for epoch %d: %s %r" % (r0.epoch + 2, status, body[:200]))
     for u in stray:
         redis_cmd(node, "SET", "t:{%d}" % u, "stray")
+    # Keys of the copied users that were not copied (left by a call under
+    # an older ring): they go, as any lost user's keys do.
+    for u in copied:
+        redis_cmd(node, "SET", "s:{%d}" % u, "not copied")
     # The next ring: a failover, which copies nothing.
     c.run("pause", paused)
     try:
@@ -1013,10 +1063,14 @@ def test_a_ring_change_keeps_copies_for_a_later_ring(api):
               "%s kept stray keys of users it does not own at epoch %d" % (node, r1.epoch))
         time.sleep(0.1)
     left = present(kept)
+    not_copied = [u for u in kept if redis_cmd(node, "EXISTS", "s:{%d}" % u)[0] == "1"]
     print("# %s's clean-up for epoch %d: %d stray users' keys dropped, %d of %d users copied "
-          "for epoch %d kept" % (node, r1.epoch, len(lost), len(left), len(kept), r0.epoch + 2))
+          "for epoch %d kept, %d of their keys not copied left" % (
+              node, r1.epoch, len(lost), len(left), len(kept), r0.epoch + 2, len(not_copied)))
     check(left == kept, "the clean-up dropped copies for a later ring: %r of %r left" % (
         left, kept))
+    check(not not_copied, "the clean-up kept keys of copied users that were not copied: %r"
+          % not_copied)
 
 
 def watch_old_owner(c, url, users, old_epoch):
