@@ -109,6 +109,15 @@ void owner_forget_if_replaced(cache_node *n, const ring_t *ring,
 {
     if (ringview_is_current(n->ring, ring))
         return;
+    /* The next ring leaves the user here: nothing in between could have
+     * given it to another node, so what the call wrote is still right. */
+    const ring_t *cur = ringview_acquire(n->ring);
+    bool kept = cur && cur->epoch == ring->epoch + 1 &&
+                owner_is_self(n, cur, user_id) &&
+                owner_is_self(n, ring, user_id);
+    ringview_release(n->ring, cur);
+    if (kept)
+        return;
     locks_acquire(n->locks, user_id);
     hot_forget_user(n->hot, user_id);
     locks_release(n->locks, user_id);

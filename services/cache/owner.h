@@ -37,7 +37,8 @@ void owner_release(cache_node *n, const ring_t *ring, int64_t user_id);
 
 /* Forgets user_id's hot mailbox (under the user's lock: not held by the
  * caller) when ring, held since the call's check, is no longer the one
- * in force. A ring change's clean-up waits for calls under the older
+ * in force, unless the ring in force is the next one and leaves the
+ * user here. A ring change's clean-up waits for calls under the older
  * ring only for a bound (handoff.c), so such a call may have written
  * the keys of a user this node lost after the clean-up scanned past
  * them; a later ring giving the user back would serve them. */

@@ -572,6 +572,10 @@ def test_a_read_outlasting_the_clean_up_is_cleaned_up_after(api):
     # seconds.
     node = r.names()[1]
     users = users_on(r, node, STRAGGLERS)
+    # And one read on another node, of a user the change leaves there:
+    # it must keep what it loaded.
+    stays_on = [x for x in r.names() if x != node][-1]
+    stayer = users_on(r, stays_on, 1)[0]
     log = os.path.join(VAR, "log", node + ".log")
     went_ahead = "calls under an older ring still running"
 
@@ -583,9 +587,11 @@ def test_a_read_outlasting_the_clean_up_is_cleaned_up_after(api):
     forgets0 = metric(node, "cache_replaced_ring_forgets_total")
     answers = []
 
-    def read(u):
-        answers.append(http_json(
-            "GET", cache_url(node) + "/internal/users/%d/conversations" % u,
+    stayer_answer = []
+
+    def read(u, where=node, out=answers):
+        out.append(http_json(
+            "GET", cache_url(where) + "/internal/users/%d/conversations" % u,
             headers={"X-Ring-Epoch": str(r.epoch)})[0])
 
     cluster("pause", "storage")
@@ -595,6 +601,9 @@ def test_a_read_outlasting_the_clean_up_is_cleaned_up_after(api):
             t = threading.Thread(target=read, args=(u,), daemon=True)
             t.start()
             threads.append(t)
+        t = threading.Thread(target=read, args=(stayer, stays_on, stayer_answer), daemon=True)
+        t.start()
+        threads.append(t)
         time.sleep(0.5)  # the fills wait on storage, their ring held
         cluster("pause", node)
         try:
@@ -634,6 +643,14 @@ def test_a_read_outlasting_the_clean_up_is_cleaned_up_after(api):
     check(forgets >= answers.count(200),
           "%d reads answered under epoch %d, %d forgot their user" % (
               answers.count(200), r.epoch, forgets))
+    # The next ring left the stayer on its node: nothing could have
+    # changed its mailbox elsewhere, so its read kept what it loaded.
+    kept = hot_keys_of(stays_on, stayer)
+    print("    %s: the read of %d, which the ring %d left there: %r, keys %r" % (
+        stays_on, stayer, after.epoch, stayer_answer, kept))
+    check(after.owner(stayer) == stays_on, "the ring moved %d too" % stayer)
+    check(stayer_answer == [200] and kept,
+          "%s forgot %d, which the next ring left there: %r" % (stays_on, stayer, stayer_answer))
 
 
 def start(var, what, check_rc=True):
