@@ -253,6 +253,39 @@ def signed_async(c, method, url, body, headers, out):
     return t
 
 
+def next_ring_doc(c):
+    """The routers' ring at the next epoch, the same nodes: a handoff to
+    it moves nobody."""
+    status, raw = c.signed("GET", c.router_urls()[0] + "/internal/ring")
+    check(status == 200, "ring: %s" % status)
+    ring = json.loads(raw)
+    ring["epoch"] += 1
+    return ring
+
+
+def handoff_while_routers_frozen(c, url, ring, method, target, body, headers):
+    """Freezes the routers, makes a call to the node at url that asks them
+    for a newer ring, then hands the node over to ring, and thaws the
+    routers HANDOFF_SETTLE_S later. Returns what the call and the handoff
+    answered, each [(status, body, seconds)] or [] when it did not end."""
+    pids = router_pids(c)
+    call_out, handoff_out = [], []
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        tc = signed_async(c, method, url + target, body, headers, call_out)
+        time.sleep(0.2)
+        th = signed_async(c, "POST", url + "/internal/handoff",
+                          {"ring": json.dumps(ring)}, None, handoff_out)
+        time.sleep(HANDOFF_SETTLE_S)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    tc.join(HANDOFF_WAIT_S + 5)
+    th.join(HANDOFF_WAIT_S + 5)
+    return call_out, handoff_out
+
+
 @test
 def test_a_read_batch_and_a_waiting_handoff_both_end(api):
     c = CLUSTER
@@ -262,30 +295,14 @@ def test_a_read_batch_and_a_waiting_handoff_both_end(api):
     url = r0.url_of(node)
     users = [u for u in new_users(400) if r0.owner(u) == node][:3]
     check(len(users) == 3, "cannot find 3 users of %s" % node)
-    status, raw = c.signed("GET", c.router_urls()[0] + "/internal/ring")
-    check(status == 200, "ring: %s" % status)
-    ring = json.loads(raw)
-    check(ring["epoch"] == r0.epoch, "the ring moved: %s" % ring["epoch"])
-    ring["epoch"] += 1  # the same nodes: nobody moves
+    ring = next_ring_doc(c)
+    check(ring["epoch"] == r0.epoch + 1, "the ring moved: %s" % (ring["epoch"] - 1))
     query = "page_size=20&page=0"
     reads = [{"user": str(u), "query": query, "epoch": str(e), "request_id": "hb-%d" % i}
              for i, (u, e) in enumerate(zip(users, (r0.epoch, r0.epoch + 1, r0.epoch)))]
-    pids = router_pids(c)
-    batch_out, handoff_out = [], []
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        # Read 0 is claimed; read 1 waits for the frozen routers.
-        tb = signed_async(c, "POST", url + "/internal/reads", {"reads": reads}, None, batch_out)
-        time.sleep(0.2)
-        th = signed_async(c, "POST", url + "/internal/handoff",
-                          {"ring": json.dumps(ring)}, None, handoff_out)
-        time.sleep(HANDOFF_SETTLE_S)
-    finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
-    tb.join(HANDOFF_WAIT_S + 5)
-    th.join(HANDOFF_WAIT_S + 5)
+    # Read 1 makes the node ask the frozen routers for the ring.
+    batch_out, handoff_out = handoff_while_routers_frozen(
+        c, url, ring, "POST", "/internal/reads", {"reads": reads}, None)
     print("# batch: %s; handoff: %s" % (
         batch_out and (batch_out[0][0], "%.2f s" % batch_out[0][2]),
         handoff_out and (handoff_out[0][0], handoff_out[0][1][:120], "%.2f s" % handoff_out[0][2])))
@@ -326,26 +343,10 @@ def test_a_call_asking_for_a_newer_ring_does_not_hold_a_handoff(api):
     node = r0.active[0]
     url = r0.url_of(node)
     user = [u for u in new_users(400) if r0.owner(u) == node][0]
-    status, raw = c.signed("GET", c.router_urls()[0] + "/internal/ring")
-    check(status == 200, "ring: %s" % status)
-    ring = json.loads(raw)
-    ring["epoch"] += 1  # the same nodes: nobody moves
-    pids = router_pids(c)
-    read_out, handoff_out = [], []
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        tr = signed_async(c, "GET", "%s/internal/users/%d/conversations" % (url, user), None,
-                          {"X-Ring-Epoch": str(r0.epoch + 1)}, read_out)
-        time.sleep(0.2)
-        th = signed_async(c, "POST", url + "/internal/handoff",
-                          {"ring": json.dumps(ring)}, None, handoff_out)
-        time.sleep(HANDOFF_SETTLE_S)
-    finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
-    tr.join(HANDOFF_WAIT_S + 5)
-    th.join(HANDOFF_WAIT_S + 5)
+    ring = next_ring_doc(c)
+    read_out, handoff_out = handoff_while_routers_frozen(
+        c, url, ring, "GET", "/internal/users/%d/conversations" % user, None,
+        {"X-Ring-Epoch": str(r0.epoch + 1)})
     print("# read at epoch %d: %s; handoff: %s" % (
         r0.epoch + 1, read_out and (read_out[0][0], "%.2f s" % read_out[0][2]),
         handoff_out and (handoff_out[0][0], "%.2f s" % handoff_out[0][2])))
