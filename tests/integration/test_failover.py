@@ -470,9 +470,14 @@ def test_a_node_without_lease_is_not_ready(api):
 JUNK_KEYS = 1500000
 
 
+def redis_port(node):
+    """The port of cache-i's Redis (scripts/cluster: BASE_PORT + 400 + i)."""
+    return BASE_PORT + 400 + int(node.split("-")[1])
+
+
 def fill_redis(node, count):
     """count keys of users nobody owns here, through redis-cli --pipe."""
-    port = str(BASE_PORT + 400 + int(node.split("-")[1]))
+    port = str(redis_port(node))
     lines = []
     for i in range(count):
         key = "j:{%d}" % (9000000000000000 + i)
@@ -542,7 +547,7 @@ def test_a_long_clean_up_scan_does_not_stop_heartbeats(api):
 
 def hot_keys_of(node, user):
     """Names of the keys of user in node's Redis (every one holds {user})."""
-    port = str(BASE_PORT + 400 + int(node.split("-")[1]))
+    port = str(redis_port(node))
     out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", port, "--scan",
                           "--pattern", "*{%d}*" % user],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)

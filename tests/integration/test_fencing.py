@@ -722,7 +722,7 @@ def history_retrying(api, user, cid, limit_s=10.0):
 
 def redis_cmd(node, *args):
     """A command on node's Redis (BASE_PORT + 400 + i); its output lines."""
-    port = str(BASE_PORT + 400 + int(node.split("-")[1]))
+    port = str(redis_port(node))
     out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", port] + list(args),
                          stdout=subprocess.PIPE, check=True, timeout=30)
     return out.stdout.decode().splitlines()
@@ -765,7 +765,7 @@ def test_a_source_copies_only_users_it_serves(api):
 def redis_forget(c, node, user):
     """Deletes user's hot keys straight from node's Redis, as an eviction
     would (scripts/cluster: Redis of cache-i on BASE_PORT + 400 + i)."""
-    port = str(BASE_PORT + 400 + int(node.split("-")[1]))
+    port = str(redis_port(node))
     keys = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", port, "--scan",
                            "--pattern", "*{%d}*" % user], stdout=subprocess.PIPE,
                           check=True, timeout=30).stdout.decode().split()
