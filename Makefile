@@ -114,16 +114,16 @@ test-integration: build
 test-e2e: build
 	scripts/run-tests e2e
 
-fuzz:
+fuzz: deps
 	scripts/fuzz $${FUZZ_SECONDS:-60}
 
-bench:
+bench: deps
 	$(MAKE) MODE=release build
 	scripts/bench
 
 # The full fault schedule under load (docs/chaos.md); figures go to
 # build/chaos/result.json.
-chaos:
+chaos: deps
 	$(MAKE) MODE=release build
 	scripts/chaos
 
