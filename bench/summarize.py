@@ -53,6 +53,17 @@ def summarize(results):
             "p99_ms": spread(p99),
             "runs_under_target": sum(1 for v in p99 if v < P99_TARGET_MS),
         }
+    # How far each ceiling moved between its runs before and after what
+    # it is compared with, in percent (results of scripts/bench from
+    # before the ceilings were measured twice have no samples).
+    for key in ("pgbench_send_tps", "echo_rps"):
+        drifts = [100.0 * (r["ceilings"][key + "_samples"][1] -
+                           r["ceilings"][key + "_samples"][0]) /
+                  r["ceilings"][key + "_samples"][0]
+                  for r in results
+                  if len(r["ceilings"].get(key + "_samples", [])) == 2]
+        if drifts:
+            out.setdefault("ceiling_drift_pct", {})[key] = spread(drifts)
     out["non_2xx"] = sum(w["non_2xx"] for r in results
                          for w in r["workloads"].values())
     out["errors"] = sum(w["errors"] for r in results
@@ -93,6 +104,14 @@ def print_tables(s):
         print("| %s | %s ms | %.0f ms target: met in %d of %d runs | |" % (
             label, fmt(lat["p99_ms"], "%.2f"), P99_TARGET_MS,
             lat["runs_under_target"], s["runs"]))
+    for key, label in (("pgbench_send_tps", "pgbench around the send run"),
+                       ("echo_rps", "echo around the read runs")):
+        d = s.get("ceiling_drift_pct", {}).get(key)
+        if d:
+            print()
+            print("ceiling drift within a run, %s: median %+.0f%%, "
+                  "from %+.0f%% to %+.0f%%" % (label, d["median"], d["min"],
+                                              d["max"]))
     print()
     print("non-2xx %d, connection errors %d, late lease renewals %d "
           "(all runs)" % (s["non_2xx"], s["errors"],

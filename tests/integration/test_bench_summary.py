@@ -4,8 +4,10 @@ several benchmark results into medians and ranges.
 Three results of the shape scripts/bench writes, with known figures, go
 through the script as `BENCH_RUNS=3` runs it; the summary must give each
 figure's median, minimum and maximum, count the runs that met the p99
-target, add up the failures of all runs, and take the median of each
-component's CPU per request in the runs' order.
+target, add up the failures of all runs, take the median of each
+component's CPU per request in the runs' order, and give the range of
+each ceiling's drift between its two samples (only over the runs that
+have them: results from before the samples have none).
 """
 
 import json
@@ -56,6 +58,11 @@ def main():
                       cpu_send_cache=560.0),
                result(2, send=900.0, pg=2000.0, p99_send=8.0, non_2xx=0,
                       cpu_send_cache=530.0)]
+    # Two runs with both ceilings' samples, one from before them.
+    results[0]["ceilings"]["pgbench_send_tps_samples"] = [2500.0, 2250.0]
+    results[1]["ceilings"]["pgbench_send_tps_samples"] = [3000.0, 3000.0]
+    results[0]["ceilings"]["echo_rps_samples"] = [70000.0, 77000.0]
+    results[1]["ceilings"]["echo_rps_samples"] = [70000.0, 63000.0]
     d = tempfile.mkdtemp(suffix=".bench-summary")
     paths = []
     for i, r in enumerate(results):
@@ -96,6 +103,11 @@ def main():
          s["cpu_us_per_request"]["delta"]["total"], 43.0),
         ("CPU runs in the results' order", list(s["cpu_us_per_request"]),
          ["send", "delta"]),
+        ("pgbench drift min", s["ceiling_drift_pct"]["pgbench_send_tps"]["min"],
+         -10.0),
+        ("pgbench drift max", s["ceiling_drift_pct"]["pgbench_send_tps"]["max"], 0.0),
+        ("echo drift median", s["ceiling_drift_pct"]["echo_rps"]["median"], 0.0),
+        ("echo drift max", s["ceiling_drift_pct"]["echo_rps"]["max"], 10.0),
     ]
     for what, got, want in expect:
         if isinstance(want, float) and isinstance(got, (int, float)):
@@ -106,6 +118,8 @@ def main():
             failures.append("%s: got %r, want %r" % (what, got, want))
     if "| send (durable, 201) | 1000 (900-1200) /s |" not in text:
         failures.append("the table's send row is missing or wrong")
+    if "pgbench around the send run: median -5%, from -10% to +0%" not in text:
+        failures.append("the drift of pgbench is not printed")
     if "met in 2 of 3 runs" not in text:
         failures.append("the table does not count the runs under 10 ms")
     for path in paths + [out]:
