@@ -1,6 +1,8 @@
 """test_bench_short - a short pass of the benchmark (scripts/bench) runs
-end to end: its own cluster on base port 23000, every ceiling, every
-workload through the whole stack, and a result in which each workload
+end to end: its own cluster on base port 23000, every ceiling (pgbench
+and the echo each twice, around the runs compared with them, with their
+mean as the ceiling), every workload through the whole stack, and a
+result in which each workload
 has a non-zero throughput and not one non-2xx answer or connection error,
 and a CPU time per request for every component each run passes through.
 
@@ -18,6 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 WORKLOADS = ["seed", "send", "conversations", "messages", "delta", "mix",
              "send-half", "delta-half", "delta-direct"]
 CEILINGS = ["pgbench_send_tps", "echo_rps", "redis_hmget_ops", "redis_eval_ops"]
+BRACKETED = ["pgbench_send_tps", "echo_rps"]
 # Runs through nginx whose CPU time per request the result gives, and
 # the components each of them must have spent CPU in: a snapshot that
 # missed a service (no pid file found, a wrong /proc field) shows as 0.
@@ -58,6 +61,14 @@ def main():
     for name in CEILINGS:
         if not result["ceilings"].get(name, 0) > 0:
             failures.append("ceiling %s missing or zero" % name)
+    # The two ceilings a ratio divides by are each measured before and
+    # after the runs compared with them; the ceiling is their mean.
+    for name in BRACKETED:
+        samples = result["ceilings"].get(name + "_samples", [])
+        if len(samples) != 2 or not all(v > 0 for v in samples):
+            failures.append("ceiling %s: samples %r" % (name, samples))
+        elif abs(result["ceilings"].get(name, 0) - sum(samples) / 2) > 0.1:
+            failures.append("ceiling %s is not the mean of %r" % (name, samples))
     for name in WORKLOADS:
         w = result["workloads"].get(name)
         if not w:
