@@ -104,11 +104,12 @@ def print_tables(s):
         print("| %s | %s ms | %.0f ms target: met in %d of %d runs | |" % (
             label, fmt(lat["p99_ms"], "%.2f"), P99_TARGET_MS,
             lat["runs_under_target"], s["runs"]))
+    if s.get("ceiling_drift_pct"):
+        print()
     for key, label in (("pgbench_send_tps", "pgbench around the send run"),
                        ("echo_rps", "echo around the read runs")):
         d = s.get("ceiling_drift_pct", {}).get(key)
         if d:
-            print()
             print("ceiling drift within a run, %s: median %+.0f%%, "
                   "from %+.0f%% to %+.0f%%" % (label, d["median"], d["min"],
                                               d["max"]))
