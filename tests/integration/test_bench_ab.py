@@ -12,11 +12,12 @@ The figures of a one-second pass on the sanitizer build are not
 performance numbers; this proves the tool keeps working.
 """
 
-import json
 import os
 import subprocess
 import sys
 import tempfile
+
+from bench_lib import finish, load_result
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AB = os.path.join(ROOT, "bench", "ab")
@@ -42,12 +43,7 @@ def main():
     print(text[-3000:])
     if r.returncode != 0:
         failures.append("bench/ab exited %d" % r.returncode)
-    try:
-        with open(out) as f:
-            result = json.load(f)
-    except (OSError, ValueError) as e:
-        failures.append("no JSON result: %s" % e)
-        result = {"runs": {}, "values": {}}
+    result = load_result(out, {"runs": {}, "values": {}}, failures)
     if result.get("values") != {"a": "0", "b": "2"}:
         failures.append("values %r" % result.get("values"))
     for arm in ("a", "b"):
@@ -69,16 +65,8 @@ def main():
             failures.append("arm %s: no run line names its setting" % arm)
     if "b served more than a in" not in text:
         failures.append("no summary line")
-    for f in failures:
-        print("FAIL:", f)
-    if not failures:
-        print("PASS test_bench_ab: 2 runs, settings checked in /proc")
-    try:
-        os.remove(out)
-        os.rmdir(out_dir)
-    except OSError:
-        pass
-    return 1 if failures else 0
+    return finish(failures, "PASS test_bench_ab: 2 runs, settings checked in /proc", out,
+                  out_dir)
 
 
 if __name__ == "__main__":

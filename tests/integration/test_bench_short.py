@@ -10,11 +10,12 @@ This proves the benchmark itself keeps working (make bench); the figures
 of a short pass on the sanitizer build are not performance numbers.
 """
 
-import json
 import os
 import subprocess
 import sys
 import tempfile
+
+from bench_lib import finish, load_result
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKLOADS = ["seed", "send", "conversations", "messages", "delta", "mix",
@@ -52,12 +53,7 @@ def main():
     failures = []
     if r.returncode != 0:
         failures.append("scripts/bench exited %d" % r.returncode)
-    try:
-        with open(out) as f:
-            result = json.load(f)
-    except (OSError, ValueError) as e:
-        failures.append("no JSON result: %s" % e)
-        result = {"ceilings": {}, "workloads": {}}
+    result = load_result(out, {"ceilings": {}, "workloads": {}}, failures)
     for name in CEILINGS:
         if not result["ceilings"].get(name, 0) > 0:
             failures.append("ceiling %s missing or zero" % name)
@@ -94,17 +90,8 @@ def main():
     late = result.get("late_lease_renewals")
     if not isinstance(late, int) or late < 0:
         failures.append("late_lease_renewals missing from the result: %r" % late)
-    for f in failures:
-        print("FAIL:", f)
-    if not failures:
-        print("PASS test_bench_short: %d workloads, %d ceilings"
-              % (len(WORKLOADS), len(CEILINGS)))
-    try:
-        os.remove(out)
-        os.rmdir(out_dir)
-    except OSError:
-        pass
-    return 1 if failures else 0
+    return finish(failures, "PASS test_bench_short: %d workloads, %d ceilings"
+                  % (len(WORKLOADS), len(CEILINGS)), out, out_dir)
 
 
 if __name__ == "__main__":
