@@ -63,7 +63,7 @@ def main():
                                 % (arm, k, run["cpu_us"].get(k)))
         if "CACHE_STORE_LANES=%s" % result["values"].get(arm) not in text:
             failures.append("arm %s: no run line names its setting" % arm)
-    if "b served more than a in" not in text:
+    if "b against a, pair by pair: more requests/s in" not in text:
         failures.append("no summary line")
     return finish(failures, "PASS test_bench_ab: 2 runs, settings checked in /proc", out,
                   out_dir)
