@@ -20,8 +20,7 @@ import os
 import statistics
 import sys
 
-COMPONENTS = ["nginx", "gateway", "cache", "storage", "redis", "postgres",
-              "router", "loadgen"]
+from cpu_snapshot import COMPONENTS, per_request
 
 
 def load(work, name):
@@ -33,17 +32,12 @@ def figures(work, label):
     """throughput, p99 and CPU per request (us, per component and total)
     of run label."""
     w = load(work, label)
-    before = load(work, "cpu-%s-0" % label)
-    after = load(work, "cpu-%s-1" % label)
-    n = w["requests"] or 1
-    cpu = {k: (after.get(k, 0) - before.get(k, 0)) * 1e6 / n
-           for k in COMPONENTS if k != "loadgen"}
-    cpu["loadgen"] = w.get("cpu_ms", 0) * 1e3 / n
-    cpu["total"] = sum(cpu.values())
+    cpu = per_request(load(work, "cpu-%s-0" % label),
+                      load(work, "cpu-%s-1" % label), w)
     return {"label": label, "throughput": w["throughput"],
             "p99_ms": w["p99_ms"], "non_2xx": w["non_2xx"],
             "errors": w["errors"],
-            "cpu_us": {k: round(v, 1) for k, v in cpu.items()}}
+            "cpu_us": cpu or {k: 0.0 for k in COMPONENTS + ["total"]}}
 
 
 def line(f, setting):

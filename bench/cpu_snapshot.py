@@ -12,9 +12,10 @@ the directory VAR/pg.root names, when there is one).
 A process counts with its descendants, live or exited: PostgreSQL's
 backends and nginx's workers are children of the postmaster and the
 master, and the kernel adds a child's time to its parent's when the
-child is reaped (cutime, cstime). scripts/bench takes one snapshot
-before and one after a measured run (loadgen --on-start, --on-end) and
-divides the difference by the requests served.
+child is reaped (cutime, cstime). scripts/bench and bench/ab take one
+snapshot before and one after a measured run (loadgen --on-start,
+--on-end) and divide the difference by the requests served
+(per_request, which both import).
 """
 import glob
 import json
@@ -23,6 +24,23 @@ import sys
 
 TICKS = os.sysconf("SC_CLK_TCK")
 KINDS = {"lb": "nginx"}
+# What per_request reports, the load generator's own time last.
+COMPONENTS = ["nginx", "gateway", "cache", "storage", "redis", "postgres",
+              "router", "loadgen"]
+
+
+def per_request(before, after, result):
+    """us of CPU per request of each component, and their total, between
+    two snapshots around a run whose loadgen result is result (its
+    requests, and its own cpu_ms); None for a run without requests."""
+    n = result["requests"]
+    if not n:
+        return None
+    us = {k: (after.get(k, 0) - before.get(k, 0)) * 1e6 / n
+          for k in COMPONENTS if k != "loadgen"}
+    us["loadgen"] = result.get("cpu_ms", 0) * 1e3 / n
+    us["total"] = sum(us.values())
+    return {k: round(v, 1) for k, v in us.items()}
 
 
 def read_stats():
