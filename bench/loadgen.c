@@ -292,12 +292,12 @@ static void report(const options *o, const lg_run *r, double own_cpu_ms)
             "\"requests\":%" PRIu64 ",\"throughput\":%.1f,"
             "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
             "\"max_ms\":%.3f,\"non_2xx\":%" PRIu64 ",\"errors\":%" PRIu64
-            ",\"cpu_ms\":%.1f,\"status\":{",
+            ",\"cpu_ms\":%.1f,\"content_bytes\":%d,\"status\":{",
             o->label, o->workload, o->connections, o->threads, o->rate,
             r->elapsed_s, r->done, tput, ms(lg_hist_quantile(&r->hist, 0.50)),
             ms(lg_hist_quantile(&r->hist, 0.99)),
             ms(lg_hist_quantile(&r->hist, 0.999)), ms(r->hist.max_us),
-            r->non_2xx, r->errors, own_cpu_ms);
+            r->non_2xx, r->errors, own_cpu_ms, o->content_bytes);
     const char *sep = "";
     for (int s = 0; s <= LG_STATUS_MAX; s++) {
         if (r->status[s]) {

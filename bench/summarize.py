@@ -26,7 +26,9 @@ THROUGHPUT = [
     ("mix 20% send / 80% read", "mix", "mix_vs_echo", "echo_rps"),
 ]
 LATENCY = [("send p99 at half peak", "send-half"),
-           ("delta p99 at half peak", "delta-half")]
+           ("delta p99 at half peak", "delta-half"),
+           ("message page p99 at half peak", "messages-half"),
+           ("conversation list p99 at half peak", "conversations-half")]
 P99_TARGET_MS = 10.0
 
 
@@ -48,6 +50,10 @@ def summarize(results):
             "ratio": spread([r["ratios"][ratio] for r in results]),
         }
     for _, name in LATENCY:
+        # Results from before the page and list runs at half peak lack
+        # them.
+        if not all(name in r["workloads"] for r in results):
+            continue
         p99 = [r["workloads"][name]["p99_ms"] for r in results]
         out["latency"][name] = {
             "p99_ms": spread(p99),
@@ -100,6 +106,8 @@ def print_tables(s):
             label, fmt(t["per_second"], "%.0f"), fmt(t["ceiling"], "%.0f"),
             unit, fmt(t["ratio"], "%.2fx")))
     for label, name in LATENCY:
+        if name not in s["latency"]:
+            continue
         lat = s["latency"][name]
         print("| %s | %s ms | %.0f ms target: met in %d of %d runs | |" % (
             label, fmt(lat["p99_ms"], "%.2f"), P99_TARGET_MS,
@@ -122,9 +130,11 @@ def print_tables(s):
         names = list(cpu)
         print()
         print("CPU per request, us, median of the runs")
-        print("%-10s" % "" + "".join("%14s" % n for n in names))
+        width = max(14, max(len(n) for n in names) + 2)
+        print("%-10s" % "" + "".join("%*s" % (width, n) for n in names))
         for k in cpu[names[0]]:
-            print("%-10s" % k + "".join("%14.1f" % cpu[n][k] for n in names))
+            print("%-10s" % k + "".join("%*.1f" % (width, cpu[n][k])
+                                        for n in names))
 
 
 def main():

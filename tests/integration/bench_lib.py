@@ -4,6 +4,7 @@ folder."""
 
 import json
 import os
+import shutil
 
 
 def load_result(out, empty, failures):
@@ -16,16 +17,12 @@ def load_result(out, empty, failures):
         return empty
 
 
-def finish(failures, passed, out, out_dir):
-    """Prints each failure, or passed when there is none, removes out and
-    its folder, and returns the exit status."""
+def finish(failures, passed, out_dir):
+    """Prints each failure, or passed when there is none, removes the
+    temporary folder the tool wrote into, and returns the exit status."""
     for f in failures:
         print("FAIL:", f)
     if not failures:
         print(passed)
-    try:
-        os.remove(out)
-        os.rmdir(out_dir)
-    except OSError:
-        pass
+    shutil.rmtree(out_dir, ignore_errors=True)
     return 1 if failures else 0

@@ -65,7 +65,7 @@ def main():
             failures.append("arm %s: no run line names its setting" % arm)
     if "b against a, pair by pair: more requests/s in" not in text:
         failures.append("no summary line")
-    return finish(failures, "PASS test_bench_ab: 2 runs, settings checked in /proc", out,
+    return finish(failures, "PASS test_bench_ab: 2 runs, settings checked in /proc",
                   out_dir)
 
 

@@ -19,7 +19,8 @@ from bench_lib import finish, load_result
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKLOADS = ["seed", "send", "conversations", "messages", "delta", "mix",
-             "send-half", "delta-half", "delta-direct"]
+             "send-half", "delta-half", "messages-half",
+             "conversations-half", "delta-direct"]
 CEILINGS = ["pgbench_send_tps", "echo_rps", "redis_hmget_ops", "redis_eval_ops"]
 BRACKETED = ["pgbench_send_tps", "echo_rps"]
 # Runs through nginx whose CPU time per request the result gives, and
@@ -33,9 +34,39 @@ CPU_RUNS = {
     "mix": ["nginx", "gateway", "cache", "storage", "redis", "postgres", "loadgen"],
     "send-half": ["nginx", "gateway", "cache", "storage", "redis", "postgres", "loadgen"],
     "delta-half": ["nginx", "gateway", "cache", "loadgen"],
+    "messages-half": ["nginx", "gateway", "cache", "redis", "loadgen"],
+    "conversations-half": ["nginx", "gateway", "cache", "redis", "loadgen"],
 }
+# The load generator's default message content, which the capacity
+# model's bytes per send are measured with.
+CONTENT_BYTES = 54
 # The whole pass must end well inside the suite's time limit.
 BENCH_TIMEOUT_S = 240
+
+
+def check_capacity(out_dir, failures):
+    """The capacity model scripts/bench computes from the run (its
+    arithmetic is test_capacity's): present, with machines for every
+    tier at every rate, and sizes from the run's own tables and Redis."""
+    model = load_result(os.path.join(out_dir, "capacity.json"), {}, failures)
+    if not os.path.exists(os.path.join(out_dir, "capacity.md")):
+        failures.append("no capacity.md next to the result")
+    plans = model.get("plans", [])
+    if [p["sends_per_s"] for p in plans] != [115000, 400000]:
+        failures.append("capacity plans: %r" % [p.get("sends_per_s")
+                                                for p in plans])
+    for p in plans:
+        for t in p["tiers"]:
+            if not t["machines"] >= 1:
+                failures.append("capacity: %s at %d: %r machines"
+                                % (t["tier"], p["sends_per_s"], t["machines"]))
+    storage = model.get("storage", {})
+    if storage.get("content_bytes") != CONTENT_BYTES:
+        failures.append("capacity: content bytes %r" % storage.get("content_bytes"))
+    if not storage.get("bytes_per_send", 0) > 2 * CONTENT_BYTES:
+        failures.append("capacity: bytes per send %r" % storage.get("bytes_per_send"))
+    if not model.get("redis", {}).get("bytes_per_hot_user", 0) > 0:
+        failures.append("capacity: no Redis bytes per hot user")
 
 
 def main():
@@ -90,8 +121,9 @@ def main():
     late = result.get("late_lease_renewals")
     if not isinstance(late, int) or late < 0:
         failures.append("late_lease_renewals missing from the result: %r" % late)
+    check_capacity(out_dir, failures)
     return finish(failures, "PASS test_bench_short: %d workloads, %d ceilings"
-                  % (len(WORKLOADS), len(CEILINGS)), out, out_dir)
+                  % (len(WORKLOADS), len(CEILINGS)), out_dir)
 
 
 if __name__ == "__main__":

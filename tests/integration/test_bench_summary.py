@@ -19,7 +19,8 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "bench", "summarize.py")
 WORKLOADS = ["send", "conversations", "messages", "delta", "mix",
-             "send-half", "delta-half", "delta-direct"]
+             "send-half", "delta-half", "messages-half", "conversations-half",
+             "delta-direct"]
 
 
 def result(i, send, pg, p99_send, non_2xx, cpu_send_cache):
@@ -95,6 +96,10 @@ def main():
          s["latency"]["send-half"]["runs_under_target"], 2),
         ("delta p99 runs under 10 ms",
          s["latency"]["delta-half"]["runs_under_target"], 3),
+        ("message page p99 median",
+         s["latency"]["messages-half"]["p99_ms"]["median"], 4.0),
+        ("conversation list p99 runs under 10 ms",
+         s["latency"]["conversations-half"]["runs_under_target"], 3),
         ("non-2xx of all runs", s["non_2xx"], 2),
         ("late renewals of all runs", s["late_lease_renewals"], 3),
         ("cache CPU per send, median",
