@@ -184,9 +184,9 @@ def markdown(m):
     say = out.append
     say("Capacity model from %d result(s) of make bench: %s." %
         (m["results"], ", ".join(m["dates"])))
-    say("The host's ceilings in those runs (medians): pgbench %.0f tx/s, "
-        "echo %.0f req/s." % (m["ceilings"]["pgbench_send_tps"],
-                              m["ceilings"]["echo_rps"]))
+    say("The host's ceilings in those runs (medians): pgbench %s tx/s, "
+        "echo %s req/s." % ("{:,.0f}".format(m["ceilings"]["pgbench_send_tps"]),
+                            "{:,.0f}".format(m["ceilings"]["echo_rps"])))
     say("")
     say("CPU per request at half of each workload's peak, us (medians):")
     say("")
@@ -228,11 +228,11 @@ def markdown(m):
     say("")
     for p in m["plans"]:
         say("- At %dk sends/s: Redis %.1f cores, so **%d cache nodes** "
-            "(one redis-server each at %.1f of a core); %d sends/s per "
-            "PostgreSQL primary; %d logical shards make %d per primary." % (
+            "(one redis-server each at %.1f of a core); %s sends/s per "
+            "PostgreSQL primary; %s logical shards make %d per primary." % (
                 p["sends_per_s"] // 1000, p["redis_cores"], p["cache_nodes"],
-                REDIS_CORE_SHARE, p["sends_per_primary"], LOGICAL_SHARDS,
-                p["shards_per_primary"]))
+                REDIS_CORE_SHARE, "{:,}".format(p["sends_per_primary"]),
+                "{:,}".format(LOGICAL_SHARDS), p["shards_per_primary"]))
     s = m["storage"]
     say("")
     content = ("content of %d bytes" % s["content_bytes"]
@@ -240,18 +240,19 @@ def markdown(m):
     say("Bytes on disk per row, indexes and TOAST included (%s): " % content
         + ", ".join(
             "%s %d" % (t, b) for t, b in s["bytes_per_row"].items()) + ".")
-    say("Per send (%s): **%d bytes**; %s sends a day: **%.1f TB/day, "
+    say("Per send (%s): **%s bytes**; %s sends a day: **%.1f TB/day, "
         "%.2f PB/year** per copy, **%.1f TB/day, %.2f PB/year** with one "
         "standby copy." % (
             " + ".join("%d x %s" % (n, t) for t, n in ROWS_PER_SEND.items()),
-            s["bytes_per_send"], "{:,}".format(SENDS_PER_DAY),
+            "{:,}".format(s["bytes_per_send"]), "{:,}".format(SENDS_PER_DAY),
             s["tb_per_day"], s["pb_per_year"], s["tb_per_day_all_copies"],
             s["pb_per_year_all_copies"]))
     r = m["redis"]
     say("")
-    say("Redis: **%d bytes per hot user**; %s active users: **%d GB** "
-        "in all, " % (r["bytes_per_hot_user"],
-                      "{:,}".format(r["active_users"]), r["total_gb"]) +
+    say("Redis: **%s bytes per hot user**; %s active users: **%s GB** "
+        "in all, " % ("{:,}".format(r["bytes_per_hot_user"]),
+                      "{:,}".format(r["active_users"]),
+                      "{:,}".format(r["total_gb"])) +
         " and ".join("%.1f GB per cache node at %dk sends/s" % (
             r["gb_per_cache_node"][str(p["sends_per_s"])],
             p["sends_per_s"] // 1000) for p in m["plans"]) + ".")
