@@ -26,6 +26,8 @@ import math
 import statistics
 import sys
 
+from summarize import load_results
+
 # Sends per second to plan for: 10 billion a day is 115,741/s on
 # average; the peak is about three and a half times that.
 SEND_RATES = [115_000, 400_000]
@@ -262,12 +264,8 @@ def markdown(m):
 def main():
     if len(sys.argv) < 3:
         sys.exit("usage: capacity.py OUT_PREFIX RESULT.json [RESULT.json ...]")
-    results = []
-    for path in sys.argv[2:]:
-        with open(path) as f:
-            results.append(json.load(f))
     try:
-        m = model(results)
+        m = model(load_results(sys.argv[2:]))
     except (KeyError, ValueError) as e:
         sys.exit("capacity.py: %s" % e)
     text = markdown(m)

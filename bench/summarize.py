@@ -137,14 +137,20 @@ def print_tables(s):
                                         for n in names))
 
 
+def load_results(paths):
+    """The results of scripts/bench at paths, in order (capacity.py
+    reads them the same way)."""
+    results = []
+    for path in paths:
+        with open(path) as f:
+            results.append(json.load(f))
+    return results
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit("usage: summarize.py OUT RESULT.json [RESULT.json ...]")
-    results = []
-    for path in sys.argv[2:]:
-        with open(path) as f:
-            results.append(json.load(f))
-    s = summarize(results)
+    s = summarize(load_results(sys.argv[2:]))
     with open(sys.argv[1], "w") as f:
         json.dump(s, f, indent=1)
     print_tables(s)

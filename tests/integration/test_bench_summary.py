@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 
+from bench_lib import finish, write_results
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "bench", "summarize.py")
 WORKLOADS = ["send", "conversations", "messages", "delta", "mix",
@@ -65,11 +67,7 @@ def main():
     results[0]["ceilings"]["echo_rps_samples"] = [70000.0, 77000.0]
     results[1]["ceilings"]["echo_rps_samples"] = [70000.0, 63000.0]
     d = tempfile.mkdtemp(suffix=".bench-summary")
-    paths = []
-    for i, r in enumerate(results):
-        paths.append(os.path.join(d, "run-%d.json" % (i + 1)))
-        with open(paths[-1], "w") as f:
-            json.dump(r, f)
+    paths = write_results(d, results)
     out = os.path.join(d, "summary.json")
     p = subprocess.run([sys.executable, SCRIPT, out] + paths,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -127,14 +125,7 @@ def main():
         failures.append("the drift of pgbench is not printed")
     if "met in 2 of 3 runs" not in text:
         failures.append("the table does not count the runs under 10 ms")
-    for path in paths + [out]:
-        os.remove(path)
-    os.rmdir(d)
-    for f in failures:
-        print("FAIL:", f)
-    if not failures:
-        print("PASS test_bench_summary: %d figures checked" % len(expect))
-    return 1 if failures else 0
+    return finish(failures, "PASS test_bench_summary: %d figures checked" % len(expect), d)
 
 
 if __name__ == "__main__":

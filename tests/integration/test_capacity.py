@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 
+from bench_lib import finish, write_results
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "bench", "capacity.py")
 HALF_RUNS = ["send-half", "delta-half", "messages-half", "conversations-half"]
@@ -77,11 +79,7 @@ def main():
     d = tempfile.mkdtemp(suffix=".capacity")
     # PostgreSQL per send 600, 700 and 900 us: the median is 700.
     results = [result(0, 600.0), result(1, 900.0), result(2, 700.0)]
-    paths = []
-    for i, r in enumerate(results):
-        paths.append(os.path.join(d, "run-%d.json" % (i + 1)))
-        with open(paths[-1], "w") as f:
-            json.dump(r, f)
+    paths = write_results(d, results)
     prefix = os.path.join(d, "capacity")
     rc, text = run(paths, prefix)
     print(text)
@@ -148,14 +146,7 @@ def main():
                         % (rc, text))
     if os.path.exists(os.path.join(d, "old.json")):
         failures.append("a refused model was written")
-    for name in os.listdir(d):
-        os.remove(os.path.join(d, name))
-    os.rmdir(d)
-    for f in failures:
-        print("FAIL:", f)
-    if not failures:
-        print("PASS test_capacity: %d figures checked" % len(expect))
-    return 1 if failures else 0
+    return finish(failures, "PASS test_capacity: %d figures checked" % len(expect), d)
 
 
 if __name__ == "__main__":
