@@ -172,6 +172,40 @@ int ring_owner(const ring_t *r, int64_t user_id)
     return r->tokens[lo].node;
 }
 
+/* Appends [lo, hi] to out, merged into the last range when they touch. */
+static int add_range(ring_range *out, size_t cap, int *n, uint64_t lo,
+                     uint64_t hi)
+{
+    if (*n > 0 && out[*n - 1].hi + 1 == lo) {
+        out[*n - 1].hi = hi;
+        return 0;
+    }
+    if ((size_t)*n == cap)
+        return -1;
+    out[(*n)++] = (ring_range){lo, hi};
+    return 0;
+}
+
+int ring_foreign_ranges(const ring_t *r, int node, ring_range *out,
+                        size_t cap)
+{
+    int n = 0;
+    /* Token i holds (token i-1, token i]; token 0 also holds the wrap
+     * past the last token, listed at the end to keep the order. */
+    for (size_t i = 0; i < r->ntokens; i++) {
+        if (r->tokens[i].node == node)
+            continue;
+        uint64_t lo = i ? r->tokens[i - 1].hash + 1 : 0;
+        if (add_range(out, cap, &n, lo, r->tokens[i].hash))
+            return -1;
+    }
+    uint64_t last = r->ntokens ? r->tokens[r->ntokens - 1].hash : UINT64_MAX;
+    if (r->ntokens && r->tokens[0].node != node && last != UINT64_MAX &&
+        add_range(out, cap, &n, last + 1, UINT64_MAX))
+        return -1;
+    return n;
+}
+
 int ring_find(const ring_t *r, const char *name)
 {
     for (int i = 0; i < r->nnodes; i++) {

@@ -64,6 +64,19 @@ int ring_owner(const ring_t *r, int64_t user_id);
 /* Index of the node named name, or -1. */
 int ring_find(const ring_t *r, const char *name);
 
+/* A closed interval of user hashes (ring_hash_user). */
+typedef struct ring_range {
+    uint64_t lo, hi;
+} ring_range;
+
+/* The hashes node (an index into r->nodes, or -1 for none) does not own
+ * under r, as at most r->ntokens + 1 disjoint ranges in ascending order,
+ * neighbours merged, into out (cap entries). Returns how many, or -1
+ * when cap is too small. A user is not node's exactly when its hash
+ * lies in one of them. Pure. */
+int ring_foreign_ranges(const ring_t *r, int node, ring_range *out,
+                        size_t cap);
+
 /* The slot whose tokens node holds: its slot, else its name. */
 const char *ring_node_slot(const ring_node *node);
 

@@ -347,20 +347,41 @@ void handoff_show_metrics(cache_node *n)
  * (import_lock held: an import waits, or the scan could drop what it
  * restores for a later ring, the one the router prepares once this node
  * installed now or even before). */
+/* The ranges of hashes this node does not own under r (a calloc'd
+ * array the caller frees, into *out), or -1 when out of memory. */
+static int foreign_ranges(cache_node *n, const ring_t *r, ring_range **out)
+{
+    size_t cap = r->ntokens + 1;
+    *out = calloc(cap, sizeof(**out));
+    return *out ? ring_foreign_ranges(r, ring_find(r, n->name), *out, cap)
+                : -1;
+}
+
 static void drop_not_owned(cache_node *n, const ring_t *now)
 {
+    ring_range *foreign;
+    int nforeign = foreign_ranges(n, now, &foreign);
+    if (nforeign < 0) { /* out of memory: nothing may be served as it is */
+        free(foreign);
+        hot_flush(n->hot);
+        return;
+    }
     key_list *imported = &n->handoff->imported;
     users_sort(imported);
     name_index names;
     bool indexed = index_names(imported, &names) == 0;
     owner_arg o = {now, n->name, imported, indexed ? &names : NULL};
-    long dropped = hot_drop_users(n->hot, not_owned, &o);
+    bool walked;
+    long dropped =
+        hot_drop_users(n->hot, foreign, nforeign, not_owned, &o, &walked);
     free(names.names);
-    if (dropped > 0)
+    free(foreign);
+    if (dropped > 0 || walked)
         log_msg("info",
-                "hot: dropped %ld keys of users not owned at epoch "
-                "%lld",
-                dropped, (long long)now->epoch);
+                "hot: dropped %ld keys of users not owned at epoch %lld (%s)",
+                dropped, (long long)now->epoch,
+                walked ? "walked the keyspace, index rebuilt"
+                       : "from the user index");
 }
 
 void handoff_ring_changed(cache_node *n, const ring_t *old, const ring_t *now)
@@ -525,7 +546,13 @@ static void export_to(cache_node *n, const ring_t *cur, ring_t *next,
     }
     *x = (export_ctx){.n = n, .cur = cur, .next = next, .rid = rid};
     gate(n, gated);
-    long dumped = hot_dump_users(n->hot, is_leaving, x, add_key, x);
+    /* Who leaves is not this node's under next. */
+    ring_range *leaving;
+    int nleaving = foreign_ranges(n, next, &leaving);
+    long dumped = nleaving < 0 ? -1
+                               : hot_dump_users(n->hot, leaving, nleaving,
+                                                is_leaving, x, add_key, x);
+    free(leaving);
     for (int t = 0; t < next->nnodes; t++) {
         send_batch(x, t);
         json_decref(x->batches[t].entries);

@@ -24,6 +24,7 @@
 #include "constants.h"
 #include "log.h"
 #include "memo.h"
+#include "ring.h"
 
 /* Redis is on loopback next to the node: anything slower than this is a
  * Redis in trouble, and storage is the better source. */
@@ -209,10 +210,24 @@ static bool flush_now(hot_t *h)
     redisContext *c = borrow(h);
     if (!c)
         return false;
-    redisReply *r = redisCommand(c, "FLUSHDB");
-    bool ok = r && r->type == REDIS_REPLY_STATUS;
-    if (r)
+    /* The sentinel goes in with the flush, in one transaction: an empty
+     * index that vouches for the empty keyspace (hot_conn.h). */
+    redisAppendCommand(c, "MULTI");
+    redisAppendCommand(c, "FLUSHDB");
+    redisAppendCommand(c, "ZADD %s -1 %s", HOT_USER_INDEX, HOT_INDEX_SENTINEL);
+    redisAppendCommand(c, "EXEC");
+    bool ok = true;
+    for (int i = 0; i < 4; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+            ok = false;
+            break; /* the connection is broken: give_back drops it */
+        }
+        if (i == 3)
+            ok = ok && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                 r->element[0]->type == REDIS_REPLY_STATUS;
         freeReplyObject(r);
+    }
     give_back(h, c);
     memo_clear(h->memo);
     return ok;
@@ -248,6 +263,11 @@ bool hot_ping(hot_t *h)
         freeReplyObject(r);
     give_back(h, c);
     return ok;
+}
+
+void hot_index_score(int64_t uid, char buf[HOT_SCORE_MAX])
+{
+    snprintf(buf, HOT_SCORE_MAX, "%" PRIu64, ring_hash_user(uid) >> 11);
 }
 
 typedef struct user_keys {
@@ -566,19 +586,25 @@ void hot_load_user(hot_t *h, int64_t uid, const hot_meta *meta, bool complete,
     char seq[24], max[24];
     snprintf(seq, sizeof(seq), "%" PRId64, meta->seq);
     snprintf(max, sizeof(max), "%" PRId64, meta->max_id);
-    const char **argv = calloc(n + 6, sizeof(char *));
+    char id[24], score[HOT_SCORE_MAX];
+    snprintf(id, sizeof(id), "%" PRId64, uid);
+    hot_index_score(uid, score);
+    const char **argv = calloc(n + 9, sizeof(char *));
     if (!argv)
         return;
     argv[0] = k.u;
     argv[1] = k.c;
     argv[2] = k.x;
-    argv[3] = seq;
-    argv[4] = max;
-    argv[5] = complete ? "1" : "0";
+    argv[3] = HOT_USER_INDEX;
+    argv[4] = seq;
+    argv[5] = max;
+    argv[6] = complete ? "1" : "0";
+    argv[7] = id;
+    argv[8] = score;
     for (size_t i = 0; i < n; i++)
-        argv[6 + i] = entries[i];
+        argv[9 + i] = entries[i];
     memo_ticket t = memo_take_ticket(h->memo, uid);
-    if (run_write(h, uid, S_LOAD_USER, 3, (int)n + 6, argv) == 1)
+    if (run_write(h, uid, S_LOAD_USER, 4, (int)n + 9, argv) == 1)
         memo_put(h->memo, t, uid, meta);
     free(argv);
 }

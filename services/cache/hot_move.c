@@ -4,6 +4,7 @@
  */
 #include "hot_move.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,29 @@ static int scan_all(redisContext *c, key_fn each, void *arg, page_fn done)
     return 0;
 }
 
+/* A growing list of user ids. */
+typedef struct uid_list {
+    int64_t *v;
+    size_t n, cap;
+} uid_list;
+
+static int uids_add(uid_list *l, int64_t uid)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        int64_t *v = realloc(l->v, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = uid;
+    return 0;
+}
+
+/* Users whose index entries one ZADD of a rebuild carries. */
+#define HOT_REBUILD_BATCH 512
+
 typedef struct drop_ctx {
     hot_key_pred drop;
     void *arg;
@@ -71,6 +95,13 @@ typedef struct drop_ctx {
     const char *argv[1 + 1024];
     size_t argvlen[1 + 1024];
     int argc;
+    /* A walk that rebuilds the user index: the metas it keeps, as
+     * score and member pairs of one ZADD. */
+    bool rebuild;
+    char pairs[HOT_REBUILD_BATCH][2][HOT_SCORE_MAX];
+    int npairs;
+    /* A drop from the index: the users whose meta went, to unindex. */
+    uid_list gone;
 } drop_ctx;
 
 static int flush_drops(redisContext *c, drop_ctx *d)
@@ -113,34 +144,327 @@ static int queue_drop(redisContext *c, drop_ctx *d, const char *key, size_t len)
                : 0;
 }
 
+/* Sends the index entries a rebuild gathered, in one ZADD. */
+static int flush_pairs(redisContext *c, drop_ctx *d)
+{
+    if (d->npairs == 0)
+        return 0;
+    const char *argv[2 + 2 * HOT_REBUILD_BATCH];
+    int argc = 0;
+    argv[argc++] = "ZADD";
+    argv[argc++] = HOT_USER_INDEX;
+    for (int i = 0; i < d->npairs; i++) {
+        argv[argc++] = d->pairs[i][0];
+        argv[argc++] = d->pairs[i][1];
+    }
+    d->npairs = 0;
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    int ok = r && r->type == REDIS_REPLY_INTEGER;
+    if (r)
+        freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+static bool is_meta(const char *key, size_t len)
+{
+    return len > 3 && memcmp(key, "u:{", 3) == 0;
+}
+
 static int drop_key(redisContext *c, const redisReply *key, void *arg)
 {
     drop_ctx *d = arg;
     int64_t uid;
-    if (hot_key_user(key->str, key->len, &uid) ||
-        !d->drop(key->str, key->len, uid, d->arg))
+    if (hot_key_user(key->str, key->len, &uid))
         return 0;
-    return queue_drop(c, d, key->str, key->len);
+    if (d->drop(key->str, key->len, uid, d->arg))
+        return queue_drop(c, d, key->str, key->len);
+    if (!d->rebuild || !is_meta(key->str, key->len))
+        return 0;
+    hot_index_score(uid, d->pairs[d->npairs][0]);
+    snprintf(d->pairs[d->npairs][1], HOT_SCORE_MAX, "%" PRId64, uid);
+    return ++d->npairs == HOT_REBUILD_BATCH ? flush_pairs(c, d) : 0;
 }
 
 static int page_done(redisContext *c, void *arg)
 {
-    return flush_drops(c, arg);
+    drop_ctx *d = arg;
+    return flush_drops(c, d) || flush_pairs(c, d) ? -1 : 0;
 }
 
-long hot_drop_users(hot_t *h, hot_key_pred drop, void *arg)
+/* The rebuild's marker: in the index from the walk's start, so that the
+ * sentinel goes in at its end only if the index was not evicted while
+ * the walk ran (users it passed before would be missing). */
+#define HOT_REBUILD_MARKER "~walk"
+
+static int mark_rebuild(redisContext *c)
 {
+    redisReply *r = redisCommand(c, "ZADD %s -2 %s", HOT_USER_INDEX,
+                                 HOT_REBUILD_MARKER);
+    int ok = r && r->type == REDIS_REPLY_INTEGER;
+    if (r)
+        freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+static const char seal_lua[] =
+    "if redis.call('ZSCORE', KEYS[1], ARGV[1]) then\n"
+    "  redis.call('ZREM', KEYS[1], ARGV[1])\n"
+    "  redis.call('ZADD', KEYS[1], -1, ARGV[2]) return 1 end\n"
+    "return 0\n";
+
+/* Vouches for the rebuilt index (sentinel in, marker out) when its
+ * marker survived the walk. */
+static int seal_rebuild(redisContext *c)
+{
+    redisReply *r =
+        redisCommand(c, "EVAL %s 1 %s %s %s", seal_lua, HOT_USER_INDEX,
+                     HOT_REBUILD_MARKER, HOT_INDEX_SENTINEL);
+    int ok = r && r->type == REDIS_REPLY_INTEGER;
+    if (ok && r->integer == 0)
+        log_msg("warn", "hot: the user index went while it was rebuilt; the "
+                        "next ring change walks the keyspace again");
+    if (r)
+        freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+/* The clean-up without a usable index: a walk of the whole keyspace,
+ * which also rebuilds the index from the metas it keeps. */
+static int drop_by_walk(redisContext *c, drop_ctx *d)
+{
+    d->rebuild = true;
+    if (mark_rebuild(c) || scan_all(c, drop_key, d, page_done))
+        return -1;
+    return seal_rebuild(c);
+}
+
+/* Adds the users of one range query's answer. */
+static int add_members(const redisReply *a, uid_list *out)
+{
+    if (a->type != REDIS_REPLY_ARRAY)
+        return -1;
+    for (size_t i = 0; i < a->elements; i++) {
+        const redisReply *m = a->element[i];
+        int64_t uid;
+        if (m->type != REDIS_REPLY_STRING)
+            return -1;
+        if (ids_parse_user(m->str, m->len, &uid) == 0 && uids_add(out, uid))
+            return -1;
+    }
+    return 0;
+}
+
+/* The index's users whose scores fall in the ranges, read in the same
+ * transaction as the sentinel, so no eviction falls between. Returns 1
+ * with the users in out, 0 when the index cannot be trusted (no
+ * sentinel), -1 when Redis failed. */
+static int index_users(redisContext *c, const ring_range *rr, int n,
+                       uid_list *out)
+{
+    redisAppendCommand(c, "MULTI");
+    redisAppendCommand(c, "ZSCORE %s %s", HOT_USER_INDEX, HOT_INDEX_SENTINEL);
+    for (int i = 0; i < n; i++)
+        redisAppendCommand(c, "ZRANGEBYSCORE %s %" PRIu64 " %" PRIu64,
+                           HOT_USER_INDEX, rr[i].lo >> 11, rr[i].hi >> 11);
+    redisAppendCommand(c, "EXEC");
+    redisReply *exec = NULL;
+    for (int i = 0; i < n + 3; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK)
+            return -1; /* the connection is broken: give_back drops it */
+        if (i == n + 2)
+            exec = r;
+        else
+            freeReplyObject(r);
+    }
+    int rc = -1;
+    if (exec && exec->type == REDIS_REPLY_ARRAY &&
+        exec->elements == (size_t)n + 1) {
+        rc = exec->element[0]->type == REDIS_REPLY_NIL ? 0 : 1;
+        for (int i = 0; rc == 1 && i < n; i++)
+            if (add_members(exec->element[1 + i], out))
+                rc = -1;
+    }
+    if (exec)
+        freeReplyObject(exec);
+    return rc;
+}
+
+/* Users per round of HKEYS over the index's users. */
+#define HOT_USER_BATCH 256
+
+/* Key names of one round, owned until the round ends. */
+typedef struct name_list {
+    char **v;
+    size_t n, cap;
+} name_list;
+
+/* Adds "<kind>:{uid}", or "m:{uid}:<rest>" for a message window. */
+static char *names_add(name_list *l, char kind, int64_t uid, const char *rest,
+                       size_t rest_len)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 1024;
+        char **v = realloc(l->v, cap * sizeof(*v));
+        if (!v)
+            return NULL;
+        l->v = v;
+        l->cap = cap;
+    }
+    char head[48];
+    int hl = snprintf(head, sizeof(head), "%c:{%" PRId64 "}%s", kind, uid,
+                      kind == 'm' ? ":" : "");
+    char *name = malloc((size_t)hl + rest_len + 1);
+    if (!name)
+        return NULL;
+    memcpy(name, head, (size_t)hl);
+    memcpy(name + hl, rest, rest_len);
+    name[(size_t)hl + rest_len] = '\0';
+    l->v[l->n++] = name;
+    return name;
+}
+
+static void names_clear(name_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    l->n = 0;
+}
+
+/* Called for each key of an indexed user (NUL-terminated, len bytes). */
+typedef int (*user_key_fn)(redisContext *c, const char *key, size_t len,
+                           int64_t uid, void *arg);
+
+/* Names every key of uid that its meta lists: the meta, the conversation
+ * window and index, and each message window named by an "m:<cid>"
+ * field (fields: the meta's HKEYS). A message window whose field is gone
+ * is read by nobody, and is left to eviction. */
+static int name_user_keys(name_list *names, int64_t uid,
+                          const redisReply *fields)
+{
+    if (!names_add(names, 'u', uid, "", 0) ||
+        !names_add(names, 'c', uid, "", 0) ||
+        !names_add(names, 'x', uid, "", 0))
+        return -1;
+    for (size_t i = 0;
+         fields->type == REDIS_REPLY_ARRAY && i < fields->elements; i++) {
+        const redisReply *f = fields->element[i];
+        if (f->type == REDIS_REPLY_STRING && f->len > 2 &&
+            memcmp(f->str, "m:", 2) == 0 &&
+            !names_add(names, 'm', uid, f->str + 2, f->len - 2))
+            return -1;
+    }
+    return 0;
+}
+
+/* One round: the metas' fields of up to HOT_USER_BATCH users in one
+ * pipeline, then fn for each of their keys, then done (names live
+ * until it returned). */
+static int user_round(redisContext *c, const int64_t *uids, size_t n,
+                      name_list *names, user_key_fn fn, page_fn done,
+                      void *arg)
+{
+    redisReply *fields[HOT_USER_BATCH] = {0};
+    int rc = 0;
+    for (size_t i = 0; i < n; i++)
+        redisAppendCommand(c, "HKEYS u:{%" PRId64 "}", uids[i]);
+    for (size_t i = 0; i < n; i++)
+        if (redisGetReply(c, (void **)&fields[i]) != REDIS_OK)
+            rc = -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        size_t first = names->n;
+        rc = name_user_keys(names, uids[i], fields[i]);
+        for (size_t k = first; rc == 0 && k < names->n; k++)
+            rc = fn(c, names->v[k], strlen(names->v[k]), uids[i], arg);
+    }
+    if (rc == 0 && done)
+        rc = done(c, arg);
+    for (size_t i = 0; i < n; i++)
+        if (fields[i])
+            freeReplyObject(fields[i]);
+    names_clear(names);
+    return rc;
+}
+
+/* Calls fn for every key of every user in users (user_round). */
+static int each_user_key(redisContext *c, const uid_list *users,
+                         user_key_fn fn, page_fn done, void *arg)
+{
+    name_list names = {0};
+    int rc = 0;
+    for (size_t at = 0; rc == 0 && at < users->n; at += HOT_USER_BATCH) {
+        size_t n = users->n - at < HOT_USER_BATCH ? users->n - at
+                                                  : HOT_USER_BATCH;
+        rc = user_round(c, users->v + at, n, &names, fn, done, arg);
+    }
+    free(names.v);
+    return rc;
+}
+
+/* Takes the users whose meta a drop deleted out of the index, in one
+ * ZREM. */
+static int unindex(redisContext *c, drop_ctx *d)
+{
+    if (d->gone.n == 0)
+        return 0;
+    const char **argv = calloc(d->gone.n + 2, sizeof(*argv));
+    char(*ids)[24] = calloc(d->gone.n, sizeof(*ids));
+    int rc = -1;
+    if (argv && ids) {
+        argv[0] = "ZREM";
+        argv[1] = HOT_USER_INDEX;
+        for (size_t i = 0; i < d->gone.n; i++) {
+            snprintf(ids[i], sizeof(ids[i]), "%" PRId64, d->gone.v[i]);
+            argv[2 + i] = ids[i];
+        }
+        redisReply *r = redisCommandArgv(c, (int)d->gone.n + 2, argv, NULL);
+        rc = r && r->type == REDIS_REPLY_INTEGER ? 0 : -1;
+        if (r)
+            freeReplyObject(r);
+    }
+    free(argv);
+    free(ids);
+    d->gone.n = 0;
+    return rc;
+}
+
+static int drop_indexed_key(redisContext *c, const char *key, size_t len,
+                            int64_t uid, void *arg)
+{
+    drop_ctx *d = arg;
+    if (!d->drop(key, len, uid, d->arg))
+        return 0;
+    if (is_meta(key, len) && uids_add(&d->gone, uid))
+        return -1;
+    return queue_drop(c, d, key, len);
+}
+
+static int drop_round_done(redisContext *c, void *arg)
+{
+    drop_ctx *d = arg;
+    return flush_drops(c, d) || unindex(c, d) ? -1 : 0;
+}
+
+long hot_drop_users(hot_t *h, const ring_range *foreign, int nforeign,
+                    hot_key_pred drop, void *arg, bool *walked)
+{
+    *walked = false;
     redisContext *c = hot_conn_borrow(h);
     if (!c)
         return -1;
     drop_ctx *d = drop_ctx_new(drop, arg);
-    if (!d) {
-        hot_conn_give_back(h, c);
-        hot_mark_dirty(h);
-        return -1;
+    uid_list users = {0};
+    int rc = d ? index_users(c, foreign, nforeign, &users) : -1;
+    if (rc == 1) {
+        rc = each_user_key(c, &users, drop_indexed_key, drop_round_done, d);
+    } else if (rc == 0) {
+        *walked = true;
+        rc = drop_by_walk(c, d);
     }
-    int rc = scan_all(c, drop_key, d, page_done);
-    long deleted = d->deleted;
+    long deleted = d ? d->deleted : 0;
+    free(users.v);
+    if (d)
+        free(d->gone.v);
     free(d);
     hot_conn_give_back(h, c);
     if (rc) {
@@ -188,27 +512,27 @@ typedef struct dump_ctx {
     long dumped;
 } dump_ctx;
 
-static int dump_key(redisContext *c, const redisReply *key, void *arg)
+/* DUMPs one key of a moving user and hands it to emit. */
+static int dump_name(redisContext *c, const char *key, size_t len,
+                     int64_t uid, void *arg)
 {
     dump_ctx *d = arg;
-    hot_dump out = {0};
-    if (hot_key_user(key->str, key->len, &out.uid) || !d->move(out.uid, d->arg))
-        return 0;
-    redisAppendCommand(c, "DUMP %b", key->str, key->len);
-    redisAppendCommand(c, "PTTL %b", key->str, key->len);
+    hot_dump out = {.uid = uid};
+    redisAppendCommand(c, "DUMP %b", key, len);
+    redisAppendCommand(c, "PTTL %b", key, len);
     redisReply *dump = NULL, *ttl = NULL;
     int rc = -1;
     if (redisGetReply(c, (void **)&dump) != REDIS_OK ||
         redisGetReply(c, (void **)&ttl) != REDIS_OK)
         goto out;
     if (dump->type == REDIS_REPLY_NIL) {
-        rc = 0; /* gone meanwhile (evicted): nothing to move */
+        rc = 0; /* gone meanwhile (evicted), or never made: nothing to move */
         goto out;
     }
     if (dump->type != REDIS_REPLY_STRING || ttl->type != REDIS_REPLY_INTEGER)
         goto out;
-    out.key = key->str;
-    out.key_len = key->len;
+    out.key = key;
+    out.key_len = len;
     out.payload = dump->str;
     out.payload_len = dump->len;
     out.ttl_ms = ttl->integer > 0 ? ttl->integer : 0;
@@ -222,16 +546,64 @@ out:
     return rc;
 }
 
-long hot_dump_users(hot_t *h, hot_user_pred move, void *arg, hot_dump_fn emit,
+static int dump_key(redisContext *c, const redisReply *key, void *arg)
+{
+    dump_ctx *d = arg;
+    int64_t uid;
+    if (hot_key_user(key->str, key->len, &uid) || !d->move(uid, d->arg))
+        return 0;
+    return dump_name(c, key->str, key->len, uid, d);
+}
+
+/* The moving users among the index's users in the ranges. Returns 1, 0
+ * when the index cannot be trusted, -1 on a failure (index_users). */
+static int moving_users(redisContext *c, const ring_range *rr, int n,
+                        const dump_ctx *d, uid_list *out)
+{
+    uid_list all = {0};
+    int rc = index_users(c, rr, n, &all);
+    for (size_t i = 0; rc == 1 && i < all.n; i++)
+        if (d->move(all.v[i], d->arg) && uids_add(out, all.v[i]))
+            rc = -1;
+    free(all.v);
+    return rc;
+}
+
+long hot_dump_users(hot_t *h, const ring_range *leaving, int nleaving,
+                    hot_user_pred move, void *arg, hot_dump_fn emit,
                     void *emit_arg)
 {
     redisContext *c = hot_conn_borrow(h);
     if (!c)
         return -1;
     dump_ctx d = {move, arg, emit, emit_arg, 0};
-    int rc = scan_all(c, dump_key, &d, NULL);
+    uid_list users = {0};
+    int rc = moving_users(c, leaving, nleaving, &d, &users);
+    if (rc == 1)
+        rc = each_user_key(c, &users, dump_name, NULL, &d);
+    else if (rc == 0) /* no index to trust: every key is asked about */
+        rc = scan_all(c, dump_key, &d, NULL);
+    free(users.v);
     hot_conn_give_back(h, c);
     return rc ? -1 : d.dumped;
+}
+
+/* Puts the user of a restored meta into the index, before the meta
+ * exists: an entry without its meta costs nothing, a meta the index
+ * lacks would outlive the ring change that should drop it. */
+static int index_restored(redisContext *c, const char *key, size_t key_len)
+{
+    int64_t uid;
+    if (!is_meta(key, key_len) || hot_key_user(key, key_len, &uid))
+        return 0;
+    char score[HOT_SCORE_MAX];
+    hot_index_score(uid, score);
+    redisReply *r = redisCommand(c, "ZADD %s %s %" PRId64, HOT_USER_INDEX,
+                                 score, uid);
+    int ok = r && r->type == REDIS_REPLY_INTEGER;
+    if (r)
+        freeReplyObject(r);
+    return ok ? 0 : -1;
 }
 
 int hot_restore(hot_t *h, const char *key, size_t key_len, const char *payload,
@@ -240,9 +612,11 @@ int hot_restore(hot_t *h, const char *key, size_t key_len, const char *payload,
     redisContext *c = hot_conn_borrow(h);
     if (!c)
         return -1;
-    redisReply *r = redisCommand(c, "RESTORE %b %lld %b REPLACE", key, key_len,
-                                 ttl_ms, payload, payload_len);
-    int ok = r && r->type == REDIS_REPLY_STATUS;
+    int ok = index_restored(c, key, key_len) == 0;
+    redisReply *r = ok ? redisCommand(c, "RESTORE %b %lld %b REPLACE", key,
+                                      key_len, ttl_ms, payload, payload_len)
+                       : NULL;
+    ok = r && r->type == REDIS_REPLY_STATUS;
     if (r)
         freeReplyObject(r);
     hot_conn_give_back(h, c);

@@ -4,9 +4,9 @@
  * keys out (DUMP) and in (RESTORE) for a warm handoff.
  *
  * Every key of user u holds "{u}" (hot.c), so a SCAN of the node's Redis
- * finds each user's keys without an index. Scans are bounded by the
- * node's Redis size (HOT_* windows and maxmemory), and run only on ring
- * changes and handoffs.
+ * finds each user's keys. A ring change's clean-up finds the users to
+ * drop in the user index instead (hot_conn.h) and walks the keyspace
+ * only when the index cannot be trusted; an export still walks it.
  */
 #ifndef CACHE_HOT_MOVE_H
 #define CACHE_HOT_MOVE_H
@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "hot.h"
+#include "ring.h"
 
 /* The user a hot key belongs to: the digits between '{' and '}'.
  * Returns 0, or -1 for a key of another form. Pure. */
@@ -26,10 +27,19 @@ typedef bool (*hot_user_pred)(int64_t uid, void *arg);
 typedef bool (*hot_key_pred)(const char *key, size_t len, int64_t uid,
                              void *arg);
 
-/* Deletes every user's key for which drop(key, uid) is true. Returns
- * the number of keys deleted, or -1 when Redis failed part way (the
- * cache is then marked dirty: flushed before its next use). */
-long hot_drop_users(hot_t *h, hot_key_pred drop, void *arg);
+/* Deletes the keys of users the node does not own for which
+ * drop(key, uid) is true; drop must be false for every user whose ring
+ * hash lies outside the foreign ranges (ring_foreign_ranges). The users
+ * come from the user index (hot_conn.h) by one range query per foreign
+ * range, so the work is that of the users who leave, not of the whole
+ * keyspace; a message window whose meta no longer names it is left to
+ * eviction. When the index cannot be trusted, every key of the keyspace
+ * is asked about instead (*walked is set) and the index is rebuilt from
+ * the metas kept. Returns the number of keys deleted, or -1 when Redis
+ * failed part way (the cache is then marked dirty: flushed before its
+ * next use). */
+long hot_drop_users(hot_t *h, const ring_range *foreign, int nforeign,
+                    hot_key_pred drop, void *arg, bool *walked);
 
 /* Deletes the n keys named in names (NUL-terminated, back to back), a
  * thousand per UNLINK. Returns the number of keys that existed, or -1
@@ -51,9 +61,13 @@ typedef struct hot_dump {
 typedef int (*hot_dump_fn)(const hot_dump *d, void *arg);
 
 /* Dumps every key of each user for which move(uid) is true, calling emit
- * for each. Returns the number of keys dumped, or -1 on a Redis error or
- * when emit stopped. */
-long hot_dump_users(hot_t *h, hot_user_pred move, void *arg, hot_dump_fn emit,
+ * for each; move must be false for every user whose ring hash lies
+ * outside the leaving ranges. As hot_drop_users, the users come from the
+ * user index by range, and from a walk of the keyspace when the index
+ * cannot be trusted. Returns the number of keys dumped, or -1 on a Redis
+ * error or when emit stopped. */
+long hot_dump_users(hot_t *h, const ring_range *leaving, int nleaving,
+                    hot_user_pred move, void *arg, hot_dump_fn emit,
                     void *emit_arg);
 
 /* RESTOREs one key (replacing it). Returns 0 or -1. */

@@ -89,12 +89,15 @@
     "redis.call('HSET', u, unpack(meta))\n"                                    \
     "return 1\n"
 
-/* KEYS u c x; ARGV seq max complete entries... */
+/* KEYS u c x index; ARGV seq max complete uid score entries... The
+ * user goes into the node's user index (hot_conn.h) in the same step
+ * that creates its meta, so no meta exists that the index lacks. */
 #define HOT_LUA_LOAD_USER                                                      \
     "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])\n"                           \
     "redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'max', ARGV[2],\n"            \
-    "  'cc', ARGV[3], 'cn', #ARGV - 3)\n"                                      \
-    "for i = 4, #ARGV do\n"                                                    \
+    "  'cc', ARGV[3], 'cn', #ARGV - 5)\n"                                      \
+    "redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4])\n"                          \
+    "for i = 6, #ARGV do\n"                                                    \
     "  redis.call('ZADD', KEYS[2], 0, ARGV[i])\n"                              \
     "  redis.call('HSET', KEYS[3],\n"                                          \
     "    string.match(ARGV[i], '^%d+|([^|]+)|'), ARGV[i])\n"                   \

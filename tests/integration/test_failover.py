@@ -491,17 +491,105 @@ def fill_redis(node, count):
     return int(got)
 
 
+def redis_cli(node, *args):
+    """A command on node's Redis; its output lines."""
+    out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(redis_port(node))] +
+                         [str(a) for a in args], stdout=subprocess.PIPE, check=True,
+                         timeout=30)
+    return out.stdout.decode().splitlines()
+
+
+def scan_calls(node):
+    """SCAN commands node's Redis has run so far."""
+    for line in redis_cli(node, "INFO", "commandstats"):
+        if line.startswith("cmdstat_scan:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+def wait_log(node, text, limit_s=120):
+    """The first line of node's log holding text, waited for."""
+    log = os.path.join(VAR, "log", node + ".log")
+    deadline = time.time() + limit_s
+    while time.time() < deadline:
+        with open(log, errors="replace") as f:
+            for line in f:
+                if text in line:
+                    return line.strip()
+        time.sleep(0.2)
+    fail("%s logged no %r within %d s" % (node, text, limit_s))
+
+
+# Keys of nobody's users beside the hot mailboxes in the test of the
+# index: a walk of the keyspace would have them all to visit.
+INDEX_JUNK_KEYS = 300000
+
+
+@test
+def test_a_planned_move_finds_its_users_in_the_index(api):
+    """A node gives users away on add-node: it copies the leaving users'
+    keys and, once the new ring is in, drops them. Both find those users
+    in the node's user index by ring range, so neither walks the node's
+    keyspace (which holds many other keys); the users that stay keep
+    their keys and their place in the index."""
+    before = ring()
+    node = before.names()[0]
+    users = users_on(before, node, 40)
+    peer = new_user()
+    for u in users:
+        send_until_ok(api, u, peer, "index %d" % u, FAILOVER_LIMIT_S)
+        read_until_ok(api, u)
+    check(all(redis_cli(node, "ZSCORE", "hot:users", u) != [""] for u in users),
+          "a warmed user is not in %s's index" % node)
+    fill_redis(node, INDEX_JUNK_KEYS)
+    scans0 = scan_calls(node)
+    out = cluster("add-node").stdout.decode().strip().splitlines()
+    name = out[-1].strip()
+    check(name.startswith("cache-"), "add-node printed %r" % out[-3:])
+    after = wait_ring(lambda r: name in r.names(), "with %s" % name)
+    line = wait_log(node, "not owned at epoch %d" % after.epoch)
+    scans = scan_calls(node) - scans0
+    left = [u for u in users if after.owner(u) != node]
+    stayed = [u for u in users if after.owner(u) == node]
+    metas_left = [u for u in left if redis_cli(node, "EXISTS", "u:{%d}" % u) == ["1"]]
+    indexed_left = [u for u in left if redis_cli(node, "ZSCORE", "hot:users", u) != [""]]
+    metas_stayed = [u for u in stayed if redis_cli(node, "EXISTS", "u:{%d}" % u) == ["1"]]
+    size = int(redis_cli(node, "DBSIZE")[0])
+    print("    %s: %s" % (node, line[:200]))
+    print("    add-node took %d of %d warm users from %s; %d SCAN calls there" % (
+        len(left), len(users), node, scans))
+    check(left and stayed, "add-node moved %d of %d users" % (len(left), len(users)))
+    check("from the user index" in line, "the clean-up did not use the index: %s" % line)
+    check(scans == 0, "%s walked its keyspace (%d SCAN calls)" % (node, scans))
+    check(not metas_left, "metas of users that left are still on %s: %r" % (node, metas_left))
+    check(not indexed_left, "users that left are still in the index: %r" % indexed_left)
+    check(metas_stayed == stayed, "users that stayed lost their keys: %r" % (
+        sorted(set(stayed) - set(metas_stayed))))
+    check(size >= INDEX_JUNK_KEYS, "other keys went too: %d left" % size)
+    hits0 = metric(name, "cache_hits_total")
+    misses0 = metric(name, "cache_misses_total")
+    for u in left:
+        read_until_ok(api, u)
+    hits = metric(name, "cache_hits_total") - hits0
+    misses = metric(name, "cache_misses_total") - misses0
+    check(misses == 0 and hits >= len(left),
+          "users copied from the index were not warm on %s: %d hits, %d misses" % (
+              name, hits, misses))
+
+
 @test
 def test_a_long_clean_up_scan_does_not_stop_heartbeats(api):
-    """A node installing a new ring scans its whole Redis for users it no
-    longer owns. That scan must not hold up its heartbeats: a node unheard
-    for ROUTER_DEAD_MS is replaced, and one whose lease runs out stops
-    serving."""
+    """A node whose user index was lost (evicted whole under maxmemory)
+    walks its whole Redis for users it no longer owns when it installs a
+    new ring, and rebuilds the index. That walk must not hold up its
+    heartbeats: a node unheard for ROUTER_DEAD_MS is replaced, and one
+    whose lease runs out stops serving."""
     r = ring()
     check(len(r.names()) >= 3, "too few nodes: %r" % r.names())
     node, other = r.names()[0], r.names()[-1]
     keys = fill_redis(node, JUNK_KEYS)
     check(keys >= JUNK_KEYS, "%s's Redis holds %d keys" % (node, keys))
+    redis_cli(node, "DEL", "hot:users")
     leader_url = leader()[0]
     ages, stop = [], threading.Event()
 
@@ -539,6 +627,10 @@ def test_a_long_clean_up_scan_does_not_stop_heartbeats(api):
           "largest age at the router %d ms (%d samples)" % (keys, node, scan_s, max(ages),
                                                            len(ages)))
     check(finished, "%s logged no clean-up for epoch %d within 120 s" % (node, after.epoch))
+    walked = wait_log(node, done, 5)
+    check("walked the keyspace" in walked, "no walk without the index: %s" % walked)
+    check(redis_cli(node, "ZSCORE", "hot:users", "~") == ["-1"],
+          "the walk did not rebuild %s's index" % node)
     check(node in ring().names() and ring().epoch == after.epoch,
           "the ring changed again: %s was taken for dead" % node)
     check(max(ages) < 1000, "%s went unheard for %d ms during its clean-up scan" % (

@@ -75,7 +75,7 @@ from e2e_lib import check, fail, new_users, run_tests, test  # noqa: E402
 
 import checker  # noqa: E402
 from cluster_ctl import Cluster  # noqa: E402
-from ring_model import Ring  # noqa: E402
+from ring_model import Ring, hash_user  # noqa: E402
 from load import Load  # noqa: E402
 
 BASE_PORT = int(os.environ.get("MESSENGER_FENCING_TEST_BASE_PORT", "27000"))
@@ -1027,22 +1027,27 @@ def test_a_ring_change_keeps_copies_for_a_later_ring(api):
     url = r0.url_of(node)
     foreign = [u for u in new_users(4000) if r0.owner(u) != node]
     copied, stray = foreign[:COPIED_USERS], foreign[COPIED_USERS:COPIED_USERS + STRAY_USERS]
-    redis_cmd(node, "SET", "t:{1}", "a copied value")
+    redis_cmd(node, "HSET", "t:{1}", "seq", "1", "m:c1", "1:1")
     payload = redis_dump(node, "t:{1}")
     redis_cmd(node, "DEL", "t:{1}")
     dump = base64.urlsafe_b64encode(payload).decode().rstrip("=")
-    # Copies for the change after the next ring (the node holds r0).
-    entries = [{"key": "t:{%d}" % u, "dump": dump, "ttl": 0} for u in copied]
+    # Copies (metas, which the import puts in the node's user index) for
+    # the change after the next ring (the node holds r0).
+    entries = [{"key": "u:{%d}" % u, "dump": dump, "ttl": 0} for u in copied]
     status, body = c.signed("POST", url + "/internal/handoff/import",
                             {"epoch": r0.epoch + 2, "attempt": 40, "entries": entries})
     check(status == 200 and json.loads(body)["restored"] == COPIED_USERS,
           "import for epoch %d: %s %r" % (r0.epoch + 2, status, body[:200]))
+    # Metas of users the node does not own, indexed as a fill indexes them
+    # (hot_index_score: the top 53 bits of the ring hash).
     for u in stray:
-        redis_cmd(node, "SET", "t:{%d}" % u, "stray")
+        redis_cmd(node, "HSET", "u:{%d}" % u, "seq", "1")
+        redis_cmd(node, "ZADD", "hot:users", str(hash_user(u) >> 11), str(u))
     # Keys of the copied users that were not copied (left by a call under
-    # an older ring): they go, as any lost user's keys do.
+    # an older ring; the copied meta names this message window): they go,
+    # as any lost user's keys do.
     for u in copied:
-        redis_cmd(node, "SET", "s:{%d}" % u, "not copied")
+        redis_cmd(node, "SET", "m:{%d}:c1" % u, "not copied")
     # The next ring: a failover, which copies nothing.
     c.run("pause", paused)
     try:
@@ -1056,7 +1061,7 @@ def test_a_ring_change_keeps_copies_for_a_later_ring(api):
     check(lost and kept, "no user that %s does not own at epoch %d" % (node, r1.epoch))
 
     def present(users):
-        return [u for u in users if redis_cmd(node, "EXISTS", "t:{%d}" % u)[0] == "1"]
+        return [u for u in users if redis_cmd(node, "EXISTS", "u:{%d}" % u)[0] == "1"]
 
     deadline = time.monotonic() + CLEAN_UP_WAIT_S
     while present(lost):
@@ -1064,7 +1069,7 @@ def test_a_ring_change_keeps_copies_for_a_later_ring(api):
               "%s kept stray keys of users it does not own at epoch %d" % (node, r1.epoch))
         time.sleep(0.1)
     left = present(kept)
-    not_copied = [u for u in kept if redis_cmd(node, "EXISTS", "s:{%d}" % u)[0] == "1"]
+    not_copied = [u for u in kept if redis_cmd(node, "EXISTS", "m:{%d}:c1" % u)[0] == "1"]
     print("# %s's clean-up for epoch %d: %d stray users' keys dropped, %d of %d users copied "
           "for epoch %d kept, %d of their keys not copied left" % (
               node, r1.epoch, len(lost), len(left), len(kept), r0.epoch + 2, len(not_copied)))

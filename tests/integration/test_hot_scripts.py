@@ -235,8 +235,11 @@ class Scripts:
 
     def load_user(self, user, seq, complete, entries):
         u, c, x, _ = keys(user, "")
-        return self.r.call("EVAL", self.texts["HOT_LUA_LOAD_USER"], 3, u, c, x,
-                           seq, seq, "1" if complete else "0", *entries)
+        # The score is the node's to compute (its ring hash); any number
+        # does here.
+        return self.r.call("EVAL", self.texts["HOT_LUA_LOAD_USER"], 4, u, c, x,
+                           "hot:users", seq, seq, "1" if complete else "0",
+                           str(user), str(user * 10), *entries)
 
     def load_msgs(self, user, cid, complete, entries):
         u, _, _, m = keys(user, cid)
@@ -292,6 +295,14 @@ def case_lost_index_drops_the_window(s, r):
     check(s.apply(7, 2, 12, "a", 4, 3) == 0, "an index out of step must refuse")
     check(r.call("EXISTS", "u:{7}", "c:{7}", "x:{7}") == 0,
           "a window whose index is out of step is dropped")
+
+
+def case_load_indexes_the_user(s, r):
+    s.load_user(11, 1, True, [entry(10, "a")])
+    check(r.call("ZSCORE", "hot:users", "11") == "110",
+          "a loaded user is in the user index: %r" % r.call("ZRANGE", "hot:users", 0, -1))
+    s.load_user(11, 2, True, [entry(10, "a")])
+    check(r.call("ZCARD", "hot:users") == 1, "a reload indexes the user once")
 
 
 def case_below_incomplete_window(s, r):
@@ -479,6 +490,7 @@ def main():
     try:
         proc, r = start_redis(tmp)
         cases = [case_missing_user, case_damaged_window, case_lost_index_drops_the_window,
+                 case_load_indexes_the_user,
                  case_below_incomplete_window, case_trim_full_window,
                  case_retry_changes_nothing, case_seq_gap_drops_the_user]
         for ref_too in (False, True):

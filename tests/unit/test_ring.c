@@ -5,6 +5,7 @@
  * the JSON form round-trips and refuses anything malformed.
  */
 #include <check.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,49 @@ START_TEST(test_owner_matches_linear_scan_including_wrap)
     ck_assert_int_eq(mismatches, 0);
     ck_assert_int_gt(wrapped, 0);
     ck_assert_int_eq(wrapped_wrong, 0);
+    ring_free(r);
+}
+END_TEST
+
+static bool in_ranges(const ring_range *rr, int n, uint64_t h)
+{
+    for (int i = 0; i < n; i++)
+        if (rr[i].lo <= h && h <= rr[i].hi)
+            return true;
+    return false;
+}
+
+START_TEST(test_foreign_ranges_hold_exactly_the_other_nodes_users)
+{
+    ring_t *r = make_ring(3, 12);
+    ring_range rr[3 * 12 + 1];
+
+    ck_assert_ptr_nonnull(r);
+    for (int node = 0; node < 3; node++) {
+        int n = ring_foreign_ranges(r, node, rr, 3 * 12 + 1);
+        ck_assert_int_gt(n, 0);
+        /* Ascending, disjoint and never touching (touching ones merge). */
+        for (int i = 0; i < n; i++) {
+            ck_assert_uint_le(rr[i].lo, rr[i].hi);
+            if (i)
+                ck_assert_uint_gt(rr[i].lo, rr[i - 1].hi + 1);
+        }
+        int wrong = 0;
+        for (int64_t u = 1; u <= 20000; u++)
+            wrong += in_ranges(rr, n, ring_hash_user(u)) !=
+                     (ring_owner(r, u) != node);
+        ck_assert_int_eq(wrong, 0);
+        /* The ends of each range are decided too: a hash equal to a
+         * token belongs to that token's node. */
+        for (size_t i = 0; i < r->ntokens; i++)
+            ck_assert_int_eq(in_ranges(rr, n, r->tokens[i].hash),
+                             r->tokens[i].node != node);
+    }
+    ck_assert_int_eq(ring_foreign_ranges(r, 0, rr, 2), -1);
+    /* A node not in the ring owns nothing. */
+    ck_assert_int_eq(ring_foreign_ranges(r, -1, rr, 3 * 12 + 1), 1);
+    ck_assert_uint_eq(rr[0].lo, 0);
+    ck_assert_uint_eq(rr[0].hi, UINT64_MAX);
     ring_free(r);
 }
 END_TEST
@@ -501,6 +545,7 @@ static Suite *ring_suite(void)
     tcase_add_test(tc, test_new_refuses_bad_membership);
     tcase_add_test(tc, test_tokens_are_sorted_and_complete);
     tcase_add_test(tc, test_owner_matches_linear_scan_including_wrap);
+    tcase_add_test(tc, test_foreign_ranges_hold_exactly_the_other_nodes_users);
     tcase_add_test(tc, test_every_user_has_a_node_and_load_is_spread);
     tcase_add_test(tc, test_owner_does_not_depend_on_node_order);
     tcase_add_test(tc, test_adding_a_node_moves_about_a_quarter_to_it);
