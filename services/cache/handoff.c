@@ -634,9 +634,12 @@ static bool import_begin(cache_node *n, int64_t epoch, int64_t attempt)
     return true;
 }
 
-/* Restores one copied key, unless it belongs to a user this node serves
- * under cur (its copy would overwrite what the node wrote since). */
-static int restore_entry(cache_node *n, const ring_t *cur, const json_t *e)
+/* Readies one copied key for restoring into it (its payload decoded
+ * into a buffer the caller frees), unless it belongs to a user this node
+ * serves under cur (its copy would overwrite what the node wrote
+ * since). */
+static int prepare_entry(cache_node *n, const ring_t *cur, const json_t *e,
+                         hot_restore_item *it)
 {
     handoff *h = n->handoff;
     const char *key = json_string_value(json_object_get(e, "key"));
@@ -652,14 +655,39 @@ static int restore_entry(cache_node *n, const ring_t *cur, const json_t *e)
     size_t dlen = strlen(dump);
     unsigned char *raw = malloc(dlen);
     int len = raw ? b64url_decode(dump, dlen, raw, dlen) : -1;
-    int rc = -1;
     /* Remembered first: a key restored but not remembered could not be
      * dropped if its change is called off. */
-    if (len > 0 && remember_key(&h->imported, uid, key, klen) == 0)
-        rc = hot_restore(n->hot, key, klen, (const char *)raw, (size_t)len,
-                         json_integer_value(ttl));
-    free(raw);
-    return rc;
+    if (len <= 0 || remember_key(&h->imported, uid, key, klen) != 0) {
+        free(raw);
+        return -1;
+    }
+    *it = (hot_restore_item){.key = key,
+                             .key_len = klen,
+                             .payload = (const char *)raw,
+                             .payload_len = (size_t)len,
+                             .ttl_ms = json_integer_value(ttl)};
+    return 0;
+}
+
+/* Restores the entries of one import in one pipeline; returns how many
+ * were. */
+static size_t restore_entries(cache_node *n, const ring_t *cur,
+                              const json_t *entries)
+{
+    size_t total = json_array_size(entries), k = 0, i;
+    hot_restore_item *items = calloc(total ? total : 1, sizeof(*items));
+    if (!items)
+        return 0;
+    const json_t *e;
+    json_array_foreach(entries, i, e)
+    {
+        k += prepare_entry(n, cur, e, &items[k]) == 0;
+    }
+    long restored = k ? hot_restore(n->hot, items, k) : 0;
+    for (i = 0; i < k; i++)
+        free((void *)items[i].payload);
+    free(items);
+    return restored > 0 ? (size_t)restored : 0;
 }
 
 void handoff_handle_import(hs_request *req, hs_reply *rep)
@@ -682,8 +710,7 @@ void handoff_handle_import(hs_request *req, hs_reply *rep)
                          "\"entries\": [...]}");
         return;
     }
-    size_t restored = 0, i;
-    const json_t *e;
+    size_t restored = 0;
     pthread_mutex_lock(&h->import_lock);
     bool open = import_begin(n, json_integer_value(epoch),
                              attempt ? json_integer_value(attempt) : 0);
@@ -691,10 +718,7 @@ void handoff_handle_import(hs_request *req, hs_reply *rep)
         /* Stable while import_lock is held: a newer ring waits for it
          * before it becomes current (handoff_ring_coming). */
         const ring_t *cur = ringview_acquire(n->ring);
-        json_array_foreach(entries, i, e)
-        {
-            restored += restore_entry(n, cur, e) == 0;
-        }
+        restored = restore_entries(n, cur, entries);
         ringview_release(n->ring, cur);
     }
     pthread_mutex_unlock(&h->import_lock);

@@ -504,38 +504,49 @@ long hot_unlink_keys(hot_t *h, const char *names, size_t n)
     return deleted;
 }
 
+/* A key whose DUMP and PTTL are on their way (its name borrowed). */
+typedef struct pending_dump {
+    const char *key;
+    size_t len;
+    int64_t uid;
+} pending_dump;
+
 typedef struct dump_ctx {
     hot_user_pred move;
     void *arg;
     hot_dump_fn emit;
     void *emit_arg;
     long dumped;
+    /* The round's keys, asked for in one pipeline (dump_queue). */
+    pending_dump *pending;
+    size_t npending, cap;
 } dump_ctx;
 
-/* DUMPs one key of a moving user and hands it to emit. */
-static int dump_name(redisContext *c, const char *key, size_t len,
-                     int64_t uid, void *arg)
+/* Reads one key's DUMP and PTTL and hands the key to emit; a key gone
+ * meanwhile (evicted, or never made) has nothing to move. With stop
+ * set, only reads (the pipeline's answers must all be taken). */
+static int dump_one(redisContext *c, dump_ctx *d, const pending_dump *p,
+                    bool stop)
 {
-    dump_ctx *d = arg;
-    hot_dump out = {.uid = uid};
-    redisAppendCommand(c, "DUMP %b", key, len);
-    redisAppendCommand(c, "PTTL %b", key, len);
     redisReply *dump = NULL, *ttl = NULL;
     int rc = -1;
     if (redisGetReply(c, (void **)&dump) != REDIS_OK ||
         redisGetReply(c, (void **)&ttl) != REDIS_OK)
         goto out;
-    if (dump->type == REDIS_REPLY_NIL) {
-        rc = 0; /* gone meanwhile (evicted), or never made: nothing to move */
+    rc = stop ? -1 : 0;
+    if (stop || dump->type == REDIS_REPLY_NIL)
+        goto out;
+    if (dump->type != REDIS_REPLY_STRING ||
+        ttl->type != REDIS_REPLY_INTEGER) {
+        rc = -1;
         goto out;
     }
-    if (dump->type != REDIS_REPLY_STRING || ttl->type != REDIS_REPLY_INTEGER)
-        goto out;
-    out.key = key;
-    out.key_len = len;
-    out.payload = dump->str;
-    out.payload_len = dump->len;
-    out.ttl_ms = ttl->integer > 0 ? ttl->integer : 0;
+    hot_dump out = {.uid = p->uid,
+                    .key = p->key,
+                    .key_len = p->len,
+                    .payload = dump->str,
+                    .payload_len = dump->len,
+                    .ttl_ms = ttl->integer > 0 ? ttl->integer : 0};
     rc = d->emit(&out, d->emit_arg);
     d->dumped += rc == 0;
 out:
@@ -546,13 +557,47 @@ out:
     return rc;
 }
 
+/* Asks for one key's DUMP and PTTL, answered in dump_flush. */
+static int dump_queue(redisContext *c, const char *key, size_t len,
+                      int64_t uid, void *arg)
+{
+    dump_ctx *d = arg;
+    if (d->npending == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 1024;
+        pending_dump *p = realloc(d->pending, cap * sizeof(*p));
+        if (!p)
+            return -1;
+        d->pending = p;
+        d->cap = cap;
+    }
+    d->pending[d->npending++] = (pending_dump){key, len, uid};
+    if (redisAppendCommand(c, "DUMP %b", key, len) != REDIS_OK ||
+        redisAppendCommand(c, "PTTL %b", key, len) != REDIS_OK)
+        return -1;
+    return 0;
+}
+
+/* Takes the answers of every queued key, in order. */
+static int dump_flush(redisContext *c, void *arg)
+{
+    dump_ctx *d = arg;
+    int rc = 0;
+    for (size_t i = 0; i < d->npending; i++)
+        if (dump_one(c, d, &d->pending[i], rc != 0))
+            rc = -1;
+    d->npending = 0;
+    return rc;
+}
+
+/* A key met by a walk: dumped at once if its user moves. */
 static int dump_key(redisContext *c, const redisReply *key, void *arg)
 {
     dump_ctx *d = arg;
     int64_t uid;
     if (hot_key_user(key->str, key->len, &uid) || !d->move(uid, d->arg))
         return 0;
-    return dump_name(c, key->str, key->len, uid, d);
+    return dump_queue(c, key->str, key->len, uid, d) || dump_flush(c, d) ? -1
+                                                                        : 0;
 }
 
 /* The moving users among the index's users in the ranges. Returns 1, 0
@@ -576,21 +621,28 @@ long hot_dump_users(hot_t *h, const ring_range *leaving, int nleaving,
     redisContext *c = hot_conn_borrow(h);
     if (!c)
         return -1;
-    dump_ctx d = {move, arg, emit, emit_arg, 0};
+    dump_ctx d = {.move = move, .arg = arg, .emit = emit, .emit_arg = emit_arg};
     uid_list users = {0};
     int rc = moving_users(c, leaving, nleaving, &d, &users);
-    if (rc == 1)
-        rc = each_user_key(c, &users, dump_name, NULL, &d);
-    else if (rc == 0) /* no index to trust: every key is asked about */
+    if (rc == 1) {
+        rc = each_user_key(c, &users, dump_queue, dump_flush, &d);
+        /* A round that stopped part way leaves answers in the pipe: they
+         * are taken, or the next borrower of the connection reads them. */
+        for (size_t i = 0; i < d.npending; i++)
+            dump_one(c, &d, &d.pending[i], true);
+    } else if (rc == 0) /* no index to trust: every key is asked about */
         rc = scan_all(c, dump_key, &d, NULL);
     free(users.v);
+    free(d.pending);
     hot_conn_give_back(h, c);
     return rc ? -1 : d.dumped;
 }
 
-/* Puts the user of a restored meta into the index, before the meta
- * exists: an entry without its meta costs nothing, a meta the index
- * lacks would outlive the ring change that should drop it. */
+/* Asks to put the user of a restored meta into the index, ahead of the
+ * meta's RESTORE in the same pipeline: an entry without its meta costs
+ * nothing, a meta the index lacks would outlive the ring change that
+ * should drop it. Returns the commands appended (0 or 1), -1 on a
+ * failure. */
 static int index_restored(redisContext *c, const char *key, size_t key_len)
 {
     int64_t uid;
@@ -598,27 +650,51 @@ static int index_restored(redisContext *c, const char *key, size_t key_len)
         return 0;
     char score[HOT_SCORE_MAX];
     hot_index_score(uid, score);
-    redisReply *r = redisCommand(c, "ZADD %s %s %" PRId64, HOT_USER_INDEX,
-                                 score, uid);
-    int ok = r && r->type == REDIS_REPLY_INTEGER;
-    if (r)
-        freeReplyObject(r);
-    return ok ? 0 : -1;
+    return redisAppendCommand(c, "ZADD %s %s %" PRId64, HOT_USER_INDEX, score,
+                              uid) == REDIS_OK
+               ? 1
+               : -1;
 }
 
-int hot_restore(hot_t *h, const char *key, size_t key_len, const char *payload,
-                size_t payload_len, long long ttl_ms)
+/* Takes one answer; true when it has the type wanted. */
+static bool answer_is(redisContext *c, int type, bool *broken)
+{
+    redisReply *r = NULL;
+    if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+        *broken = true;
+        return false;
+    }
+    bool ok = r->type == type;
+    freeReplyObject(r);
+    return ok;
+}
+
+long hot_restore(hot_t *h, hot_restore_item *items, size_t n)
 {
     redisContext *c = hot_conn_borrow(h);
     if (!c)
         return -1;
-    int ok = index_restored(c, key, key_len) == 0;
-    redisReply *r = ok ? redisCommand(c, "RESTORE %b %lld %b REPLACE", key,
-                                      key_len, ttl_ms, payload, payload_len)
-                       : NULL;
-    ok = r && r->type == REDIS_REPLY_STATUS;
-    if (r)
-        freeReplyObject(r);
+    bool broken = false;
+    for (size_t i = 0; !broken && i < n; i++) {
+        hot_restore_item *it = &items[i];
+        int indexed = index_restored(c, it->key, it->key_len);
+        it->restored = false;
+        it->indexed = indexed == 1;
+        broken = indexed < 0 ||
+                 redisAppendCommand(c, "RESTORE %b %lld %b REPLACE", it->key,
+                                    it->key_len, it->ttl_ms, it->payload,
+                                    it->payload_len) != REDIS_OK;
+    }
+    long restored = 0;
+    for (size_t i = 0; !broken && i < n; i++) {
+        hot_restore_item *it = &items[i];
+        bool indexed =
+            !it->indexed || answer_is(c, REDIS_REPLY_INTEGER, &broken);
+        it->restored = answer_is(c, REDIS_REPLY_STATUS, &broken) && indexed;
+        restored += it->restored;
+    }
+    if (broken) /* answers may be left in the pipe: never reuse it */
+        c->err = REDIS_ERR_OTHER;
     hot_conn_give_back(h, c);
-    return ok ? 0 : -1;
+    return broken ? -1 : restored;
 }

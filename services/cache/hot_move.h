@@ -70,8 +70,20 @@ long hot_dump_users(hot_t *h, const ring_range *leaving, int nleaving,
                     hot_user_pred move, void *arg, hot_dump_fn emit,
                     void *emit_arg);
 
-/* RESTOREs one key (replacing it). Returns 0 or -1. */
-int hot_restore(hot_t *h, const char *key, size_t key_len, const char *payload,
-                size_t payload_len, long long ttl_ms);
+/* One key to restore, and what became of it. */
+typedef struct hot_restore_item {
+    const char *key;
+    size_t key_len;
+    const char *payload; /* DUMP's serialisation */
+    size_t payload_len;
+    long long ttl_ms; /* 0: no expiry */
+    bool restored;    /* out */
+    bool indexed;     /* private to hot_restore */
+} hot_restore_item;
+
+/* RESTOREs the n keys (replacing them) in one pipeline, a meta's user
+ * into the user index first. Sets each item's restored; returns how
+ * many were, or -1 when Redis failed (none may be counted on). */
+long hot_restore(hot_t *h, hot_restore_item *items, size_t n);
 
 #endif
