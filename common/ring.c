@@ -186,8 +186,7 @@ static int add_range(ring_range *out, size_t cap, int *n, uint64_t lo,
     return 0;
 }
 
-int ring_foreign_ranges(const ring_t *r, int node, ring_range *out,
-                        size_t cap)
+int ring_foreign_ranges(const ring_t *r, int node, ring_range *out, size_t cap)
 {
     int n = 0;
     /* Token i holds (token i-1, token i]; token 0 also holds the wrap

@@ -74,8 +74,7 @@ typedef struct ring_range {
  * neighbours merged, into out (cap entries). Returns how many, or -1
  * when cap is too small. A user is not node's exactly when its hash
  * lies in one of them. Pure. */
-int ring_foreign_ranges(const ring_t *r, int node, ring_range *out,
-                        size_t cap);
+int ring_foreign_ranges(const ring_t *r, int node, ring_range *out, size_t cap);
 
 /* The slot whose tokens node holds: its slot, else its name. */
 const char *ring_node_slot(const ring_node *node);

@@ -353,8 +353,7 @@ static int foreign_ranges(cache_node *n, const ring_t *r, ring_range **out)
 {
     size_t cap = r->ntokens + 1;
     *out = calloc(cap, sizeof(**out));
-    return *out ? ring_foreign_ranges(r, ring_find(r, n->name), *out, cap)
-                : -1;
+    return *out ? ring_foreign_ranges(r, ring_find(r, n->name), *out, cap) : -1;
 }
 
 static void drop_not_owned(cache_node *n, const ring_t *now)

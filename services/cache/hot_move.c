@@ -63,6 +63,20 @@ static int scan_all(redisContext *c, key_fn each, void *arg, page_fn done)
     return 0;
 }
 
+/* An array v with room for one more element (n in use of *cap, each
+ * size bytes): v itself, or v grown to twice its capacity. NULL when out
+ * of memory (v and *cap are then unchanged). */
+static void *make_room(void *v, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return v;
+    size_t grown = *cap ? *cap * 2 : 256;
+    void *p = realloc(v, grown * size);
+    if (p)
+        *cap = grown;
+    return p;
+}
+
 /* A growing list of user ids. */
 typedef struct uid_list {
     int64_t *v;
@@ -71,14 +85,10 @@ typedef struct uid_list {
 
 static int uids_add(uid_list *l, int64_t uid)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 256;
-        int64_t *v = realloc(l->v, cap * sizeof(*v));
-        if (!v)
-            return -1;
-        l->v = v;
-        l->cap = cap;
-    }
+    int64_t *v = make_room(l->v, &l->cap, l->n, sizeof(*v));
+    if (!v)
+        return -1;
+    l->v = v;
     l->v[l->n++] = uid;
     return 0;
 }
@@ -198,8 +208,8 @@ static int page_done(redisContext *c, void *arg)
 
 static int mark_rebuild(redisContext *c)
 {
-    redisReply *r = redisCommand(c, "ZADD %s -2 %s", HOT_USER_INDEX,
-                                 HOT_REBUILD_MARKER);
+    redisReply *r =
+        redisCommand(c, "ZADD %s -2 %s", HOT_USER_INDEX, HOT_REBUILD_MARKER);
     int ok = r && r->type == REDIS_REPLY_INTEGER;
     if (r)
         freeReplyObject(r);
@@ -303,14 +313,10 @@ typedef struct name_list {
 static char *names_add(name_list *l, char kind, int64_t uid, const char *rest,
                        size_t rest_len)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 1024;
-        char **v = realloc(l->v, cap * sizeof(*v));
-        if (!v)
-            return NULL;
-        l->v = v;
-        l->cap = cap;
-    }
+    char **v = make_room(l->v, &l->cap, l->n, sizeof(*v));
+    if (!v)
+        return NULL;
+    l->v = v;
     char head[48];
     int hl = snprintf(head, sizeof(head), "%c:{%" PRId64 "}%s", kind, uid,
                       kind == 'm' ? ":" : "");
@@ -361,8 +367,7 @@ static int name_user_keys(name_list *names, int64_t uid,
  * pipeline, then fn for each of their keys, then done (names live
  * until it returned). */
 static int user_round(redisContext *c, const int64_t *uids, size_t n,
-                      name_list *names, user_key_fn fn, page_fn done,
-                      void *arg)
+                      name_list *names, user_key_fn fn, page_fn done, void *arg)
 {
     redisReply *fields[HOT_USER_BATCH] = {0};
     int rc = 0;
@@ -387,14 +392,14 @@ static int user_round(redisContext *c, const int64_t *uids, size_t n,
 }
 
 /* Calls fn for every key of every user in users (user_round). */
-static int each_user_key(redisContext *c, const uid_list *users,
-                         user_key_fn fn, page_fn done, void *arg)
+static int each_user_key(redisContext *c, const uid_list *users, user_key_fn fn,
+                         page_fn done, void *arg)
 {
     name_list names = {0};
     int rc = 0;
     for (size_t at = 0; rc == 0 && at < users->n; at += HOT_USER_BATCH) {
-        size_t n = users->n - at < HOT_USER_BATCH ? users->n - at
-                                                  : HOT_USER_BATCH;
+        size_t n =
+            users->n - at < HOT_USER_BATCH ? users->n - at : HOT_USER_BATCH;
         rc = user_round(c, users->v + at, n, &names, fn, done, arg);
     }
     free(names.v);
@@ -536,8 +541,7 @@ static int dump_one(redisContext *c, dump_ctx *d, const pending_dump *p,
     rc = stop ? -1 : 0;
     if (stop || dump->type == REDIS_REPLY_NIL)
         goto out;
-    if (dump->type != REDIS_REPLY_STRING ||
-        ttl->type != REDIS_REPLY_INTEGER) {
+    if (dump->type != REDIS_REPLY_STRING || ttl->type != REDIS_REPLY_INTEGER) {
         rc = -1;
         goto out;
     }
@@ -558,18 +562,14 @@ out:
 }
 
 /* Asks for one key's DUMP and PTTL, answered in dump_flush. */
-static int dump_queue(redisContext *c, const char *key, size_t len,
-                      int64_t uid, void *arg)
+static int dump_queue(redisContext *c, const char *key, size_t len, int64_t uid,
+                      void *arg)
 {
     dump_ctx *d = arg;
-    if (d->npending == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 1024;
-        pending_dump *p = realloc(d->pending, cap * sizeof(*p));
-        if (!p)
-            return -1;
-        d->pending = p;
-        d->cap = cap;
-    }
+    pending_dump *p = make_room(d->pending, &d->cap, d->npending, sizeof(*p));
+    if (!p)
+        return -1;
+    d->pending = p;
     d->pending[d->npending++] = (pending_dump){key, len, uid};
     if (redisAppendCommand(c, "DUMP %b", key, len) != REDIS_OK ||
         redisAppendCommand(c, "PTTL %b", key, len) != REDIS_OK)
@@ -597,7 +597,7 @@ static int dump_key(redisContext *c, const redisReply *key, void *arg)
     if (hot_key_user(key->str, key->len, &uid) || !d->move(uid, d->arg))
         return 0;
     return dump_queue(c, key->str, key->len, uid, d) || dump_flush(c, d) ? -1
-                                                                        : 0;
+                                                                         : 0;
 }
 
 /* The moving users among the index's users in the ranges. Returns 1, 0
